@@ -1,0 +1,121 @@
+//! medic's own metrics (prometheus-client). Components get an `Arc<SelfMetrics>` and update
+//! the families they own; `/metrics` encodes the registry.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label pairs of one child of a family, e.g. `[("collector", "host")]`.
+pub type LabelPairs = Vec<(String, String)>;
+
+type HistogramFamily = Family<LabelPairs, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 1 ms .. ~33 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every self-metric family, registered once.
+pub struct SelfMetrics {
+    pub registry: Registry,
+    /// `medic_collector_duration_seconds{collector}`: duration of the last round.
+    pub collector_duration: Family<LabelPairs, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// `medic_collector_errors_total{collector}`.
+    pub collector_errors: Family<LabelPairs, Counter>,
+    /// `medic_rule_group_last_duration_seconds{rule_group}`.
+    pub rule_group_duration: Family<LabelPairs, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// `medic_rule_evaluation_failures_total{rule_group}`.
+    pub rule_eval_failures: Family<LabelPairs, Counter>,
+    /// `medic_actions_total{rule,action,outcome}`.
+    pub actions_total: Family<LabelPairs, Counter>,
+    /// `medic_action_duration_seconds{rule,action}`.
+    pub action_duration: HistogramFamily,
+    /// `medic_notifications_total{notifier,outcome}`.
+    pub notifications_total: Family<LabelPairs, Counter>,
+    /// `medic_config_last_reload_successful`.
+    pub config_last_reload_successful: Gauge,
+    /// `medic_config_last_reload_success_timestamp_seconds`.
+    pub config_last_reload_success_timestamp: Gauge,
+}
+
+/// Shorthand for building a label set: `labels(&[("collector", name)])`.
+pub fn labels(pairs: &[(&str, &str)]) -> LabelPairs {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("medic");
+        let collector_duration = Family::default();
+        registry.register(
+            "collector_duration_seconds",
+            "Duration of the collector's last round",
+            collector_duration.clone(),
+        );
+        let collector_errors = Family::default();
+        registry.register(
+            "collector_errors",
+            "Collector rounds that failed or timed out",
+            collector_errors.clone(),
+        );
+        let rule_group_duration = Family::default();
+        registry.register(
+            "rule_group_last_duration_seconds",
+            "Duration of the rule group's last evaluation",
+            rule_group_duration.clone(),
+        );
+        let rule_eval_failures = Family::default();
+        registry.register(
+            "rule_evaluation_failures",
+            "Rule evaluations that failed",
+            rule_eval_failures.clone(),
+        );
+        let actions_total = Family::default();
+        registry.register(
+            "actions",
+            "Remediation actions by outcome",
+            actions_total.clone(),
+        );
+        let action_duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "action_duration_seconds",
+            "Duration of remediation actions",
+            action_duration.clone(),
+        );
+        let notifications_total = Family::default();
+        registry.register(
+            "notifications",
+            "Notifications sent by outcome",
+            notifications_total.clone(),
+        );
+        let config_last_reload_successful = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload succeeded",
+            config_last_reload_successful.clone(),
+        );
+        let config_last_reload_success_timestamp = Gauge::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Time of the last successful configuration reload",
+            config_last_reload_success_timestamp.clone(),
+        );
+        SelfMetrics {
+            registry,
+            collector_duration,
+            collector_errors,
+            rule_group_duration,
+            rule_eval_failures,
+            actions_total,
+            action_duration,
+            notifications_total,
+            config_last_reload_successful,
+            config_last_reload_success_timestamp,
+        }
+    }
+}

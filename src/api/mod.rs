@@ -1,0 +1,3 @@
+//! The HTTP API (axum): `/metrics`, `/healthz`, `/api/v1/...`.
+
+pub mod metrics;

@@ -1,0 +1,1 @@
+//! The SQLite journal: incidents, actions, notifications, SLO buckets, breaker state.

@@ -1,0 +1,111 @@
+//! The rule engine: Prometheus rule files (plus medic's `remediate:`), the PromQL evaluator
+//! over medic's store, the alert state machine and templates. It emits alert transitions on
+//! a channel; it never performs actions.
+
+pub mod promql;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Duration;
+use crate::store::Labels;
+
+/// Where an alert instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Inactive,
+    Pending,
+    Firing,
+}
+
+/// One alert instance as the engine knows it at a transition.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertInstance {
+    /// The alerting rule's name (`alertname`).
+    pub rule: String,
+    /// The rule group's name.
+    pub group: String,
+    /// Final labels: the series' labels (without `__name__`), the rule's labels templated,
+    /// and `alertname`.
+    pub labels: Labels,
+    /// Annotations, templated.
+    pub annotations: BTreeMap<String, String>,
+    /// The sample value that made the alert active, as of the last evaluation.
+    pub value: f64,
+    pub state: AlertState,
+    /// When the expression first returned this series (Prometheus' `activeAt`).
+    pub active_at_ms: i64,
+    /// When the alert went from pending to firing.
+    pub fired_at_ms: Option<i64>,
+    /// When the alert resolved.
+    pub resolved_at_ms: Option<i64>,
+}
+
+impl AlertInstance {
+    /// Identity of the instance across evaluations (hash of its labels).
+    pub fn fingerprint(&self) -> u64 {
+        self.labels.fingerprint()
+    }
+}
+
+/// What happened to an alert instance at one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransitionKind {
+    /// Inactive → pending.
+    Pending,
+    /// Pending → firing (or straight to firing when `for` is 0).
+    Firing,
+    /// Still firing at a later evaluation (re-announcement, as Prometheus re-sends).
+    StillFiring,
+    /// Firing → resolved (also pending → inactive is reported as `Resolved`
+    /// with `fired_at_ms: None`).
+    Resolved,
+}
+
+/// An alert transition, as sent to the remedy planner and the notifiers.
+#[derive(Debug, Clone)]
+pub struct AlertTransition {
+    pub kind: TransitionKind,
+    pub at_ms: i64,
+    pub alert: AlertInstance,
+    /// The rule's `remediate:` ladder (empty when it has none).
+    pub remediate: Arc<[RemediateStep]>,
+}
+
+/// One rung of a rule's `remediate:` ladder, as written in the rule file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RemediateStep {
+    /// Actuator kind: `exec`, `http`, `clear_cache`, `set_batch_size`, `scale_pool`,
+    /// `restart`, `rollback`.
+    pub action: String,
+    /// The actuator instance (a key of `actuators:` in medic.yaml).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Action parameters, passed to the actuator as JSON (string values are templated).
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Minimum time between two runs of this step for the same alert instance.
+    #[serde(default)]
+    pub cooldown: Option<Duration>,
+    /// Run this step only when the alert is still firing this long after it started firing
+    /// (the next rung of the ladder).
+    #[serde(default)]
+    pub when_unresolved_after: Option<Duration>,
+    /// Undo the action when the alert resolves (actuators that support it).
+    #[serde(default)]
+    pub revert_on_resolve: bool,
+    /// How long the action may take; the actuator's own timeout when absent.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// The alert must clear within this long after the action, else the ladder escalates.
+    #[serde(default)]
+    pub verify_within: Option<Duration>,
+    /// Log and journal what would be done, do nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}

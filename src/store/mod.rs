@@ -1,0 +1,338 @@
+//! The in-memory time-series store: series identified by their label set, samples in
+//! per-series ring buffers, retention derived from what the loaded rules read.
+//!
+//! Writers (collectors, detectors, recording rules) append; the rule engine reads through a
+//! [`Reader`], which holds the read lock for one evaluation so a round sees one consistent
+//! state.
+
+mod labels;
+
+pub use labels::{Labels, METRIC_NAME};
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Prometheus' stale marker: a NaN with this exact bit pattern ends a series.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// The stale marker as an f64.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// True for the stale marker (and only for it: other NaNs are ordinary values).
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// Default retention when no rule says otherwise: Prometheus' 5 minute lookback plus a margin.
+pub const DEFAULT_RETENTION_MS: i64 = 10 * 60 * 1000;
+
+/// One sample of one series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn new(labels: Labels, timestamp_ms: i64, value: f64) -> Self {
+        Sample {
+            labels,
+            timestamp_ms,
+            value,
+        }
+    }
+}
+
+/// Index of a series inside the store; stable for the life of the series.
+pub type SeriesId = u32;
+
+struct Series {
+    labels: Labels,
+    samples: VecDeque<(i64, f64)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    series: Vec<Option<Series>>,
+    by_labels: HashMap<Labels, SeriesId>,
+    by_name: HashMap<String, Vec<SeriesId>>,
+    free: Vec<SeriesId>,
+    retention_ms: i64,
+}
+
+/// The store. Share it as `Arc<Store>`.
+pub struct Store {
+    inner: RwLock<Inner>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new(DEFAULT_RETENTION_MS)
+    }
+}
+
+impl Store {
+    pub fn new(retention_ms: i64) -> Self {
+        Store {
+            inner: RwLock::new(Inner {
+                retention_ms,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps inconsistent in a way that
+        // matters more than losing all data, so recover from poisoning.
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read access for one evaluation.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader(self.inner.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn retention_ms(&self) -> i64 {
+        self.reader().0.retention_ms
+    }
+
+    /// Changes how far back samples are kept (applied as series receive samples and at `gc`).
+    pub fn set_retention_ms(&self, ms: i64) {
+        self.write().retention_ms = ms;
+    }
+
+    pub fn append(&self, labels: &Labels, timestamp_ms: i64, value: f64) {
+        self.write().append(labels, timestamp_ms, value);
+    }
+
+    pub fn append_batch(&self, samples: &[Sample]) {
+        let mut w = self.write();
+        for s in samples {
+            w.append(&s.labels, s.timestamp_ms, s.value);
+        }
+    }
+
+    /// Writes a stale marker, so queries after `timestamp_ms` no longer see the series.
+    pub fn mark_stale(&self, labels: &Labels, timestamp_ms: i64) {
+        self.write().append(labels, timestamp_ms, stale_nan());
+    }
+
+    /// Drops samples older than retention before `now_ms` and series left empty.
+    pub fn gc(&self, now_ms: i64) {
+        let mut w = self.write();
+        let cutoff = now_ms - w.retention_ms;
+        let mut dead = Vec::new();
+        for (id, slot) in w.series.iter_mut().enumerate() {
+            if let Some(s) = slot {
+                while s.samples.front().is_some_and(|(t, _)| *t < cutoff) {
+                    s.samples.pop_front();
+                }
+                if s.samples.is_empty() {
+                    dead.push(id as SeriesId);
+                }
+            }
+        }
+        for id in dead {
+            w.remove(id);
+        }
+    }
+
+    /// Removes every series and sample (used by `clear` in test files).
+    pub fn clear(&self) {
+        let mut w = self.write();
+        let r = w.retention_ms;
+        *w = Inner {
+            retention_ms: r,
+            ..Inner::default()
+        };
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.reader().0.by_labels.len()
+    }
+}
+
+impl Inner {
+    fn append(&mut self, labels: &Labels, t: i64, v: f64) {
+        let id = match self.by_labels.get(labels) {
+            Some(id) => *id,
+            None => self.insert(labels.clone()),
+        };
+        let cutoff = t - self.retention_ms;
+        if let Some(s) = self.series[id as usize].as_mut() {
+            match s.samples.back() {
+                // Out-of-order samples are dropped, as Prometheus' TSDB does; an equal
+                // timestamp replaces (a re-scrape of the same instant).
+                Some((last, _)) if *last > t => return,
+                Some((last, _)) if *last == t => {
+                    s.samples.pop_back();
+                }
+                _ => {}
+            }
+            s.samples.push_back((t, v));
+            while s.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
+                s.samples.pop_front();
+            }
+        }
+    }
+
+    fn insert(&mut self, labels: Labels) -> SeriesId {
+        let series = Series {
+            labels: labels.clone(),
+            samples: VecDeque::new(),
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.series[id as usize] = Some(series);
+                id
+            }
+            None => {
+                self.series.push(Some(series));
+                (self.series.len() - 1) as SeriesId
+            }
+        };
+        self.by_name
+            .entry(labels.name().unwrap_or("").to_string())
+            .or_default()
+            .push(id);
+        self.by_labels.insert(labels, id);
+        id
+    }
+
+    fn remove(&mut self, id: SeriesId) {
+        if let Some(s) = self.series[id as usize].take() {
+            self.by_labels.remove(&s.labels);
+            let name = s.labels.name().unwrap_or("");
+            if let Some(ids) = self.by_name.get_mut(name) {
+                ids.retain(|x| *x != id);
+                if ids.is_empty() {
+                    self.by_name.remove(name);
+                }
+            }
+            self.free.push(id);
+        }
+    }
+}
+
+/// A consistent read view of the store.
+pub struct Reader<'a>(RwLockReadGuard<'a, Inner>);
+
+impl Reader<'_> {
+    /// Series whose `__name__` equals `name`.
+    pub fn series_by_name(&self, name: &str) -> &[SeriesId] {
+        self.0
+            .by_name
+            .get(name)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Every live series.
+    pub fn all_series(&self) -> impl Iterator<Item = SeriesId> + '_ {
+        self.0
+            .series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| i as SeriesId)
+    }
+
+    /// Every metric name with at least one series.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.by_name.keys().map(|s| s.as_str())
+    }
+
+    pub fn labels(&self, id: SeriesId) -> Option<&Labels> {
+        self.0.series.get(id as usize)?.as_ref().map(|s| &s.labels)
+    }
+
+    pub fn lookup(&self, labels: &Labels) -> Option<SeriesId> {
+        self.0.by_labels.get(labels).copied()
+    }
+
+    /// Samples with `from_ms < t <= to_ms` (Prometheus' left-open range), oldest first,
+    /// stale markers included.
+    pub fn samples(
+        &self,
+        id: SeriesId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Iterator<Item = (i64, f64)> + '_ {
+        let samples = self
+            .0
+            .series
+            .get(id as usize)
+            .and_then(|s| s.as_ref())
+            .map(|s| &s.samples);
+        let empty: &[(i64, f64)] = &[];
+        let (a, b) = samples.map_or((empty, empty), |s| s.as_slices());
+        let start_a = a.partition_point(|(t, _)| *t <= from_ms);
+        let start_b = b.partition_point(|(t, _)| *t <= from_ms);
+        a[start_a..]
+            .iter()
+            .chain(b[start_b..].iter())
+            .take_while(move |(t, _)| *t <= to_ms)
+            .copied()
+    }
+
+    /// The newest sample at or before `at_ms`, not older than `lookback_ms`, unless it is a
+    /// stale marker (then the series has no value at `at_ms`).
+    pub fn latest(&self, id: SeriesId, at_ms: i64, lookback_ms: i64) -> Option<(i64, f64)> {
+        let last = self.samples(id, at_ms - lookback_ms, at_ms).last()?;
+        (!is_stale(last.1)).then_some(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_read_and_retention() {
+        let store = Store::new(1000);
+        let l = Labels::from_name("x");
+        for t in 0..50 {
+            store.append(&l, t * 100, t as f64);
+        }
+        let r = store.reader();
+        let id = r.lookup(&l).unwrap();
+        let got: Vec<_> = r.samples(id, 4000, 4300).collect();
+        assert_eq!(got, vec![(4100, 41.0), (4200, 42.0), (4300, 43.0)]);
+        // retention of 1 s keeps samples within 1 s of the newest
+        assert_eq!(r.samples(id, i64::MIN, i64::MAX).count(), 11);
+        assert_eq!(r.latest(id, 4900, 300_000), Some((4900, 49.0)));
+    }
+
+    #[test]
+    fn stale_marker_hides_series() {
+        let store = Store::default();
+        let l = Labels::from_name("x");
+        store.append(&l, 1000, 1.0);
+        store.mark_stale(&l, 2000);
+        let r = store.reader();
+        let id = r.lookup(&l).unwrap();
+        assert_eq!(r.latest(id, 1500, 300_000), Some((1000, 1.0)));
+        assert_eq!(r.latest(id, 2500, 300_000), None);
+    }
+
+    #[test]
+    fn out_of_order_dropped_and_gc_removes_empty() {
+        let store = Store::new(1000);
+        let l = Labels::from_name("x");
+        store.append(&l, 2000, 2.0);
+        store.append(&l, 1000, 1.0);
+        {
+            let r = store.reader();
+            let id = r.lookup(&l).unwrap();
+            assert_eq!(
+                r.samples(id, 0, 5000).collect::<Vec<_>>(),
+                vec![(2000, 2.0)]
+            );
+        }
+        store.gc(10_000);
+        assert_eq!(store.series_count(), 0);
+    }
+}
