@@ -1,6 +1,8 @@
 //! PromQL over medic's store: parsing (promql-parser) and instant evaluation with
 //! Prometheus' semantics.
 
+pub mod functions;
+
 pub use promql_parser::parser::Expr;
 
 use crate::store::{Labels, Sample, Store};
