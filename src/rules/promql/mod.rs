@@ -2,6 +2,7 @@
 //! Prometheus' semantics.
 
 pub mod functions;
+pub mod notation;
 
 pub use promql_parser::parser::Expr;
 
