@@ -3,6 +3,7 @@
 //! a channel; it never performs actions.
 
 pub mod promql;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
