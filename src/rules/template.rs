@@ -1411,7 +1411,7 @@ mod tests {
 
     #[test]
     fn printf_and_pipes() {
-        assert_eq!(r(r#"{{ printf "%.2f" $value }}"#, 3.14159), "3.14");
+        assert_eq!(r(r#"{{ printf "%.2f" $value }}"#, 1.23456), "1.23");
         assert_eq!(r(r#"{{ $value | printf "%.1f%%" }}"#, 99.44), "99.4%");
         assert_eq!(r(r#"{{ printf "%s=%v" "a" 2 }}"#, 0.0), "a=2");
         assert_eq!(
