@@ -17,11 +17,53 @@ struct Cli {
 enum Command {
     /// Print the version.
     Version,
+    /// Anomaly detectors offline: score a CSV history with a detector configuration.
+    Anomaly {
+        #[command(subcommand)]
+        command: AnomalyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AnomalyCommand {
+    /// Read a `timestamp,value` CSV and write `timestamp,value,anomaly_score,label` to stdout
+    /// (score in 0..1, label 0/1 after persistence), with the daemon's detector code.
+    Score {
+        /// Detector settings: `key=value,...` (e.g. `method=zscore,window=100,sigma=2,
+        /// persistence.count=3`) or a YAML file with one detector's configuration.
+        #[arg(long, default_value = "")]
+        detector: String,
+        /// The CSV file (`-` for stdin).
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Version => println!("medic {}", env!("CARGO_PKG_VERSION")),
+        Command::Anomaly {
+            command: AnomalyCommand::Score { detector, file },
+        } => anomaly_score(&detector, &file)?,
     }
+    Ok(())
+}
+
+fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use medic::detect::anomaly;
+    let config = anomaly::AnomalyConfig::from_spec(spec)?;
+    let name = file.display().to_string();
+    let (params, points) = if name == "-" {
+        anomaly::score_csv(&config, "<stdin>", std::io::stdin().lock())?
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("cannot open {name}"))?;
+        anomaly::score_csv(&config, &name, std::io::BufReader::new(f))?
+    };
+    anomaly::write_scores(
+        &params,
+        &points,
+        std::io::BufWriter::new(std::io::stdout().lock()),
+    )
+    .context("writing the scores")?;
     Ok(())
 }

@@ -1,14 +1,200 @@
 //! Detectors turn collected series into signals and publish them as series:
 //! `anomaly` (the 2σ family) and `slo` (error budgets and burn rates).
+//!
+//! The daemon builds a [`Detectors`] from the config, calls [`Detectors::tick`] on an
+//! interval (or spawns [`Detectors::run`]), and on reload builds a new one and hands it the
+//! old one with [`Detectors::carry_state_from`], which keeps the state of every detector whose
+//! config did not change.
 
-use serde::Deserialize;
+pub mod anomaly;
+pub mod slo;
 
-/// An anomaly detector's configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnomalyConfig {}
+use std::sync::Arc;
 
-/// An SLO's configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SloConfig {}
+pub use anomaly::{AnomalyConfig, AnomalyDetector};
+pub use slo::{SloConfig, SloTracker};
+
+use crate::config::{Config, Duration};
+use crate::journal::Journal;
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("detector {detector}: {message}")]
+    Config { detector: String, message: String },
+    #[error("detector {detector}: query {query:?}: {message}")]
+    Query {
+        detector: String,
+        query: String,
+        message: String,
+    },
+    #[error("detector {detector}: evaluation failed: {message}")]
+    Eval { detector: String, message: String },
+    #[error("--detector {spec:?}: {message}")]
+    Spec { spec: String, message: String },
+    #[error("{source_name}:{line}:{column}: {message}")]
+    Csv {
+        source_name: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+/// Every configured detector, ready to run.
+pub struct Detectors {
+    anomaly: Vec<Sched<AnomalyDetector>>,
+    slos: Vec<Sched<SloTracker>>,
+}
+
+struct Sched<T> {
+    det: T,
+    interval_ms: i64,
+    next_ms: i64,
+}
+
+impl Detectors {
+    /// Builds the detectors of `cfg`. SLOs keep their minute buckets in `journal` (and
+    /// reload them from it); without a journal they live in memory only.
+    pub fn build(cfg: &Config, journal: Option<&Journal>) -> Result<Detectors, DetectError> {
+        let default_interval: Duration = cfg.global.evaluation_interval;
+        let mut anomaly = Vec::new();
+        for (name, c) in &cfg.anomaly_detectors {
+            let det = AnomalyDetector::build(name, c, default_interval)?;
+            anomaly.push(Sched {
+                interval_ms: det.interval_ms(),
+                det,
+                next_ms: i64::MIN,
+            });
+        }
+        let mut slos = Vec::new();
+        for (name, c) in &cfg.slos {
+            let journal = journal.map(|j| j.reopen()).transpose()?;
+            let det = SloTracker::build(name, c, default_interval, journal)?;
+            slos.push(Sched {
+                interval_ms: det.interval_ms(),
+                det,
+                next_ms: i64::MIN,
+            });
+        }
+        Ok(Detectors { anomaly, slos })
+    }
+
+    /// After a reload: takes over the state of each detector of `old` whose name and config
+    /// are unchanged (anomaly baselines; SLO counts are reloaded from the journal anyway,
+    /// but the in-memory ones are kept too so the current minute is not lost).
+    pub fn carry_state_from(&mut self, old: Detectors) {
+        for o in old.anomaly {
+            if let Some(n) = self
+                .anomaly
+                .iter_mut()
+                .find(|n| n.det.name() == o.det.name() && n.det.config() == o.det.config())
+            {
+                n.next_ms = o.next_ms;
+                n.det.adopt(o.det);
+            }
+        }
+        for o in old.slos {
+            if let Some(n) = self
+                .slos
+                .iter_mut()
+                .find(|n| n.det.name() == o.det.name() && n.det.config() == o.det.config())
+            {
+                n.next_ms = o.next_ms;
+                n.det.adopt(o.det);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anomaly.is_empty() && self.slos.is_empty()
+    }
+
+    /// The alerting rules generated for the SLOs (multi-window multi-burn-rate), as a
+    /// Prometheus rule file (YAML) for the rule loader; `None` without SLOs.
+    pub fn slo_rule_file(&self) -> Option<String> {
+        if self.slos.is_empty() {
+            return None;
+        }
+        Some(slo::rule_file_yaml(self.slos.iter().map(|s| &s.det)))
+    }
+
+    /// Runs every detector that is due at `now_ms` and appends its outputs to `store`.
+    /// Errors of one detector do not stop the others; they are returned.
+    pub fn tick(&mut self, store: &Store, now_ms: i64) -> Vec<DetectError> {
+        let mut errors = Vec::new();
+        let mut out = Vec::new();
+        for s in self.anomaly.iter_mut().filter(|s| s.next_ms <= now_ms) {
+            s.next_ms = next_due(s.next_ms, s.interval_ms, now_ms);
+            match s.det.evaluate(store, now_ms) {
+                Ok(samples) => out.extend(samples),
+                Err(e) => errors.push(e),
+            }
+        }
+        for s in self.slos.iter_mut().filter(|s| s.next_ms <= now_ms) {
+            s.next_ms = next_due(s.next_ms, s.interval_ms, now_ms);
+            match s.det.evaluate(store, now_ms) {
+                Ok(samples) => out.extend(samples),
+                Err(e) => errors.push(e),
+            }
+        }
+        store.append_batch(&out);
+        errors
+    }
+
+    /// When the next detector is due (`i64::MAX` with none).
+    pub fn next_due_ms(&self) -> i64 {
+        self.anomaly
+            .iter()
+            .map(|s| s.next_ms)
+            .chain(self.slos.iter().map(|s| s.next_ms))
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Runs [`tick`](Self::tick) whenever a detector is due until `shutdown` turns true (or its
+    /// sender is dropped); returns itself so a reload can carry the state over.
+    pub async fn run(
+        mut self,
+        store: Arc<Store>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Detectors {
+        if self.is_empty() {
+            let _ = shutdown.wait_for(|s| *s).await;
+            return self;
+        }
+        loop {
+            if *shutdown.borrow() {
+                return self;
+            }
+            let now = now_ms();
+            for e in self.tick(&store, now) {
+                tracing::warn!(error = %e, "detector failed");
+            }
+            let wait = (self.next_due_ms() - now_ms()).clamp(1, 60_000) as u64;
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+                r = shutdown.changed() => if r.is_err() { return self; },
+            }
+        }
+    }
+}
+
+/// The next due time: one interval on, or now when that fell behind (a stall).
+fn next_due(prev: i64, interval: i64, now: i64) -> i64 {
+    if prev == i64::MIN || prev + interval <= now {
+        now + interval
+    } else {
+        prev + interval
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,1331 @@
+//! The 2σ anomaly detector family: per input series, a baseline model (rolling z-score,
+//! median/MAD, or EWMA) gives a centre and a spread; a point is anomalous when it lies more
+//! than `sigma` spreads from the centre; persistence and hysteresis turn that into a steady
+//! 0/1 signal. The same [`SeriesDetector`] serves the daemon and `medic anomaly score`.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, Write};
+
+use serde::Deserialize;
+
+use crate::config::Duration;
+use crate::rules::promql::{self, Expr, Value};
+use crate::store::{Labels, METRIC_NAME, Sample, Store};
+
+use super::DetectError;
+
+/// The baseline model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Rolling mean and standard deviation over the last `window` samples.
+    Zscore,
+    /// Rolling median and MAD (scaled to a standard deviation) over the last `window`
+    /// samples: the modified z-score, insensitive to the outliers it is looking for.
+    #[default]
+    Robust,
+    /// Exponentially weighted mean and variance (`alpha`, by default `2 / (window + 1)`).
+    Ewma,
+}
+
+/// Which deviations count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Only values above the band.
+    Up,
+    /// Only values below the band.
+    Down,
+    /// Both.
+    #[default]
+    Both,
+}
+
+/// How many anomalous points it takes to raise `medic_anomaly`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persistence {
+    /// Raise when at least this many of the last `of` points are outside the band.
+    pub count: u32,
+    /// The number of recent points considered (at most 64); defaults to `count`, which
+    /// means `count` consecutive points.
+    #[serde(default)]
+    pub of: Option<u32>,
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Persistence { count: 1, of: None }
+    }
+}
+
+/// When a raised `medic_anomaly` goes back to 0 (hysteresis).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// A point counts as recovered when its z-score is within this many spreads; defaults
+    /// to `sigma`. A smaller value keeps the signal up until the series is well inside.
+    #[serde(default)]
+    pub sigma: Option<f64>,
+    /// Consecutive recovered points needed to clear; default 1.
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+/// An anomaly detector's configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// PromQL expression giving the input series (a selector or any expression returning an
+    /// instant vector); each of its series gets its own detector state. Required for
+    /// detectors in `medic.yaml`; not used by `medic anomaly score`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// How often the query is evaluated (one sample per series per evaluation). Defaults to
+    /// `global.evaluation_interval`.
+    #[serde(default)]
+    pub interval: Option<Duration>,
+    /// Baseline model: `robust` (default), `zscore` or `ewma`.
+    #[serde(default)]
+    pub method: Method,
+    /// Number of samples in the baseline window (for `ewma`, it sets the default `alpha`).
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// How many standard deviations from the centre make a point anomalous.
+    #[serde(default = "default_sigma")]
+    pub sigma: f64,
+    /// Which side of the band counts: `up`, `down` or `both` (default).
+    #[serde(default)]
+    pub direction: Direction,
+    /// Samples needed before the detector speaks (warm-up); default: half the window.
+    #[serde(default)]
+    pub min_samples: Option<u32>,
+    /// Smallest standard deviation used, in the series' unit, so a flat series does not
+    /// alarm on tiny changes.
+    #[serde(default)]
+    pub std_floor: f64,
+    /// Smallest standard deviation used, as a fraction of the absolute centre (0.01 = 1 %).
+    #[serde(default = "default_std_floor_ratio")]
+    pub std_floor_ratio: f64,
+    /// Points outside the band needed to raise the signal (`{count: 3}` = 3 in a row,
+    /// `{count: 3, of: 5}` = 3 of the last 5).
+    #[serde(default)]
+    pub persistence: Persistence,
+    /// When the raised signal clears.
+    #[serde(default)]
+    pub recovery: Recovery,
+    /// Smoothing factor of `ewma`, in (0, 1]; default `2 / (window + 1)`.
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// Learn anomalous points clipped to the band edge instead of as they are, so a spike
+    /// does not inflate the spread it is measured against; a lasting level shift still
+    /// moves the band, more slowly.
+    #[serde(default = "default_true")]
+    pub clip_anomalies: bool,
+    /// Seasonal baseline: model the difference from the value one period earlier (e.g.
+    /// `1d` for "same time yesterday", `1w` for last week) instead of the value itself.
+    /// Keeps one period of samples per series.
+    #[serde(default)]
+    pub seasonality: Option<Duration>,
+}
+
+fn default_window() -> u32 {
+    120
+}
+fn default_sigma() -> f64 {
+    2.0
+}
+fn default_std_floor_ratio() -> f64 {
+    0.01
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            query: None,
+            interval: None,
+            method: Method::default(),
+            window: default_window(),
+            sigma: default_sigma(),
+            direction: Direction::default(),
+            min_samples: None,
+            std_floor: 0.0,
+            std_floor_ratio: default_std_floor_ratio(),
+            persistence: Persistence::default(),
+            recovery: Recovery::default(),
+            alpha: None,
+            clip_anomalies: true,
+            seasonality: None,
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// Checks the numbers; `name` is used in the message.
+    pub fn validate(&self, name: &str) -> Result<Params, DetectError> {
+        let bad = |what: String| DetectError::Config {
+            detector: name.to_string(),
+            message: what,
+        };
+        if self.window < 2 {
+            return Err(bad(format!(
+                "window must be at least 2, got {}",
+                self.window
+            )));
+        }
+        if !(self.sigma.is_finite() && self.sigma > 0.0) {
+            return Err(bad(format!("sigma must be > 0, got {}", self.sigma)));
+        }
+        if !(self.std_floor >= 0.0 && self.std_floor_ratio >= 0.0) {
+            return Err(bad("std_floor and std_floor_ratio must be >= 0".into()));
+        }
+        let of = self.persistence.of.unwrap_or(self.persistence.count);
+        if self.persistence.count == 0 || of > 64 || self.persistence.count > of {
+            return Err(bad(format!(
+                "persistence needs 1 <= count <= of <= 64, got count {} of {of}",
+                self.persistence.count
+            )));
+        }
+        let alpha = self.alpha.unwrap_or(2.0 / (self.window as f64 + 1.0));
+        if !(alpha > 0.0 && alpha <= 1.0) {
+            return Err(bad(format!("alpha must be in (0, 1], got {alpha}")));
+        }
+        let recovery_sigma = self.recovery.sigma.unwrap_or(self.sigma);
+        if !(recovery_sigma.is_finite() && recovery_sigma >= 0.0 && recovery_sigma <= self.sigma) {
+            return Err(bad(format!(
+                "recovery.sigma must be between 0 and sigma ({}), got {recovery_sigma}",
+                self.sigma
+            )));
+        }
+        if self.seasonality.is_some_and(|s| s.as_millis_i64() <= 0) {
+            return Err(bad("seasonality must be a positive duration".into()));
+        }
+        Ok(Params {
+            method: self.method,
+            window: self.window as usize,
+            sigma: self.sigma,
+            direction: self.direction,
+            min_samples: self
+                .min_samples
+                .unwrap_or(self.window / 2)
+                .max(match self.method {
+                    Method::Zscore | Method::Robust => 2,
+                    Method::Ewma => 1,
+                }) as u64,
+            std_floor: self.std_floor,
+            std_floor_ratio: self.std_floor_ratio,
+            persist_count: self.persistence.count,
+            persist_mask: if of == 64 { u64::MAX } else { (1u64 << of) - 1 },
+            recovery_sigma,
+            recovery_count: self.recovery.count.unwrap_or(1).max(1),
+            alpha,
+            clip: self.clip_anomalies,
+            season_ms: self.seasonality.map(|s| s.as_millis_i64()),
+        })
+    }
+
+    /// Parses `medic anomaly score --detector SPEC`: either a YAML file holding one
+    /// detector's config, or `key=value` pairs separated by commas (`method=zscore,
+    /// window=100,persistence.count=3`); dotted keys reach nested fields.
+    pub fn from_spec(spec: &str) -> Result<AnomalyConfig, DetectError> {
+        let path = std::path::Path::new(spec);
+        if !spec.contains('=') && path.is_file() {
+            let text = std::fs::read_to_string(path).map_err(|e| DetectError::Spec {
+                spec: spec.to_string(),
+                message: e.to_string(),
+            })?;
+            return serde_saphyr::from_str(&text).map_err(|e| DetectError::Spec {
+                spec: spec.to_string(),
+                message: e.to_string(),
+            });
+        }
+        let mut root = serde_json::Map::new();
+        for (i, part) in spec.split(',').map(str::trim).enumerate() {
+            if part.is_empty() {
+                continue;
+            }
+            let Some((key, raw)) = part.split_once('=') else {
+                return Err(DetectError::Spec {
+                    spec: spec.to_string(),
+                    message: format!(
+                        "item {} ({part:?}): expected key=value, e.g. method=zscore, or a YAML file",
+                        i + 1
+                    ),
+                });
+            };
+            let value = serde_json::from_str::<serde_json::Value>(raw.trim())
+                .ok()
+                .filter(|v| v.is_number() || v.is_boolean())
+                .unwrap_or_else(|| serde_json::Value::String(raw.trim().to_string()));
+            let mut keys: Vec<&str> = key.trim().split('.').collect();
+            let last = keys.pop().unwrap_or_default();
+            let mut map = &mut root;
+            for k in keys {
+                let entry = map
+                    .entry(k.to_string())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                map = match entry {
+                    serde_json::Value::Object(m) => m,
+                    _ => {
+                        return Err(DetectError::Spec {
+                            spec: spec.to_string(),
+                            message: format!("{key}: {k} is not a section"),
+                        });
+                    }
+                };
+            }
+            map.insert(last.to_string(), value);
+        }
+        serde_json::from_value(serde_json::Value::Object(root)).map_err(|e| DetectError::Spec {
+            spec: spec.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// A validated detector configuration, flattened for the hot path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub method: Method,
+    pub window: usize,
+    pub sigma: f64,
+    pub direction: Direction,
+    pub min_samples: u64,
+    pub std_floor: f64,
+    pub std_floor_ratio: f64,
+    pub persist_count: u32,
+    pub persist_mask: u64,
+    pub recovery_sigma: f64,
+    pub recovery_count: u32,
+    pub alpha: f64,
+    pub clip: bool,
+    pub season_ms: Option<i64>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Baseline models
+
+/// Rolling mean and variance over a ring buffer, O(1) per update: Welford's update with
+/// removal of the sample leaving the window, recomputed exactly (two passes) every few
+/// windows so rounding error cannot accumulate over a long run.
+#[derive(Debug, Clone)]
+pub struct RollingStats {
+    buf: Box<[f64]>,
+    head: usize,
+    len: usize,
+    mean: f64,
+    m2: f64,
+    since_exact: usize,
+}
+
+impl RollingStats {
+    pub fn new(window: usize) -> Self {
+        RollingStats {
+            buf: vec![0.0; window.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+            mean: 0.0,
+            m2: 0.0,
+            since_exact: 0,
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, x: f64) {
+        let cap = self.buf.len();
+        if self.len < cap {
+            let mut i = self.head + self.len;
+            if i >= cap {
+                i -= cap;
+            }
+            self.buf[i] = x;
+            self.len += 1;
+            let d = x - self.mean;
+            self.mean += d / self.len as f64;
+            self.m2 += d * (x - self.mean);
+        } else {
+            let old = std::mem::replace(&mut self.buf[self.head], x);
+            self.head += 1;
+            if self.head == cap {
+                self.head = 0;
+            }
+            let old_mean = self.mean;
+            self.mean += (x - old) / cap as f64;
+            self.m2 += (x - old) * (x - self.mean + old - old_mean);
+            if self.m2 < 0.0 {
+                self.m2 = 0.0;
+            }
+            self.since_exact += 1;
+            if self.since_exact >= 8 * cap {
+                self.recompute();
+            }
+        }
+    }
+
+    fn recompute(&mut self) {
+        self.since_exact = 0;
+        let n = self.len as f64;
+        let vals = &self.buf[..self.len.min(self.buf.len())];
+        let mean = vals.iter().sum::<f64>() / n;
+        self.mean = mean;
+        self.m2 = vals.iter().map(|v| (v - mean) * (v - mean)).sum();
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    /// Population standard deviation of the window.
+    pub fn std(&self) -> f64 {
+        if self.len == 0 {
+            0.0
+        } else {
+            (self.m2 / self.len as f64).sqrt()
+        }
+    }
+}
+
+/// Rolling median and MAD over a window: a sorted copy of the window (binary search, one
+/// memmove per update) beside the ring buffer that remembers arrival order.
+#[derive(Debug, Clone)]
+pub struct RollingMedian {
+    ring: RollingRing,
+    sorted: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct RollingRing {
+    buf: Box<[f64]>,
+    head: usize,
+    len: usize,
+}
+
+/// 1 / Φ⁻¹(3/4): scales a MAD to a standard deviation for normal data.
+pub const MAD_TO_STD: f64 = 1.482_602_218_505_602;
+
+impl RollingMedian {
+    pub fn new(window: usize) -> Self {
+        RollingMedian {
+            ring: RollingRing {
+                buf: vec![0.0; window.max(1)].into_boxed_slice(),
+                head: 0,
+                len: 0,
+            },
+            sorted: Vec::with_capacity(window.max(1)),
+        }
+    }
+
+    pub fn push(&mut self, x: f64) {
+        let r = &mut self.ring;
+        let cap = r.buf.len();
+        if r.len == cap {
+            let old = std::mem::replace(&mut r.buf[r.head], x);
+            r.head = (r.head + 1) % cap;
+            let i = self.sorted.partition_point(|v| v.total_cmp(&old).is_lt());
+            self.sorted.remove(i);
+        } else {
+            r.buf[(r.head + r.len) % cap] = x;
+            r.len += 1;
+        }
+        let i = self.sorted.partition_point(|v| v.total_cmp(&x).is_lt());
+        self.sorted.insert(i, x);
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    pub fn median(&self) -> f64 {
+        median_sorted(&self.sorted)
+    }
+
+    /// Median absolute deviation from the median.
+    pub fn mad(&self) -> f64 {
+        let s = &self.sorted;
+        let n = s.len();
+        if n == 0 {
+            return 0.0;
+        }
+        let med = median_sorted(s);
+        // Deviations left of the median, read right to left, and right of it, read left to
+        // right, are each sorted ascending: merge them up to the middle rank.
+        let split = s.partition_point(|v| *v < med);
+        let (mut l, mut r) = (split, split);
+        let mut kth = |k: usize| -> f64 {
+            let mut last = 0.0;
+            for _ in 0..=k {
+                let dl = if l > 0 { med - s[l - 1] } else { f64::INFINITY };
+                let dr = if r < n { s[r] - med } else { f64::INFINITY };
+                if dl <= dr {
+                    l -= 1;
+                    last = dl;
+                } else {
+                    r += 1;
+                    last = dr;
+                }
+            }
+            last
+        };
+        if n % 2 == 1 {
+            kth(n / 2)
+        } else {
+            let a = kth(n / 2 - 1);
+            let b = kth(0);
+            (a + b) / 2.0
+        }
+    }
+}
+
+fn median_sorted(s: &[f64]) -> f64 {
+    let n = s.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Exponentially weighted mean and variance (West's incremental form).
+#[derive(Debug, Clone)]
+pub struct Ewma {
+    alpha: f64,
+    mean: f64,
+    var: f64,
+    n: u64,
+}
+
+impl Ewma {
+    pub fn new(alpha: f64) -> Self {
+        Ewma {
+            alpha,
+            mean: 0.0,
+            var: 0.0,
+            n: 0,
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, x: f64) {
+        if self.n == 0 {
+            self.mean = x;
+            self.var = 0.0;
+        } else {
+            let d = x - self.mean;
+            let inc = self.alpha * d;
+            self.mean += inc;
+            self.var = (1.0 - self.alpha) * (self.var + d * inc);
+        }
+        self.n += 1;
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    pub fn std(&self) -> f64 {
+        self.var.sqrt()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Model {
+    Zscore(RollingStats),
+    Robust(RollingMedian),
+    Ewma(Ewma),
+}
+
+impl Model {
+    fn new(p: &Params) -> Model {
+        match p.method {
+            Method::Zscore => Model::Zscore(RollingStats::new(p.window)),
+            Method::Robust => Model::Robust(RollingMedian::new(p.window)),
+            Method::Ewma => Model::Ewma(Ewma::new(p.alpha)),
+        }
+    }
+
+    /// Centre and spread (a standard deviation) of what was seen so far.
+    #[inline]
+    fn estimate(&self) -> (f64, f64) {
+        match self {
+            Model::Zscore(m) => (m.mean(), m.std()),
+            Model::Robust(m) => (m.median(), m.mad() * MAD_TO_STD),
+            Model::Ewma(m) => (m.mean(), m.std()),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, x: f64) {
+        match self {
+            Model::Zscore(m) => m.push(x),
+            Model::Robust(m) => m.push(x),
+            Model::Ewma(m) => m.push(x),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Model::Zscore(m) => m.buf.len() * 8,
+            Model::Robust(m) => m.ring.buf.len() * 8 + m.sorted.capacity() * 8,
+            Model::Ewma(_) => 0,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One series
+
+/// What the detector says about one point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// False during warm-up: then `z`, `upper` and `lower` are NaN and nothing is raised.
+    pub warm: bool,
+    /// Distance from the centre in (floored) standard deviations, signed.
+    pub z: f64,
+    /// The band: values above `upper` or below `lower` are outside.
+    pub upper: f64,
+    pub lower: f64,
+    /// This point alone is outside the band (in the configured direction).
+    pub outside: bool,
+    /// The signal after persistence and hysteresis (`medic_anomaly`).
+    pub anomaly: bool,
+}
+
+impl Verdict {
+    /// The z-score mapped to 0..1 (the two-sided normal confidence of the deviation in the
+    /// configured direction; 2σ gives 0.954).
+    pub fn score(&self, direction: Direction) -> f64 {
+        if !self.warm || self.z.is_nan() {
+            return 0.0;
+        }
+        let d = directed(self.z, direction);
+        if d <= 0.0 {
+            0.0
+        } else if d.is_infinite() {
+            1.0
+        } else {
+            statrs::function::erf::erf(d / std::f64::consts::SQRT_2)
+        }
+    }
+}
+
+#[inline]
+fn directed(z: f64, dir: Direction) -> f64 {
+    match dir {
+        Direction::Up => z,
+        Direction::Down => -z,
+        Direction::Both => z.abs(),
+    }
+}
+
+/// Detector state for one series.
+#[derive(Debug, Clone)]
+pub struct SeriesDetector {
+    model: Model,
+    seen: u64,
+    /// Bit i: the point i steps ago was outside the band.
+    recent: u64,
+    raised: bool,
+    calm: u32,
+    /// `(timestamp, value)` of the last period, for the seasonal baseline.
+    history: VecDeque<(i64, f64)>,
+}
+
+impl SeriesDetector {
+    pub fn new(p: &Params) -> Self {
+        SeriesDetector {
+            model: Model::new(p),
+            seen: 0,
+            recent: 0,
+            raised: false,
+            calm: 0,
+            history: VecDeque::new(),
+        }
+    }
+
+    /// Feeds one point and says what it is.
+    #[inline]
+    pub fn observe(&mut self, p: &Params, t_ms: i64, value: f64) -> Verdict {
+        let mut cold = Verdict {
+            warm: false,
+            z: f64::NAN,
+            upper: f64::NAN,
+            lower: f64::NAN,
+            outside: false,
+            anomaly: false,
+        };
+        if !value.is_finite() {
+            // NaN/Inf (and stale markers) carry no information about the baseline.
+            cold.anomaly = self.raised;
+            return cold;
+        }
+        let (x, offset) = match p.season_ms {
+            None => (value, 0.0),
+            Some(period) => match self.seasonal_reference(t_ms, value, period) {
+                Some(reference) => (value - reference, reference),
+                None => return cold,
+            },
+        };
+        if self.seen < p.min_samples {
+            self.model.push(x);
+            self.seen += 1;
+            return cold;
+        }
+        let (center, spread) = self.model.estimate();
+        let spread = spread
+            .max(p.std_floor)
+            .max(p.std_floor_ratio * center.abs());
+        let z = if spread > 0.0 {
+            (x - center) / spread
+        } else if x == center {
+            0.0
+        } else {
+            (x - center).signum() * f64::INFINITY
+        };
+        let dz = directed(z, p.direction);
+        let outside = dz > p.sigma;
+        self.recent = (self.recent << 1) | outside as u64;
+        if self.raised {
+            if dz <= p.recovery_sigma {
+                self.calm += 1;
+                if self.calm >= p.recovery_count {
+                    self.raised = false;
+                    self.calm = 0;
+                }
+            } else {
+                self.calm = 0;
+            }
+        } else if (self.recent & p.persist_mask).count_ones() >= p.persist_count {
+            self.raised = true;
+            self.calm = 0;
+        }
+        let band = p.sigma * spread;
+        let learned = if outside && p.clip && spread > 0.0 {
+            x.clamp(center - band, center + band)
+        } else {
+            x
+        };
+        self.model.push(learned);
+        self.seen += 1;
+        Verdict {
+            warm: true,
+            z,
+            upper: offset + center + band,
+            lower: offset + center - band,
+            outside,
+            anomaly: self.raised,
+        }
+    }
+
+    /// The value one period before `t_ms` (the newest sample at or before `t_ms - period`),
+    /// after recording `(t_ms, value)`.
+    fn seasonal_reference(&mut self, t_ms: i64, value: f64, period: i64) -> Option<f64> {
+        let target = t_ms - period;
+        // Keep one sample at or before the target, drop older ones.
+        while self.history.len() >= 2 && self.history[1].0 <= target {
+            self.history.pop_front();
+        }
+        let reference = self
+            .history
+            .front()
+            .filter(|(t, _)| *t <= target)
+            .map(|(_, v)| *v);
+        self.history.push_back((t_ms, value));
+        reference
+    }
+
+    /// Approximate memory held by this series' state, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.model.heap_bytes() + self.history.capacity() * 16
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The daemon side: one configured detector over the store
+
+/// Output series names.
+pub const ZSCORE: &str = "medic_anomaly_zscore";
+pub const UPPER: &str = "medic_anomaly_upper";
+pub const LOWER: &str = "medic_anomaly_lower";
+pub const ANOMALY: &str = "medic_anomaly";
+
+struct Tracked {
+    state: SeriesDetector,
+    /// Output label sets, built once: zscore, upper, lower, anomaly.
+    out: [Labels; 4],
+    last_seen_ms: i64,
+}
+
+/// One configured anomaly detector and the state of each series it follows.
+pub struct AnomalyDetector {
+    name: String,
+    config: AnomalyConfig,
+    params: Params,
+    expr: Expr,
+    interval_ms: i64,
+    series: HashMap<Labels, Tracked>,
+}
+
+impl AnomalyDetector {
+    pub fn build(
+        name: &str,
+        config: &AnomalyConfig,
+        default_interval: Duration,
+    ) -> Result<Self, DetectError> {
+        let params = config.validate(name)?;
+        let query = config.query.as_deref().ok_or_else(|| DetectError::Config {
+            detector: name.to_string(),
+            message: "`query` is required: the PromQL giving the series to watch".into(),
+        })?;
+        let expr = promql::parse(query).map_err(|e| DetectError::Query {
+            detector: name.to_string(),
+            query: query.to_string(),
+            message: e.to_string(),
+        })?;
+        let interval_ms = config
+            .interval
+            .unwrap_or(default_interval)
+            .as_millis_i64()
+            .max(1);
+        Ok(AnomalyDetector {
+            name: name.to_string(),
+            config: config.clone(),
+            params,
+            expr,
+            interval_ms,
+            series: HashMap::new(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &AnomalyConfig {
+        &self.config
+    }
+
+    pub fn interval_ms(&self) -> i64 {
+        self.interval_ms
+    }
+
+    /// Number of series followed.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Takes over the per-series state of `old` (same name and config, before a reload).
+    pub fn adopt(&mut self, old: AnomalyDetector) {
+        self.series = old.series;
+    }
+
+    /// Evaluates the query at `now_ms`, feeds each series and returns the output samples.
+    /// Series absent for `window` evaluations are forgotten and their outputs marked stale.
+    pub fn evaluate(&mut self, store: &Store, now_ms: i64) -> Result<Vec<Sample>, DetectError> {
+        let value =
+            promql::eval_instant(store, &self.expr, now_ms).map_err(|e| DetectError::Eval {
+                detector: self.name.clone(),
+                message: e.to_string(),
+            })?;
+        let input = match value {
+            Value::Vector(v) => v,
+            Value::Scalar { value, .. } => vec![Sample::new(Labels::default(), now_ms, value)],
+            other => {
+                return Err(DetectError::Eval {
+                    detector: self.name.clone(),
+                    message: format!(
+                        "query must return an instant vector or a scalar, got {}",
+                        value_kind(&other)
+                    ),
+                });
+            }
+        };
+        let mut out = Vec::with_capacity(input.len() * 4);
+        for s in input {
+            let tracked = match self.series.get_mut(&s.labels) {
+                Some(t) => t,
+                None => {
+                    let base = s.labels.without_name().with("detector", &self.name);
+                    let out_labels =
+                        [ZSCORE, UPPER, LOWER, ANOMALY].map(|n| base.with(METRIC_NAME, n));
+                    self.series.entry(s.labels.clone()).or_insert(Tracked {
+                        state: SeriesDetector::new(&self.params),
+                        out: out_labels,
+                        last_seen_ms: now_ms,
+                    })
+                }
+            };
+            tracked.last_seen_ms = now_ms;
+            let v = tracked.state.observe(&self.params, now_ms, s.value);
+            if v.warm {
+                out.push(Sample::new(tracked.out[0].clone(), now_ms, v.z));
+                out.push(Sample::new(tracked.out[1].clone(), now_ms, v.upper));
+                out.push(Sample::new(tracked.out[2].clone(), now_ms, v.lower));
+            }
+            out.push(Sample::new(
+                tracked.out[3].clone(),
+                now_ms,
+                if v.anomaly { 1.0 } else { 0.0 },
+            ));
+        }
+        let horizon = self.interval_ms.saturating_mul(self.params.window as i64);
+        self.series.retain(|_, t| {
+            let keep = now_ms - t.last_seen_ms <= horizon;
+            if !keep {
+                for l in &t.out {
+                    out.push(Sample::new(l.clone(), now_ms, crate::store::stale_nan()));
+                }
+            }
+            keep
+        });
+        Ok(out)
+    }
+
+    /// Approximate memory held by the per-series state, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.series
+            .iter()
+            .map(|(k, t)| {
+                t.state.memory_bytes()
+                    + std::mem::size_of::<Tracked>()
+                    + k.iter().map(|(a, b)| a.len() + b.len() + 48).sum::<usize>() * 5
+            })
+            .sum()
+    }
+}
+
+fn value_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Scalar { .. } => "a scalar",
+        Value::String(_) => "a string",
+        Value::Vector(_) => "an instant vector",
+        Value::Matrix(_) => "a range vector",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// CSV scoring (`medic anomaly score`)
+
+/// One scored CSV row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredPoint {
+    pub timestamp: String,
+    pub value: f64,
+    pub verdict: Verdict,
+}
+
+/// Reads a `timestamp,value` CSV (header optional; timestamps as RFC 3339, `YYYY-MM-DD
+/// HH:MM:SS`, or Unix seconds) and runs one detector over it, the same [`SeriesDetector`]
+/// the daemon uses. `source` names the input in errors.
+pub fn score_csv<R: BufRead>(
+    config: &AnomalyConfig,
+    source: &str,
+    input: R,
+) -> Result<(Params, Vec<ScoredPoint>), DetectError> {
+    let params = config.validate("command line")?;
+    let mut det = SeriesDetector::new(&params);
+    let mut out = Vec::new();
+    let mut prev_ms = i64::MIN;
+    for (i, line) in input.lines().enumerate() {
+        let lineno = i + 1;
+        let csv_err = |column: usize, message: String| DetectError::Csv {
+            source_name: source.to_string(),
+            line: lineno,
+            column,
+            message,
+        };
+        let line = line.map_err(|e| csv_err(1, e.to_string()))?;
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((ts, val)) = line.split_once(',') else {
+            return Err(csv_err(
+                1,
+                "expected two columns `timestamp,value`".to_string(),
+            ));
+        };
+        let value_col = ts.len() + 2;
+        let value: f64 = match val.trim().parse() {
+            Ok(v) => v,
+            Err(_) if i == 0 => continue, // the header
+            Err(_) => {
+                return Err(csv_err(
+                    value_col,
+                    format!("expected a number, got {:?}", val.trim()),
+                ));
+            }
+        };
+        let t_ms = parse_timestamp_ms(ts.trim()).ok_or_else(|| {
+            csv_err(
+                1,
+                format!(
+                    "expected a timestamp (RFC 3339, `YYYY-MM-DD HH:MM:SS` or Unix seconds), got {:?}",
+                    ts.trim()
+                ),
+            )
+        })?;
+        if t_ms < prev_ms {
+            return Err(csv_err(1, "timestamps must not go backwards".to_string()));
+        }
+        prev_ms = t_ms;
+        let verdict = det.observe(&params, t_ms, value);
+        out.push(ScoredPoint {
+            timestamp: ts.trim().to_string(),
+            value,
+            verdict,
+        });
+    }
+    Ok((params, out))
+}
+
+/// Writes `timestamp,value,anomaly_score,label`.
+pub fn write_scores<W: Write>(
+    params: &Params,
+    points: &[ScoredPoint],
+    mut out: W,
+) -> std::io::Result<()> {
+    writeln!(out, "timestamp,value,anomaly_score,label")?;
+    for p in points {
+        writeln!(
+            out,
+            "{},{},{:.6},{}",
+            p.timestamp,
+            p.value,
+            p.verdict.score(params.direction),
+            p.verdict.anomaly as u8
+        )?;
+    }
+    out.flush()
+}
+
+/// Milliseconds since the Unix epoch from RFC 3339 (a space instead of `T` and a missing
+/// zone, read as UTC, are accepted) or from Unix seconds.
+pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return secs.is_finite().then(|| (secs * 1000.0).round() as i64);
+    }
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(f: impl FnOnce(&mut AnomalyConfig)) -> Params {
+        let mut c = AnomalyConfig {
+            std_floor_ratio: 0.0,
+            clip_anomalies: false,
+            ..AnomalyConfig::default()
+        };
+        f(&mut c);
+        c.validate("t").unwrap()
+    }
+
+    fn run(p: &Params, xs: &[f64]) -> Vec<Verdict> {
+        let mut d = SeriesDetector::new(p);
+        xs.iter()
+            .enumerate()
+            .map(|(i, x)| d.observe(p, i as i64 * 1000, *x))
+            .collect()
+    }
+
+    #[test]
+    fn rolling_stats_match_hand_computed() {
+        let mut s = RollingStats::new(4);
+        for x in [2.0, 4.0, 4.0, 4.0] {
+            s.push(x);
+        }
+        // mean 3.5, population variance ((1.5² + 3·0.5²)/4) = 0.75
+        assert!((s.mean() - 3.5).abs() < 1e-12);
+        assert!((s.std() - 0.75f64.sqrt()).abs() < 1e-12);
+        s.push(5.0); // window 4,4,4,5
+        assert!((s.mean() - 4.25).abs() < 1e-12);
+        assert!((s.std() - 0.1875f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rolling_stats_stay_exact_with_a_large_offset() {
+        let mut s = RollingStats::new(10);
+        let base = 1e9;
+        for i in 0..100_000 {
+            s.push(base + (i % 10) as f64);
+        }
+        // the window always holds 0..9 + 1e9: mean 1e9 + 4.5, variance 8.25
+        assert!((s.mean() - (base + 4.5)).abs() < 1e-6);
+        assert!((s.std() - 8.25f64.sqrt()).abs() < 1e-6, "{}", s.std());
+    }
+
+    #[test]
+    fn rolling_median_and_mad() {
+        let mut m = RollingMedian::new(5);
+        for x in [1.0, 2.0, 3.0, 4.0, 100.0] {
+            m.push(x);
+        }
+        assert_eq!(m.median(), 3.0);
+        // |x - 3| = 2,1,0,1,97 → median 1
+        assert_eq!(m.mad(), 1.0);
+        m.push(6.0); // window 2,3,4,100,6
+        assert_eq!(m.median(), 4.0);
+        // |x - 4| = 2,1,0,96,2 → median 2
+        assert_eq!(m.mad(), 2.0);
+        let mut e = RollingMedian::new(4);
+        for x in [1.0, 2.0, 4.0, 8.0] {
+            e.push(x);
+        }
+        assert_eq!(e.median(), 3.0);
+        // |x - 3| = 2,1,1,5 → sorted 1,1,2,5 → (1+2)/2
+        assert_eq!(e.mad(), 1.5);
+    }
+
+    #[test]
+    fn ewma_matches_hand_computed() {
+        let mut e = Ewma::new(0.5);
+        e.push(10.0);
+        assert_eq!((e.mean(), e.std()), (10.0, 0.0));
+        e.push(14.0); // d=4 inc=2 mean=12 var=0.5*(0+8)=4
+        assert_eq!(e.mean(), 12.0);
+        assert_eq!(e.std(), 2.0);
+        e.push(12.0); // d=0 → var 0.5*4 = 2
+        assert_eq!(e.mean(), 12.0);
+        assert!((e.std() - 2f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn zscore_warm_up_then_scores_against_previous_window() {
+        let p = params(|c| {
+            c.method = Method::Zscore;
+            c.window = 4;
+            c.min_samples = Some(4);
+        });
+        let v = run(&p, &[2.0, 4.0, 4.0, 4.0, 5.0, 20.0]);
+        assert!(v[..4].iter().all(|v| !v.warm && !v.anomaly));
+        // 5 against {2,4,4,4}: (5 - 3.5) / sqrt(0.75)
+        assert!((v[4].z - 1.5 / 0.75f64.sqrt()).abs() < 1e-12);
+        assert!(v[4].outside == (v[4].z > 2.0));
+        assert!((v[4].upper - (3.5 + 2.0 * 0.75f64.sqrt())).abs() < 1e-12);
+        // 20 against {4,4,4,5}: (20 - 4.25) / sqrt(0.1875)
+        assert!((v[5].z - 15.75 / 0.1875f64.sqrt()).abs() < 1e-9);
+        assert!(v[5].anomaly);
+    }
+
+    #[test]
+    fn flat_series_uses_the_floors() {
+        // Flat at 100: without a floor any change is infinitely anomalous.
+        let p = params(|c| {
+            c.method = Method::Zscore;
+            c.window = 5;
+        });
+        let v = run(&p, &[100.0, 100.0, 100.0, 100.0, 100.0, 100.5]);
+        assert_eq!(v[4].z, 0.0);
+        assert!(v[5].z.is_infinite() && v[5].anomaly);
+        // Relative floor 1 % of 100 = 1: 100.5 is 0.5σ.
+        let p = params(|c| {
+            c.method = Method::Zscore;
+            c.window = 5;
+            c.std_floor_ratio = 0.01;
+        });
+        let v = run(&p, &[100.0, 100.0, 100.0, 100.0, 100.0, 100.5, 103.0]);
+        assert!((v[5].z - 0.5).abs() < 1e-12 && !v[5].anomaly);
+        // the window is now 100×4, 100.5: mean 100.1, std 0.2 < floor 1.001
+        assert!((v[6].z - (103.0 - 100.1) / 1.001).abs() < 1e-9);
+        assert!(v[6].anomaly);
+        // Absolute floor 5: 103 is well inside.
+        let p = params(|c| {
+            c.method = Method::Zscore;
+            c.window = 5;
+            c.std_floor = 5.0;
+        });
+        let v = run(&p, &[100.0, 100.0, 100.0, 100.0, 100.0, 103.0]);
+        assert!((v[5].z - 0.6).abs() < 1e-12 && !v[5].anomaly);
+    }
+
+    #[test]
+    fn persistence_consecutive_and_fraction() {
+        let base = [10.0, 10.0, 10.0, 10.0];
+        let p = params(|c| {
+            c.method = Method::Ewma;
+            c.alpha = Some(0.01);
+            c.min_samples = Some(4);
+            c.std_floor = 1.0;
+            c.persistence = Persistence { count: 3, of: None };
+        });
+        let mut xs = base.to_vec();
+        xs.extend([20.0, 20.0, 10.0, 20.0, 20.0, 20.0]);
+        let v = run(&p, &xs);
+        let raised: Vec<bool> = v[4..].iter().map(|v| v.anomaly).collect();
+        assert_eq!(raised, [false, false, false, false, false, true]);
+        // 3 of 4: the gap no longer resets the count.
+        let p = params(|c| {
+            c.method = Method::Ewma;
+            c.alpha = Some(0.01);
+            c.min_samples = Some(4);
+            c.std_floor = 1.0;
+            c.persistence = Persistence {
+                count: 3,
+                of: Some(4),
+            };
+        });
+        let v = run(&p, &xs);
+        let raised: Vec<bool> = v[4..].iter().map(|v| v.anomaly).collect();
+        assert_eq!(raised, [false, false, false, true, true, true]);
+    }
+
+    #[test]
+    fn hysteresis_on_recovery() {
+        // EWMA with a tiny alpha keeps the centre near 10 and the floor sets σ = 1.
+        let p = params(|c| {
+            c.method = Method::Ewma;
+            c.alpha = Some(1e-9);
+            c.min_samples = Some(2);
+            c.std_floor = 1.0;
+            c.recovery = Recovery {
+                sigma: Some(1.0),
+                count: Some(2),
+            };
+        });
+        let v = run(&p, &[10.0, 10.0, 13.0, 11.5, 10.5, 11.5, 10.5, 10.5, 13.0]);
+        let raised: Vec<bool> = v[2..].iter().map(|v| v.anomaly).collect();
+        // 13 raises; 11.5 is inside 2σ but not within 1σ: stays raised; 10.5 then 11.5 is
+        // one calm point then a reset; two calm points (10.5, 10.5) clear; 13 raises again.
+        assert_eq!(raised, [true, true, true, true, true, false, true]);
+    }
+
+    #[test]
+    fn direction_and_robust_scale() {
+        let p = params(|c| {
+            c.method = Method::Robust;
+            c.window = 5;
+            c.min_samples = Some(5);
+            c.direction = Direction::Down;
+        });
+        let v = run(&p, &[1.0, 2.0, 3.0, 4.0, 5.0, 100.0, -100.0]);
+        // 100 against median 3, MAD 1: z = 97 / 1.4826, but direction is down.
+        assert!((v[5].z - 97.0 / MAD_TO_STD).abs() < 1e-9);
+        assert!(!v[5].outside && !v[5].anomaly);
+        assert!(v[6].outside && v[6].anomaly);
+        assert_eq!(v[5].score(Direction::Down), 0.0);
+        assert!(v[6].score(Direction::Down) > 0.99);
+    }
+
+    #[test]
+    fn clipping_keeps_the_band_tight_after_a_spike() {
+        let xs = [10.0, 11.0, 9.0, 10.0, 11.0, 9.0, 1000.0, 10.0, 13.0];
+        let raw = run(
+            &params(|c| {
+                c.method = Method::Zscore;
+                c.window = 6;
+                c.min_samples = Some(6);
+            }),
+            &xs,
+        );
+        let clipped = run(
+            &params(|c| {
+                c.method = Method::Zscore;
+                c.window = 6;
+                c.min_samples = Some(6);
+                c.clip_anomalies = true;
+            }),
+            &xs,
+        );
+        assert!(raw[6].outside && clipped[6].outside);
+        // with the spike learned raw, 13 looks normal; clipped, it stands out
+        assert!(!raw[8].outside);
+        assert!(clipped[8].outside);
+    }
+
+    #[test]
+    fn seasonal_baseline_models_the_difference() {
+        let p = params(|c| {
+            c.method = Method::Zscore;
+            c.window = 4;
+            c.min_samples = Some(4);
+            c.std_floor = 0.5;
+            c.seasonality = Some(Duration::from_secs(4));
+        });
+        // period of 4 points (1 s apart): 0, 10, 20, 10, ...; a break at the end.
+        let mut xs: Vec<f64> = (0..16).map(|i| [0.0, 10.0, 20.0, 10.0][i % 4]).collect();
+        xs.push(50.0); // expected 0
+        let v = run(&p, &xs);
+        assert!(v[..4].iter().all(|v| !v.warm)); // no reference yet
+        assert!(v[12..16].iter().all(|v| v.warm && !v.outside));
+        assert!(v[16].outside && v[16].anomaly);
+        assert!((v[16].upper - (0.0 + 0.0 + 2.0 * 0.5)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn spec_parsing_and_errors() {
+        let c = AnomalyConfig::from_spec(
+            "method=zscore, window=50,sigma=3,persistence.count=2,persistence.of=3,clip_anomalies=false",
+        )
+        .unwrap();
+        assert_eq!(c.method, Method::Zscore);
+        assert_eq!(c.window, 50);
+        assert_eq!(c.sigma, 3.0);
+        assert_eq!(
+            c.persistence,
+            Persistence {
+                count: 2,
+                of: Some(3)
+            }
+        );
+        assert!(!c.clip_anomalies);
+        let e = AnomalyConfig::from_spec("method=median")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("median"), "{e}");
+        let e = AnomalyConfig::from_spec("windw=5").unwrap_err().to_string();
+        assert!(e.contains("windw"), "{e}");
+        let e = AnomalyConfig::from_spec("persistence.count=0")
+            .unwrap()
+            .validate("x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("persistence"), "{e}");
+    }
+
+    #[test]
+    fn csv_scoring_and_errors() {
+        let csv = "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,1\n2024-01-01T00:02:00Z,1\n1704067380,9\n";
+        let cfg = AnomalyConfig {
+            method: Method::Zscore,
+            window: 3,
+            min_samples: Some(3),
+            std_floor: 1.0,
+            ..AnomalyConfig::default()
+        };
+        let (p, pts) = score_csv(&cfg, "in.csv", csv.as_bytes()).unwrap();
+        assert_eq!(pts.len(), 4);
+        assert_eq!(pts[3].verdict.z, 8.0);
+        let mut out = Vec::new();
+        write_scores(&p, &pts, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("1704067380,9,1.000000,1\n"), "{text}");
+        let bad = "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,x\n";
+        let e = score_csv(&cfg, "in.csv", bad.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in.csv:3:21") && e.contains("number"), "{e}");
+        let bad = "2024-01-01 00:00:00,1\nyesterday,2\n";
+        let e = score_csv(&cfg, "in.csv", bad.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in.csv:2:1") && e.contains("timestamp"), "{e}");
+    }
+}
