@@ -290,7 +290,9 @@ impl Journal {
                 "INSERT INTO slo_buckets (slo, minute_ms, errors, total) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (slo, minute_ms) DO UPDATE SET errors = ?3, total = ?4",
             )
-            .and_then(|mut s| s.execute(params![slo, bucket.minute_ms, bucket.errors, bucket.total]))
+            .and_then(|mut s| {
+                s.execute(params![slo, bucket.minute_ms, bucket.errors, bucket.total])
+            })
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
@@ -429,10 +431,7 @@ impl Journal {
 
     /// At start-up: marks every action still `running` (medic died during it) as
     /// `interrupted`; returns them so the planner can report them.
-    pub fn actions_interrupt_running(
-        &self,
-        at_ms: i64,
-    ) -> Result<Vec<ActionRecord>, JournalError> {
+    pub fn actions_interrupt_running(&self, at_ms: i64) -> Result<Vec<ActionRecord>, JournalError> {
         let running = self.actions_where("status = 'running'", 1_000_000)?;
         self.conn
             .execute(
