@@ -2,6 +2,9 @@
 //! The scheduler runs each one in its own task with its own timeout, so a hung collector
 //! never delays another or the rule engine.
 
+pub mod exposition;
+pub mod scrape;
+
 use async_trait::async_trait;
 use serde::Deserialize;
 

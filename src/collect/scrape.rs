@@ -1,0 +1,602 @@
+//! Scrape collector: reads a service's own Prometheus / OpenMetrics text endpoint (an inference
+//! server's queue depth, batch size, latency histograms) and stores its series with `job` and
+//! `instance` labels, as a Prometheus scrape job would.
+//!
+//! Per round it also writes Prometheus' scrape series (`up`, `scrape_duration_seconds`,
+//! `scrape_samples_scraped`) and `medic_scrape_errors_total{reason}`, so a target that is down,
+//! slow, malformed or too large shows as `up 0` plus a counted reason, never as a stall.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration as StdDuration, Instant};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::exposition::{self, Format, ParseError};
+use super::{CollectError, Collector};
+use crate::config::{Duration, GlobalConfig};
+use crate::store::{Labels, METRIC_NAME, Sample, stale_nan};
+
+/// A size in bytes, written as a number or with a unit: `512KiB`, `10MB`, `16MiB`, `1GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| {
+            format!("invalid size {s:?}: expected a number of bytes or e.g. \"10MiB\"")
+        })?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" => 1000,
+            "MB" => 1000 * 1000,
+            "GB" => 1000 * 1000 * 1000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            u => {
+                return Err(format!(
+                    "invalid size unit {u:?} in {s:?}: expected B, KB, MB, GB, KiB, MiB or GiB"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_sample_limit() -> usize {
+    50_000
+}
+fn default_body_size_limit() -> ByteSize {
+    ByteSize(16 << 20)
+}
+
+/// `type: scrape`: read a Prometheus or OpenMetrics text endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// URL of the metrics endpoint, e.g. `http://127.0.0.1:8000/metrics` (http or https).
+    pub url: String,
+    /// Value of the `job` label on every series. Default: the collector's name.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// Value of the `instance` label. Default: the URL's `host:port`.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Extra labels added to every series of this target.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// When the exposition carries a label that medic also sets (`job`, `instance` or one of
+    /// `labels`): false (default) keeps medic's value and renames the exposed one to
+    /// `exported_<name>`; true keeps the exposed value, as Prometheus' `honor_labels`.
+    #[serde(default)]
+    pub honor_labels: bool,
+    /// Use the timestamps the exposition gives its samples (default true); false stamps every
+    /// sample with the time of the scrape.
+    #[serde(default = "default_true")]
+    pub honor_timestamps: bool,
+    /// Most samples one scrape may return; a scrape with more is rejected whole (`up 0`,
+    /// `medic_scrape_errors_total{reason="sample_limit"}`). 0 means no limit. Default 50000.
+    #[serde(default = "default_sample_limit")]
+    pub sample_limit: usize,
+    /// Largest body accepted, e.g. `16MiB` (the default); a larger one is rejected
+    /// (`reason="body_too_large"`) without reading the rest.
+    #[serde(default = "default_body_size_limit")]
+    pub body_size_limit: ByteSize,
+    /// File holding a bearer token sent as `Authorization: Bearer ...` (never logged).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// How often to scrape. Default: `global.collect_interval`.
+    #[serde(default)]
+    pub interval: Option<Duration>,
+    /// How long one scrape may take, body included. Default: `global.collect_timeout`.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+impl ScrapeConfig {
+    /// Builds the collector named `name`. Fails on a bad URL or an unreadable token file.
+    pub fn build(
+        &self,
+        name: &str,
+        global: &GlobalConfig,
+    ) -> Result<ScrapeCollector, CollectError> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| CollectError::Failed(format!("scrape {name}: url {:?}: {e}", self.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(CollectError::Failed(format!(
+                "scrape {name}: url {:?}: expected an http:// or https:// URL",
+                self.url
+            )));
+        }
+        let instance = match &self.instance {
+            Some(i) => i.clone(),
+            None => {
+                let host = url.host_str().unwrap_or("");
+                match url.port_or_known_default() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host.to_string(),
+                }
+            }
+        };
+        let job = self.job.clone().unwrap_or_else(|| name.to_string());
+        let mut target: Vec<(String, String)> = vec![
+            ("job".to_string(), job.clone()),
+            ("instance".to_string(), instance.clone()),
+        ];
+        for (k, v) in &self.labels {
+            target.retain(|(tk, _)| tk != k);
+            target.push((k.clone(), v.clone()));
+        }
+        let bearer = match &self.bearer_token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| {
+                        CollectError::Failed(format!(
+                            "scrape {name}: bearer_token_file {}: {e}",
+                            p.display()
+                        ))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let interval = self.interval.unwrap_or(global.collect_interval).std();
+        let timeout = self.timeout.unwrap_or(global.collect_timeout).std();
+        crate::init_tls();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            // scraping is local by nature; an inherited HTTP_PROXY would only get in the way
+            .no_proxy()
+            .build()
+            .map_err(|e| CollectError::Failed(format!("scrape {name}: http client: {e}")))?;
+        let base =
+            |n: &str| Labels::new([(METRIC_NAME, n), ("job", &job), ("instance", &instance)]);
+        Ok(ScrapeCollector {
+            name: name.to_string(),
+            url,
+            client,
+            target,
+            honor_labels: self.honor_labels,
+            honor_timestamps: self.honor_timestamps,
+            sample_limit: self.sample_limit,
+            body_size_limit: self.body_size_limit.0,
+            bearer,
+            interval,
+            timeout,
+            up_labels: base("up"),
+            duration_labels: base("scrape_duration_seconds"),
+            scraped_labels: base("scrape_samples_scraped"),
+            error_labels: FailureReason::ALL
+                .map(|r| base("medic_scrape_errors_total").with("reason", r.as_str())),
+            state: Mutex::new(State::default()),
+        })
+    }
+}
+
+/// Why a scrape failed (the `reason` label of `medic_scrape_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    Timeout,
+    Connect,
+    HttpStatus,
+    BodyTooLarge,
+    Parse,
+    SampleLimit,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 6] = [
+        FailureReason::Timeout,
+        FailureReason::Connect,
+        FailureReason::HttpStatus,
+        FailureReason::BodyTooLarge,
+        FailureReason::Parse,
+        FailureReason::SampleLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::Connect => "connect",
+            FailureReason::HttpStatus => "http_status",
+            FailureReason::BodyTooLarge => "body_too_large",
+            FailureReason::Parse => "parse",
+            FailureReason::SampleLimit => "sample_limit",
+        }
+    }
+}
+
+/// A failed scrape: the reason and a message for the log.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ScrapeFailure {
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+impl From<ParseError> for ScrapeFailure {
+    fn from(e: ParseError) -> Self {
+        ScrapeFailure {
+            reason: FailureReason::Parse,
+            message: format!("malformed exposition: {e}"),
+        }
+    }
+}
+
+struct CacheEntry {
+    labels: Labels,
+    round: u64,
+    own_timestamp: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// Label sets built on first sight, keyed by the series' raw text, so a steady target
+    /// costs no label building after its first scrape.
+    cache: HashMap<Box<str>, CacheEntry>,
+    round: u64,
+    errors: [u64; 6],
+    last_up: Option<bool>,
+    last_error: Option<ScrapeFailure>,
+}
+
+/// The running scrape collector.
+pub struct ScrapeCollector {
+    name: String,
+    url: reqwest::Url,
+    client: reqwest::Client,
+    target: Vec<(String, String)>,
+    honor_labels: bool,
+    honor_timestamps: bool,
+    sample_limit: usize,
+    body_size_limit: u64,
+    bearer: Option<String>,
+    interval: StdDuration,
+    timeout: StdDuration,
+    up_labels: Labels,
+    duration_labels: Labels,
+    scraped_labels: Labels,
+    error_labels: [Labels; 6],
+    // Held only for the synchronous parse, never across an await, so a wait on it is bounded
+    // by one parse.
+    state: Mutex<State>,
+}
+
+const ACCEPT: &str =
+    "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
+
+impl ScrapeCollector {
+    /// The last failure, if the last scrape failed (for `medic collect --once` and tests).
+    pub fn last_error(&self) -> Option<ScrapeFailure> {
+        self.lock().last_error.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a cache and counters; one torn by a panic is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn fetch(&self) -> Result<(String, Format), ScrapeFailure> {
+        let net = |e: reqwest::Error| ScrapeFailure {
+            reason: if e.is_timeout() {
+                FailureReason::Timeout
+            } else {
+                FailureReason::Connect
+            },
+            message: format!("GET {}: {e}", self.url),
+        };
+        let mut req = self
+            .client
+            .get(self.url.clone())
+            .header(reqwest::header::ACCEPT, ACCEPT)
+            .header(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                format!("{}", self.timeout.as_secs_f64()),
+            );
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req.send().await.map_err(net)?;
+        if !resp.status().is_success() {
+            return Err(ScrapeFailure {
+                reason: FailureReason::HttpStatus,
+                message: format!("GET {}: HTTP status {}", self.url, resp.status()),
+            });
+        }
+        let too_large = |n: u64| ScrapeFailure {
+            reason: FailureReason::BodyTooLarge,
+            message: format!(
+                "GET {}: body of {n} bytes or more exceeds body_size_limit of {} bytes",
+                self.url, self.body_size_limit
+            ),
+        };
+        if let Some(len) = resp.content_length() {
+            if len > self.body_size_limit {
+                return Err(too_large(len));
+            }
+        }
+        let format = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Format::Prometheus, Format::from_content_type);
+        let mut buf = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(net)? {
+            if (buf.len() + chunk.len()) as u64 > self.body_size_limit {
+                return Err(too_large((buf.len() + chunk.len()) as u64));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8(buf).map_err(|e| ScrapeFailure {
+            reason: FailureReason::Parse,
+            message: format!(
+                "GET {}: body is not UTF-8 (invalid byte at offset {})",
+                self.url,
+                e.utf8_error().valid_up_to()
+            ),
+        })?;
+        Ok((body, format))
+    }
+
+    /// Parses `body` into `out`. On error `out` may hold part of the scrape; the caller
+    /// truncates it.
+    fn ingest(
+        &self,
+        st: &mut State,
+        body: &str,
+        format: Format,
+        now_ms: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<usize, ScrapeFailure> {
+        let round = st.round;
+        let mut n = 0usize;
+        let limit = self.sample_limit;
+        exposition::parse::<ScrapeFailure, _>(body, format, |s| {
+            n += 1;
+            if limit > 0 && n > limit {
+                return Err(ScrapeFailure {
+                    reason: FailureReason::SampleLimit,
+                    message: format!("GET {}: more than sample_limit {limit} samples", self.url),
+                });
+            }
+            let ts = match s.timestamp_ms {
+                Some(t) if self.honor_timestamps => t,
+                _ => now_ms,
+            };
+            let labels = match st.cache.get_mut(s.series) {
+                Some(e) => {
+                    e.round = round;
+                    e.labels.clone()
+                }
+                None => {
+                    let labels = self.target_labels(s.name, s.labels);
+                    st.cache.insert(
+                        s.series.into(),
+                        CacheEntry {
+                            labels: labels.clone(),
+                            round,
+                            own_timestamp: s.timestamp_ms.is_some() && self.honor_timestamps,
+                        },
+                    );
+                    labels
+                }
+            };
+            out.push(Sample::new(labels, ts, s.value));
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// The stored label set of an exposed sample: its own labels plus the target's, with
+    /// conflicts resolved by `honor_labels`.
+    fn target_labels(&self, name: &str, exposed: &[(&str, std::borrow::Cow<'_, str>)]) -> Labels {
+        let mut pairs: Vec<(String, String)> =
+            Vec::with_capacity(exposed.len() + 1 + self.target.len());
+        pairs.push((METRIC_NAME.to_string(), name.to_string()));
+        pairs.extend(exposed.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        for (tk, tv) in &self.target {
+            let clash = pairs.iter().position(|(k, v)| k == tk && !v.is_empty());
+            match clash {
+                Some(_) if self.honor_labels => {}
+                Some(i) => {
+                    let mut renamed = format!("exported_{tk}");
+                    while pairs.iter().any(|(k, _)| *k == renamed) {
+                        renamed.insert_str(0, "exported_");
+                    }
+                    pairs[i].0 = renamed;
+                    pairs.push((tk.clone(), tv.clone()));
+                }
+                None => {
+                    pairs.retain(|(k, _)| k != tk);
+                    pairs.push((tk.clone(), tv.clone()));
+                }
+            }
+        }
+        Labels::new(pairs)
+    }
+}
+
+#[async_trait]
+impl Collector for ScrapeCollector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn interval(&self) -> StdDuration {
+        self.interval
+    }
+
+    fn timeout(&self) -> StdDuration {
+        self.timeout
+    }
+
+    async fn collect(&self, now_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {
+        let started = Instant::now();
+        // reqwest's own timeout covers the request; this one also covers a body that trickles.
+        let fetched = match tokio::time::timeout(self.timeout, self.fetch()).await {
+            Ok(r) => r,
+            Err(_) => Err(ScrapeFailure {
+                reason: FailureReason::Timeout,
+                message: format!("GET {}: timed out after {:?}", self.url, self.timeout),
+            }),
+        };
+        let mut st = self.lock();
+        st.round += 1;
+        let round = st.round;
+        let mark = out.len();
+        let result =
+            fetched.and_then(|(body, format)| self.ingest(&mut st, &body, format, now_ms, out));
+        let scraped = match &result {
+            Ok(n) => *n,
+            Err(_) => {
+                // a failed scrape stores nothing of the body, as Prometheus does
+                out.truncate(mark);
+                0
+            }
+        };
+        // series that vanished (or all of them, when the scrape failed) end with a stale
+        // marker so queries stop seeing them at once
+        st.cache.retain(|_, e| {
+            if e.round == round {
+                return true;
+            }
+            if !e.own_timestamp {
+                out.push(Sample::new(e.labels.clone(), now_ms, stale_nan()));
+            }
+            false
+        });
+        let up = result.is_ok();
+        match result {
+            Ok(_) => {
+                if st.last_up == Some(false) {
+                    tracing::info!(collector = %self.name, url = %self.url, "scrape target is up again");
+                }
+                st.last_error = None;
+            }
+            Err(f) => {
+                st.errors[f.reason as usize] += 1;
+                // one warning per outage, the rest at debug: a dead target must not flood the log
+                if st.last_up != Some(false) {
+                    tracing::warn!(collector = %self.name, reason = f.reason.as_str(), "scrape failed: {}", f.message);
+                } else {
+                    tracing::debug!(collector = %self.name, reason = f.reason.as_str(), "scrape failed: {}", f.message);
+                }
+                st.last_error = Some(f);
+            }
+        }
+        st.last_up = Some(up);
+        out.push(Sample::new(
+            self.up_labels.clone(),
+            now_ms,
+            if up { 1.0 } else { 0.0 },
+        ));
+        out.push(Sample::new(
+            self.duration_labels.clone(),
+            now_ms,
+            started.elapsed().as_secs_f64(),
+        ));
+        out.push(Sample::new(
+            self.scraped_labels.clone(),
+            now_ms,
+            scraped as f64,
+        ));
+        for (i, l) in self.error_labels.iter().enumerate() {
+            out.push(Sample::new(l.clone(), now_ms, st.errors[i] as f64));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collector(yaml: &str) -> ScrapeCollector {
+        let cfg: ScrapeConfig = serde_saphyr::from_str(yaml).unwrap();
+        cfg.build("svc", &GlobalConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(ByteSize::parse("10MiB").unwrap(), ByteSize(10 << 20));
+        assert_eq!(ByteSize::parse("10MB").unwrap(), ByteSize(10_000_000));
+        assert_eq!(ByteSize::parse("123").unwrap(), ByteSize(123));
+        assert!(
+            ByteSize::parse("10XB")
+                .unwrap_err()
+                .contains("expected B, KB")
+        );
+        assert!(ByteSize::parse("lots").is_err());
+    }
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let c = collector("url: http://127.0.0.1:9/metrics\n");
+        assert_eq!(c.target[0], ("job".to_string(), "svc".to_string()));
+        assert_eq!(
+            c.target[1],
+            ("instance".to_string(), "127.0.0.1:9".to_string())
+        );
+        assert_eq!(c.sample_limit, 50_000);
+        assert_eq!(c.interval, StdDuration::from_secs(15));
+        let bad: Result<ScrapeConfig, _> = serde_saphyr::from_str("url: x\nsurprise: 1\n");
+        assert!(bad.is_err());
+        let cfg: ScrapeConfig = serde_saphyr::from_str("url: ftp://x/\n").unwrap();
+        assert!(cfg.build("x", &GlobalConfig::default()).is_err());
+    }
+
+    #[test]
+    fn label_conflicts() {
+        let c = collector("url: http://h:1/m\nlabels: {env: prod}\n");
+        let l = c.target_labels(
+            "m",
+            &[
+                ("job", "inner".into()),
+                ("exported_job", "x".into()),
+                ("a", "b".into()),
+            ],
+        );
+        assert_eq!(l.get("job"), Some("svc"));
+        assert_eq!(l.get("exported_exported_job"), Some("inner"));
+        assert_eq!(l.get("exported_job"), Some("x"));
+        assert_eq!(l.get("env"), Some("prod"));
+        assert_eq!(l.get("instance"), Some("h:1"));
+        assert_eq!(l.name(), Some("m"));
+
+        let c = collector("url: http://h:1/m\nhonor_labels: true\n");
+        let l = c.target_labels("m", &[("job", "inner".into())]);
+        assert_eq!(l.get("job"), Some("inner"));
+        assert_eq!(l.get("exported_job"), None);
+        assert_eq!(l.get("instance"), Some("h:1"));
+    }
+}
