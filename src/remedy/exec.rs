@@ -1,0 +1,391 @@
+//! The `exec` actuator: runs a plugin executable with the exec plugin protocol v1.
+//!
+//! medic starts the program itself (argv from the config, no shell), in a new process group,
+//! writes the [`ActionRequest`] as one JSON object to its stdin and reads one JSON object
+//! `{"status":"ok"|"failed"|"noop","message":..,"data":..}` from its stdout. Exit 0 without
+//! JSON is `ok`; a non-zero exit is `failed`. At the timeout the whole process group is
+//! killed, so a plugin's children cannot outlive it. Alert data reaches the plugin only on
+//! stdin, never on its command line or in its environment.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, timeout, timeout_at};
+
+use super::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
+use crate::config::Duration;
+
+fn default_max_stdout_bytes() -> usize {
+    64 * 1024
+}
+fn default_stderr_tail_bytes() -> usize {
+    4096
+}
+
+/// An exec plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    /// The program and its arguments, run directly without a shell: the first element is
+    /// the executable (an absolute path, or a name looked up in `PATH`). Alert data is never
+    /// put here; the plugin reads it from stdin.
+    pub command: Vec<String>,
+    /// How long the plugin may run before medic kills its whole process group. A step's
+    /// `timeout` overrides it; `remedy.default_timeout` applies when both are absent.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// Extra environment variables for the plugin (fixed values from this file only; it
+    /// otherwise inherits medic's environment).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the plugin (medic's own when absent).
+    #[serde(default)]
+    pub working_dir: Option<PathBuf>,
+    /// The plugin honours `"dry_run": true` (it reports what it would do and changes
+    /// nothing), so in dry-run mode medic calls it instead of only logging.
+    #[serde(default)]
+    pub supports_dry_run: bool,
+    /// At most this many bytes of stdout are read; the rest is discarded.
+    #[serde(default = "default_max_stdout_bytes")]
+    pub max_stdout_bytes: usize,
+    /// This many bytes from the end of stderr are kept for the log and the journal.
+    #[serde(default = "default_stderr_tail_bytes")]
+    pub stderr_tail_bytes: usize,
+}
+
+/// A running `exec` actuator.
+pub struct ExecActuator {
+    name: String,
+    cfg: ExecConfig,
+}
+
+impl ExecActuator {
+    pub fn build(name: &str, cfg: &ExecConfig) -> Result<Self, RemedyError> {
+        if cfg.command.first().is_none_or(|p| p.is_empty()) {
+            return Err(RemedyError::EmptyCommand {
+                name: name.to_string(),
+            });
+        }
+        Ok(ExecActuator {
+            name: name.to_string(),
+            cfg: cfg.clone(),
+        })
+    }
+}
+
+/// The plugin's answer on stdout.
+#[derive(Deserialize)]
+struct Reply {
+    status: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+/// Kills the process group when dropped while armed, so a cancelled action (shutdown, the
+/// planner's backstop timeout) cannot leave the plugin running.
+struct GroupGuard {
+    pgid: Option<i32>,
+}
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            // SAFETY: killpg has no memory-safety preconditions; pgid > 0 was checked at
+            // creation, so this never signals our own group or every process.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+    fn disarm(&mut self) {
+        self.pgid = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+type Buf = Arc<Mutex<Vec<u8>>>;
+
+/// Reads `r` to EOF, keeping the first `max` bytes (the rest is drained and dropped so
+/// the writer never blocks on a full pipe).
+async fn read_head(mut r: impl AsyncRead + Unpin, max: usize, buf: Buf) {
+    let mut chunk = [0u8; 8192];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
+                let room = max.saturating_sub(b.len());
+                b.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        }
+    }
+}
+
+/// Reads `r` to EOF, keeping the last `max` bytes.
+async fn read_tail(mut r: impl AsyncRead + Unpin, max: usize, buf: Buf) {
+    let mut chunk = [0u8; 8192];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
+                b.extend_from_slice(&chunk[..n]);
+                // trim in batches so the copy cost stays linear
+                if b.len() > 2 * max.max(4096) {
+                    let cut = b.len() - max;
+                    b.drain(..cut);
+                }
+            }
+        }
+    }
+}
+
+fn take_tail(buf: &Buf, max: usize) -> String {
+    let b = buf.lock().unwrap_or_else(|e| e.into_inner());
+    let start = b.len().saturating_sub(max);
+    String::from_utf8_lossy(&b[start..]).into_owned()
+}
+
+fn take_all(buf: &Buf) -> String {
+    let b = buf.lock().unwrap_or_else(|e| e.into_inner());
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The reply object: the whole of stdout, or else its last non-empty line (so a plugin
+/// may log to stdout before answering).
+fn parse_reply(stdout: &str) -> Option<Reply> {
+    let s = stdout.trim();
+    if s.is_empty() {
+        return None;
+    }
+    serde_json::from_str(s).ok().or_else(|| {
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .and_then(|l| serde_json::from_str(l.trim()).ok())
+    })
+}
+
+fn describe_exit(st: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "exited".to_string(),
+    }
+}
+
+#[async_trait]
+impl Actuator for ExecActuator {
+    fn kind(&self) -> &'static str {
+        "exec"
+    }
+
+    fn timeout(&self) -> Option<StdDuration> {
+        self.cfg.timeout.map(|d| d.std())
+    }
+
+    fn supports_dry_run(&self) -> bool {
+        self.cfg.supports_dry_run
+    }
+
+    async fn act(&self, req: &ActionRequest) -> ActionOutcome {
+        let deadline = Instant::now() + req.timeout;
+        let input = match serde_json::to_vec(req) {
+            Ok(v) => v,
+            Err(e) => {
+                return ActionOutcome::new(
+                    ActionStatus::Failed,
+                    format!("cannot encode request: {e}"),
+                );
+            }
+        };
+        let argv = &self.cfg.command;
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .envs(&self.cfg.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // its own group, so the timeout can kill everything it started
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(d) = &self.cfg.working_dir {
+            cmd.current_dir(d);
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return ActionOutcome::new(
+                    ActionStatus::Failed,
+                    format!("actuator `{}`: cannot start {:?}: {e}", self.name, argv[0]),
+                );
+            }
+        };
+        // Invariant: a freshly spawned, unreaped child always has a pid; with
+        // process_group(0) it is also the group id.
+        let pgid = child.id().map(|p| p as i32).filter(|p| *p > 0);
+        let mut guard = GroupGuard { pgid };
+
+        let stdin = child.stdin.take();
+        let writer = tokio::spawn(async move {
+            if let Some(mut s) = stdin {
+                // a plugin that does not read stdin is fine: ignore broken pipes
+                let _ = s.write_all(&input).await;
+                let _ = s.shutdown().await;
+            }
+        });
+        let out_buf: Buf = Arc::default();
+        let err_buf: Buf = Arc::default();
+        let mut readers = Vec::new();
+        if let Some(o) = child.stdout.take() {
+            readers.push(tokio::spawn(read_head(
+                o,
+                self.cfg.max_stdout_bytes,
+                out_buf.clone(),
+            )));
+        }
+        if let Some(e) = child.stderr.take() {
+            readers.push(tokio::spawn(read_tail(
+                e,
+                self.cfg.stderr_tail_bytes,
+                err_buf.clone(),
+            )));
+        }
+        let drain = |readers: Vec<tokio::task::JoinHandle<()>>| async move {
+            for r in readers {
+                let _ = r.await;
+            }
+        };
+
+        let waited = timeout_at(deadline, child.wait()).await;
+        let mut note = String::new();
+        let exit = match waited {
+            Ok(Ok(st)) => {
+                // The plugin exited; its pipes close when every process holding them has.
+                let aborts: Vec<_> = readers.iter().map(|r| r.abort_handle()).collect();
+                if timeout_at(deadline, drain(readers)).await.is_err() {
+                    guard.kill();
+                    aborts.iter().for_each(|a| a.abort());
+                    note = "; processes it left behind were killed at the timeout".into();
+                }
+                guard.disarm();
+                Ok(st)
+            }
+            Ok(Err(e)) => {
+                guard.kill();
+                Err(ActionOutcome::new(
+                    ActionStatus::Failed,
+                    format!("waiting for the plugin failed: {e}"),
+                ))
+            }
+            Err(_) => {
+                guard.kill();
+                // reap the leader; SIGKILL makes this prompt
+                let _ = timeout(StdDuration::from_secs(5), child.wait()).await;
+                let aborts: Vec<_> = readers.iter().map(|r| r.abort_handle()).collect();
+                if timeout(StdDuration::from_secs(1), drain(readers))
+                    .await
+                    .is_err()
+                {
+                    // something escaped the group (setsid) and holds the pipes
+                    aborts.iter().for_each(|a| a.abort());
+                }
+                Err(ActionOutcome::new(
+                    ActionStatus::Timeout,
+                    format!(
+                        "no answer within {:?}; killed its process group",
+                        req.timeout
+                    ),
+                ))
+            }
+        };
+        writer.abort();
+        let stderr_tail = take_tail(&err_buf, self.cfg.stderr_tail_bytes);
+        let mut outcome = match exit {
+            Err(o) => o,
+            Ok(st) => {
+                let stdout = take_all(&out_buf);
+                let reply = parse_reply(&stdout);
+                let mut o = match reply {
+                    Some(r) => {
+                        let status = match r.status.as_str() {
+                            "ok" => ActionStatus::Ok,
+                            "noop" => ActionStatus::Noop,
+                            "failed" => ActionStatus::Failed,
+                            other => {
+                                let mut o = ActionOutcome::new(
+                                    ActionStatus::Failed,
+                                    format!("plugin answered unknown status {other:?}"),
+                                );
+                                o.data = r.data;
+                                return finish(o, stderr_tail);
+                            }
+                        };
+                        let mut o = ActionOutcome::new(status, r.message.unwrap_or_default());
+                        o.data = r.data;
+                        o
+                    }
+                    None => ActionOutcome::new(ActionStatus::Ok, String::new()),
+                };
+                if !st.success() {
+                    o.status = ActionStatus::Failed;
+                }
+                if o.message.is_empty() || !st.success() {
+                    let exit = describe_exit(st);
+                    o.message = if o.message.is_empty() {
+                        format!("plugin {exit}")
+                    } else {
+                        format!("{} (plugin {exit})", o.message)
+                    };
+                }
+                o.message.push_str(&note);
+                o
+            }
+        };
+        outcome.stderr_tail = stderr_tail;
+        outcome
+    }
+}
+
+fn finish(mut o: ActionOutcome, stderr_tail: String) -> ActionOutcome {
+    o.stderr_tail = stderr_tail;
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_whole_or_last_line() {
+        let r = parse_reply("{\"status\":\"noop\",\"message\":\"m\"}").unwrap();
+        assert_eq!(r.status, "noop");
+        let r = parse_reply("starting\nworking\n{\"status\":\"ok\"}\n").unwrap();
+        assert_eq!(r.status, "ok");
+        assert!(parse_reply("").is_none());
+        assert!(parse_reply("done").is_none());
+    }
+
+    #[test]
+    fn rejects_empty_command() {
+        let cfg: ExecConfig = serde_saphyr::from_str("command: []").unwrap();
+        assert!(matches!(
+            ExecActuator::build("x", &cfg),
+            Err(RemedyError::EmptyCommand { .. })
+        ));
+    }
+}

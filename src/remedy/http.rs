@@ -1,0 +1,243 @@
+//! The `http` actuator: sends one HTTP request (method, URL, headers, body) and judges the
+//! answer by its status code.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
+use crate::config::Duration;
+
+fn default_method() -> String {
+    "POST".to_string()
+}
+
+/// Most bytes of a response body read (for `data` and the reply object).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// An HTTP request as an action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The URL the request goes to (`http://` or `https://`).
+    pub url: String,
+    /// The HTTP method.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Request headers with fixed values. Put secrets in `bearer_token_file`, not here.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A file whose content (surrounding whitespace removed) is sent as
+    /// `Authorization: Bearer <content>`; read when the config is loaded, never logged.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// The request body, sent as written. When absent, the body is the action request as
+    /// JSON (the exec plugin protocol's input object) with `Content-Type: application/json`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// How long the request may take. A step's `timeout` overrides it;
+    /// `remedy.default_timeout` applies when both are absent.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// Status codes that count as success; any 2xx when empty.
+    #[serde(default)]
+    pub expected_status: Vec<u16>,
+}
+
+/// A running `http` actuator.
+pub struct HttpActuator {
+    url: reqwest::Url,
+    method: reqwest::Method,
+    headers: HeaderMap,
+    body: Option<String>,
+    timeout: Option<StdDuration>,
+    expected_status: Vec<u16>,
+    client: reqwest::Client,
+}
+
+impl HttpActuator {
+    pub fn build(name: &str, cfg: &HttpConfig) -> Result<Self, RemedyError> {
+        let url = reqwest::Url::parse(&cfg.url).map_err(|e| RemedyError::InvalidUrl {
+            name: name.into(),
+            url: cfg.url.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(RemedyError::InvalidUrl {
+                name: name.into(),
+                url: cfg.url.clone(),
+                reason: "expected an http:// or https:// URL".into(),
+            });
+        }
+        let method = reqwest::Method::from_bytes(cfg.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| RemedyError::InvalidMethod {
+                name: name.into(),
+                method: cfg.method.clone(),
+            })?;
+        let headers = build_headers(name, &cfg.headers, cfg.bearer_token_file.as_deref())?;
+        crate::init_tls();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|source| RemedyError::HttpClient {
+                name: name.into(),
+                source,
+            })?;
+        Ok(HttpActuator {
+            url,
+            method,
+            headers,
+            body: cfg.body.clone(),
+            timeout: cfg.timeout.map(|d| d.std()),
+            expected_status: cfg.expected_status.clone(),
+            client,
+        })
+    }
+}
+
+/// Header map from the config; the bearer token is marked sensitive so it is never
+/// printed by reqwest's debug output.
+pub(crate) fn build_headers(
+    name: &str,
+    headers: &BTreeMap<String, String>,
+    bearer_token_file: Option<&std::path::Path>,
+) -> Result<HeaderMap, RemedyError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let bad = |reason: String| RemedyError::InvalidHeader {
+            name: name.into(),
+            header: k.clone(),
+            reason,
+        };
+        let hn = HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let hv = HeaderValue::from_str(v).map_err(|e| bad(e.to_string()))?;
+        map.insert(hn, hv);
+    }
+    if let Some(path) = bearer_token_file {
+        let token = std::fs::read_to_string(path).map_err(|source| RemedyError::ReadSecret {
+            name: name.into(),
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut hv = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
+            RemedyError::InvalidHeader {
+                name: name.into(),
+                header: "Authorization".into(),
+                reason: format!(
+                    "{} holds characters not allowed in a header",
+                    path.display()
+                ),
+            }
+        })?;
+        hv.set_sensitive(true);
+        map.insert(AUTHORIZATION, hv);
+    }
+    Ok(map)
+}
+
+/// Reads at most `max` bytes of the body.
+pub(crate) async fn read_body_bounded(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = max.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= max {
+            break;
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Actuator for HttpActuator {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn timeout(&self) -> Option<StdDuration> {
+        self.timeout
+    }
+
+    async fn act(&self, req: &ActionRequest) -> ActionOutcome {
+        let mut rb = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone())
+            .timeout(req.timeout);
+        rb = match &self.body {
+            Some(b) => rb.body(b.clone()),
+            None => match serde_json::to_vec(req) {
+                Ok(v) => rb.header(CONTENT_TYPE, "application/json").body(v),
+                Err(e) => {
+                    return ActionOutcome::new(
+                        ActionStatus::Failed,
+                        format!("cannot encode request: {e}"),
+                    );
+                }
+            },
+        };
+        // the whole exchange, body included, stays inside the action's timeout
+        let exchange = async {
+            let resp = rb.send().await?;
+            let status = resp.status();
+            let body = read_body_bounded(resp, MAX_RESPONSE_BYTES).await;
+            Ok::<_, reqwest::Error>((status, body))
+        };
+        let (status, body) = match tokio::time::timeout(req.timeout, exchange).await {
+            Err(_) => {
+                return ActionOutcome::new(
+                    ActionStatus::Timeout,
+                    format!("no answer from {} within {:?}", self.url, req.timeout),
+                );
+            }
+            Ok(Err(e)) if e.is_timeout() => {
+                return ActionOutcome::new(
+                    ActionStatus::Timeout,
+                    format!("no answer from {} within {:?}", self.url, req.timeout),
+                );
+            }
+            Ok(Err(e)) => {
+                return ActionOutcome::new(
+                    ActionStatus::Failed,
+                    format!("request to {} failed: {e}", self.url),
+                );
+            }
+            Ok(Ok(x)) => x,
+        };
+        let code = status.as_u16();
+        let good = if self.expected_status.is_empty() {
+            status.is_success()
+        } else {
+            self.expected_status.contains(&code)
+        };
+        let data: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+        });
+        let mut out = ActionOutcome::new(
+            if good {
+                ActionStatus::Ok
+            } else {
+                ActionStatus::Failed
+            },
+            format!("HTTP {code}"),
+        );
+        // a JSON answer shaped like an exec plugin's reply may say `noop` or `failed`
+        let reply_status = data.get("status").and_then(|s| s.as_str());
+        if let (true, Some(s)) = (good, reply_status) {
+            match s {
+                "noop" => out.status = ActionStatus::Noop,
+                "failed" => out.status = ActionStatus::Failed,
+                _ => {}
+            }
+            if let Some(m) = data.get("message").and_then(|m| m.as_str()) {
+                out.message = format!("HTTP {code}: {m}");
+            }
+        }
+        out.data = data;
+        out
+    }
+}
