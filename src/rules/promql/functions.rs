@@ -190,6 +190,18 @@ pub fn call(name: &str, args: Vec<Arg>, ctx: &FnCtx) -> Result<Value, PromqlErro
             let hi = a.scalar(1)?;
             a.clamp(f64::NEG_INFINITY, hi)
         }
+        // Go's math.Min / math.Max: NaN wins.
+        "min_of" | "max_of" => {
+            let (x, y) = (a.scalar(0)?, a.scalar(1)?);
+            let v = if x.is_nan() || y.is_nan() {
+                f64::NAN
+            } else if name == "min_of" {
+                x.min(y)
+            } else {
+                x.max(y)
+            };
+            Ok(scalar(ctx, v))
+        }
         "pi" => Ok(scalar(ctx, std::f64::consts::PI)),
         "time" => Ok(scalar(ctx, ctx.at_ms as f64 / 1000.0)),
         "scalar" => {
