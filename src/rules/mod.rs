@@ -2,8 +2,16 @@
 //! over medic's store, the alert state machine and templates. It emits alert transitions on
 //! a channel; it never performs actions.
 
+pub mod alerting;
+pub mod check;
+pub mod file;
+pub mod group;
 pub mod promql;
+pub mod recording;
 pub mod template;
+
+pub use file::{RuleFileError, RuleFileErrors, check_files, load_files, retention_needed_ms};
+pub use group::{GroupOptions, GroupSnapshot, Rule, RuleGroup, RuleHealth, RuleSnapshot};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,514 @@
+//! Rule files: Prometheus' rule-file format, unchanged, plus medic's `remediate:` on
+//! alerting rules. Loading reports every error it finds with file, line and column.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::RemediateStep;
+use super::alerting::AlertingRule;
+use super::group::{GroupOptions, Rule, RuleGroup};
+use super::promql::{self, Expr};
+use super::recording::RecordingRule;
+use super::template::Template;
+use crate::config::Duration;
+use crate::store::Labels;
+
+/// The actuator kinds a `remediate:` step may name.
+pub const ACTION_KINDS: &[&str] = &[
+    "exec",
+    "http",
+    "clear_cache",
+    "set_batch_size",
+    "scale_pool",
+    "restart",
+    "rollback",
+];
+
+/// A rule file: `groups:` of rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFileConfig {
+    /// The rule groups. Each group is evaluated on its own schedule, its rules in order.
+    #[serde(default)]
+    pub groups: Vec<RuleGroupConfig>,
+}
+
+/// One group of rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleGroupConfig {
+    /// The group's name, unique within the file.
+    pub name: Spanned<String>,
+    /// How often the group is evaluated; the global evaluation interval when absent.
+    #[serde(default)]
+    pub interval: Option<Duration>,
+    /// Evaluate the expressions this long in the past (for data that arrives late).
+    #[serde(default)]
+    pub query_offset: Option<Duration>,
+    /// At most this many series per recording rule and alerts per alerting rule; a rule
+    /// producing more fails its evaluation. 0 means no limit.
+    #[serde(default)]
+    pub limit: usize,
+    /// Labels added to every rule's result (a rule's own labels win).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The rules, evaluated in order (a recording rule's output is visible to later rules).
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// One recording or alerting rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Recording rule: the metric name the result is stored under.
+    #[serde(default)]
+    pub record: Option<Spanned<String>>,
+    /// Alerting rule: the alert's name (`alertname`).
+    #[serde(default)]
+    pub alert: Option<Spanned<String>>,
+    /// The PromQL expression.
+    #[serde(default)]
+    pub expr: Option<Spanned<String>>,
+    /// Alerting rules: how long the expression must keep returning a series before the
+    /// alert fires (it is pending meanwhile).
+    #[serde(default, rename = "for")]
+    pub for_: Option<Duration>,
+    /// Alerting rules: how long an alert keeps firing after the expression stops returning it.
+    #[serde(default)]
+    pub keep_firing_for: Option<Duration>,
+    /// Labels added to (or overriding) the result's labels; templated in alerting rules.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Alerting rules: annotations, templated (`{{ $labels.x }}`, `{{ $value }}`, ...).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Alerting rules (medic): the remediation ladder run while the alert fires.
+    #[serde(default)]
+    pub remediate: Option<Spanned<Vec<RemediateStep>>>,
+}
+
+/// A problem in a rule file, located as precisely as the file allows.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct RuleFileError {
+    pub file: PathBuf,
+    /// 1-based; 0 when unknown.
+    pub line: u64,
+    /// 1-based; 0 when unknown.
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for RuleFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+/// Errors of one load, all of them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct RuleFileErrors(pub Vec<RuleFileError>);
+
+impl fmt::Display for RuleFileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates rule files into runnable groups. Every error of every file is
+/// collected; any error fails the load.
+pub fn load_files(paths: &[PathBuf], opts: &GroupOptions) -> Result<Vec<RuleGroup>, RuleFileErrors> {
+    let mut groups = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => match parse_rule_file(path, &text, opts) {
+                Ok(g) => groups.extend(g),
+                Err(e) => errors.extend(e.0),
+            },
+            Err(e) => errors.push(RuleFileError {
+                file: path.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(groups)
+    } else {
+        Err(RuleFileErrors(errors))
+    }
+}
+
+/// Checks rule files as `medic check` does: the number of rules found, or every error.
+pub fn check_files(paths: &[PathBuf]) -> Result<usize, RuleFileErrors> {
+    let groups = load_files(paths, &GroupOptions::default())?;
+    Ok(groups.iter().map(|g| g.rule_count()).sum())
+}
+
+/// How far back the store must keep samples for these groups: the longest range any
+/// expression reads (ranges, offsets, subqueries, query offsets) plus the lookback delta.
+pub fn retention_needed_ms(groups: &[RuleGroup]) -> i64 {
+    groups
+        .iter()
+        .map(|g| g.max_lookback_ms())
+        .max()
+        .unwrap_or(0)
+        .max(crate::store::DEFAULT_RETENTION_MS)
+}
+
+/// Parses one rule file's text (the path is for messages and for the groups' `file`).
+pub fn parse_rule_file(
+    path: &Path,
+    text: &str,
+    opts: &GroupOptions,
+) -> Result<Vec<RuleGroup>, RuleFileErrors> {
+    let err = |line: u64, column: u64, message: String| RuleFileError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    // An empty file (or one with only comments) is a file with no groups, as in Prometheus.
+    if text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "---"
+    }) {
+        return Ok(Vec::new());
+    }
+    let cfg: RuleFileConfig = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        RuleFileErrors(vec![err(line, column, format!("invalid YAML: {e}"))])
+    })?;
+    let mut errors = Vec::new();
+    let mut groups = Vec::new();
+    let mut names = HashSet::new();
+    for g in cfg.groups {
+        let (gl, gc) = (g.name.referenced.line(), g.name.referenced.column());
+        if g.name.value.is_empty() {
+            errors.push(err(gl, gc, "group name should not be empty".into()));
+        }
+        if !names.insert(g.name.value.clone()) {
+            errors.push(err(
+                gl,
+                gc,
+                format!("groupname: {:?} is repeated in the same file", g.name.value),
+            ));
+        }
+        for (k, _) in &g.labels {
+            if !is_label_name(k) {
+                errors.push(err(gl, gc, format!("group {:?}: invalid label name: {k}", g.name.value)));
+            }
+        }
+        let mut rules = Vec::new();
+        for r in g.rules {
+            match build_rule(&g.name.value, &g.labels, r, opts) {
+                Ok(rule) => rules.push(rule),
+                Err(es) => errors.extend(es.into_iter().map(|(l, c, m)| err(l, c, m))),
+            }
+        }
+        let interval = g.interval.unwrap_or(opts.default_interval);
+        if interval.as_millis_i64() <= 0 {
+            errors.push(err(gl, gc, format!("group {:?}: interval must be positive", g.name.value)));
+        }
+        groups.push(RuleGroup::new(
+            g.name.value,
+            path.to_path_buf(),
+            interval,
+            g.query_offset.unwrap_or_default(),
+            g.limit,
+            rules,
+        ));
+    }
+    if errors.is_empty() {
+        Ok(groups)
+    } else {
+        Err(RuleFileErrors(errors))
+    }
+}
+
+type LocErr = (u64, u64, String);
+
+fn build_rule(
+    group: &str,
+    group_labels: &BTreeMap<String, String>,
+    r: RuleConfig,
+    opts: &GroupOptions,
+) -> Result<Rule, Vec<LocErr>> {
+    let mut errors: Vec<LocErr> = Vec::new();
+    let (name, loc, is_alert) = match (&r.record, &r.alert) {
+        (Some(rec), None) => (rec.value.clone(), rec.referenced, false),
+        (None, Some(al)) => (al.value.clone(), al.referenced, true),
+        (Some(rec), Some(_)) => {
+            return Err(vec![(
+                rec.referenced.line(),
+                rec.referenced.column(),
+                "only one of 'record' and 'alert' must be set".into(),
+            )]);
+        }
+        (None, None) => {
+            let (l, c) = r
+                .expr
+                .as_ref()
+                .map(|e| (e.referenced.line(), e.referenced.column()))
+                .unwrap_or((0, 0));
+            return Err(vec![(l, c, format!("group {group:?}: one of 'record' or 'alert' must be set"))]);
+        }
+    };
+    let (line, col) = (loc.line(), loc.column());
+    let what = if is_alert { "alert" } else { "recording rule" };
+    let mut e = |m: String| errors.push((line, col, format!("{what} {name:?}: {m}")));
+    if name.is_empty() {
+        e("name must not be empty".into());
+    }
+    if !is_alert && !is_metric_name(&name) {
+        e(format!("invalid recording rule name: {name}"));
+    }
+    if !is_alert {
+        if r.for_.is_some() {
+            e("invalid field 'for' in recording rule".into());
+        }
+        if r.keep_firing_for.is_some() {
+            e("invalid field 'keep_firing_for' in recording rule".into());
+        }
+        if !r.annotations.is_empty() {
+            e("invalid field 'annotations' in recording rule".into());
+        }
+        if r.remediate.is_some() {
+            e("'remediate' is only allowed on alerting rules".into());
+        }
+    }
+    for k in r.labels.keys() {
+        if !is_label_name(k) || k == "__name__" {
+            e(format!("invalid label name: {k}"));
+        }
+    }
+    for k in r.annotations.keys() {
+        if !is_label_name(k) {
+            e(format!("invalid annotation name: {k}"));
+        }
+    }
+    // Labels: the group's, then the rule's (the rule wins).
+    let mut labels = group_labels.clone();
+    labels.extend(r.labels.clone());
+    let mut label_tmpls = Vec::new();
+    let mut ann_tmpls = Vec::new();
+    if is_alert {
+        for (k, v) in &labels {
+            match Template::parse(v) {
+                Ok(t) => label_tmpls.push((k.clone(), t)),
+                Err(err) => e(format!("label {k:?}: {err}")),
+            }
+        }
+        for (k, v) in &r.annotations {
+            match Template::parse(v) {
+                Ok(t) => ann_tmpls.push((k.clone(), t)),
+                Err(err) => e(format!("annotation {k:?}: {err}")),
+            }
+        }
+    }
+    let mut remediate = Vec::new();
+    if let Some(steps) = &r.remediate {
+        let (sl, sc) = (steps.referenced.line(), steps.referenced.column());
+        for (i, s) in steps.value.iter().enumerate() {
+            if !ACTION_KINDS.contains(&s.action.as_str()) {
+                errors.push((
+                    sl,
+                    sc,
+                    format!(
+                        "{what} {name:?}: remediate[{i}]: unknown action {:?}, expected one of {}",
+                        s.action,
+                        ACTION_KINDS.join(", ")
+                    ),
+                ));
+            }
+            for (k, v) in &s.params {
+                if let serde_json::Value::String(text) = v
+                    && let Err(err) = Template::parse(text)
+                {
+                    errors.push((sl, sc, format!("{what} {name:?}: remediate[{i}].params.{k}: {err}")));
+                }
+            }
+        }
+        remediate = steps.value.clone();
+    }
+    let expr = match &r.expr {
+        None => {
+            errors.push((line, col, format!("{what} {name:?}: field 'expr' must be set in rule")));
+            None
+        }
+        Some(x) => {
+            let (xl, xc) = (x.referenced.line(), x.referenced.column());
+            match parse_expr(&x.value) {
+                Ok(ex) => Some(ex),
+                Err(m) => {
+                    errors.push((xl, xc, format!("{what} {name:?}: {m}")));
+                    None
+                }
+            }
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let Some(expr) = expr else {
+        return Err(vec![(line, col, format!("{what} {name:?}: no expression"))]);
+    };
+    let expr_text = r.expr.map(|x| x.value).unwrap_or_default();
+    Ok(if is_alert {
+        Rule::Alerting(AlertingRule::new(
+            name,
+            expr_text,
+            expr,
+            r.for_.unwrap_or_default(),
+            r.keep_firing_for.unwrap_or_default(),
+            label_tmpls,
+            ann_tmpls,
+            remediate.into(),
+            opts,
+            labels,
+            r.annotations.clone(),
+        ))
+    } else {
+        Rule::Recording(RecordingRule::new(
+            name,
+            expr_text,
+            expr,
+            Labels::new(labels),
+        ))
+    })
+}
+
+/// Parses an expression and checks that the evaluator supports everything in it.
+fn parse_expr(text: &str) -> Result<Expr, String> {
+    if text.trim().is_empty() {
+        return Err("field 'expr' must be set in rule".into());
+    }
+    promql::parse(text).map_err(|e| format!("could not parse expression: {e}"))
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<RuleGroup>, RuleFileErrors> {
+        parse_rule_file(Path::new("r.yaml"), text, &GroupOptions::default())
+    }
+
+    #[test]
+    fn loads_prometheus_file_with_remediate() {
+        let text = r#"
+groups:
+- name: g
+  interval: 10s
+  rules:
+  - record: job:up:sum
+    expr: sum by (job) (up)
+  - alert: Down
+    expr: up == 0
+    for: 1m
+    keep_firing_for: 30s
+    labels: {severity: page}
+    annotations:
+      summary: "{{ $labels.instance }} down"
+    remediate:
+    - action: restart
+      target: svc
+      params: {unit: "{{ $labels.job }}.service"}
+"#;
+        let groups = parse(text).unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].rule_count(), 2);
+        assert_eq!(groups[0].interval_ms(), 10_000);
+    }
+
+    #[test]
+    fn reports_every_error_with_location() {
+        let text = r#"groups:
+- name: g
+  rules:
+  - record: "bad name"
+    expr: up
+  - alert: A
+    record: b
+    expr: up
+  - alert: B
+    expr: sum(up
+  - record: r
+    expr: up
+    for: 1m
+  - alert: C
+    expr: up
+    remediate:
+    - action: reboot_the_world
+"#;
+        let errs = parse(text).unwrap_err().0;
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 5, "{msgs:#?}");
+        assert!(msgs[0].starts_with("r.yaml:4:13: "), "{}", msgs[0]);
+        assert!(msgs[0].contains("invalid recording rule name"));
+        assert!(msgs[1].contains("only one of"));
+        assert!(msgs[2].starts_with("r.yaml:10:11: "), "{}", msgs[2]);
+        assert!(msgs[2].contains("could not parse expression"));
+        assert!(msgs[3].contains("invalid field 'for'"));
+        assert!(msgs[4].contains("unknown action \"reboot_the_world\""));
+    }
+
+    #[test]
+    fn yaml_errors_carry_location() {
+        let errs = parse("groups:\n- name: g\n  rules:\n  - alert: A\n    exprr: up\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(errs.len(), 1);
+        assert_eq!((errs[0].line, errs[0].column), (5, 5), "{}", errs[0]);
+        let errs = parse("groups:\n- name: g\n  rules: [\n").unwrap_err().0;
+        assert!(errs[0].line > 0, "{}", errs[0]);
+    }
+
+    #[test]
+    fn bad_templates_and_duplicate_groups_rejected() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotations: {s: '{{ nope }}'}\n- name: g\n  rules: []\n";
+        let errs = parse(text).unwrap_err().0;
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.contains("annotation \"s\""));
+        assert!(errs[1].message.contains("repeated"));
+    }
+}

@@ -1,0 +1,542 @@
+//! A rule group: its rules evaluated in order at one timestamp, their health, and the
+//! series they write (with stale markers for series that disappear).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::alerting::AlertingRule;
+use super::promql::{self, Expr, PromqlError, Value};
+use super::recording::RecordingRule;
+use super::{AlertInstance, AlertState, AlertTransition};
+use crate::config::Duration;
+use crate::store::{Labels, Sample, Store};
+
+/// Settings shared by every group of a load.
+#[derive(Debug, Clone)]
+pub struct GroupOptions {
+    /// Interval of groups that set none (Prometheus' `evaluation_interval`, default 1m).
+    pub default_interval: Duration,
+    /// `$externalLabels` in templates.
+    pub external_labels: Labels,
+    /// `$externalURL` in templates.
+    pub external_url: String,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        GroupOptions {
+            default_interval: Duration::from_secs(60),
+            external_labels: Labels::default(),
+            external_url: String::new(),
+        }
+    }
+}
+
+/// A recording or alerting rule.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    Recording(RecordingRule),
+    Alerting(AlertingRule),
+}
+
+impl Rule {
+    pub fn name(&self) -> &str {
+        match self {
+            Rule::Recording(r) => r.name(),
+            Rule::Alerting(a) => a.name(),
+        }
+    }
+
+    pub fn expr(&self) -> &Expr {
+        match self {
+            Rule::Recording(r) => &r.expr,
+            Rule::Alerting(a) => &a.expr,
+        }
+    }
+}
+
+/// Result of a rule's last evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleHealth {
+    /// Not evaluated yet.
+    Unknown,
+    Ok,
+    Err,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    rule: Rule,
+    health: RuleHealth,
+    last_error: Option<String>,
+    last_eval_ms: Option<i64>,
+    last_duration_s: f64,
+    /// Series written at the previous evaluation (to mark the vanished ones stale).
+    prev_series: HashSet<Labels>,
+}
+
+/// A group of rules evaluated together.
+#[derive(Debug, Clone)]
+pub struct RuleGroup {
+    name: String,
+    file: PathBuf,
+    interval: Duration,
+    query_offset: Duration,
+    limit: usize,
+    entries: Vec<Entry>,
+    last_eval_ms: Option<i64>,
+    last_duration_s: f64,
+    last_failures: usize,
+}
+
+/// One rule as `/api/v1/rules` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleSnapshot {
+    /// "alerting" or "recording".
+    pub kind: &'static str,
+    pub name: String,
+    pub query: String,
+    /// Alerting rules: `for`, seconds.
+    pub duration_s: f64,
+    /// Alerting rules: `keep_firing_for`, seconds.
+    pub keep_firing_for_s: f64,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Alerting rules: pending and firing alerts.
+    pub alerts: Vec<AlertInstance>,
+    /// Alerting rules: firing, pending or inactive.
+    pub state: Option<AlertState>,
+    pub health: RuleHealth,
+    pub last_error: Option<String>,
+    pub last_evaluation_ms: Option<i64>,
+    pub evaluation_time_s: f64,
+}
+
+/// One group as `/api/v1/rules` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupSnapshot {
+    pub name: String,
+    pub file: PathBuf,
+    pub interval_s: f64,
+    pub limit: usize,
+    pub rules: Vec<RuleSnapshot>,
+    pub last_evaluation_ms: Option<i64>,
+    pub evaluation_time_s: f64,
+}
+
+impl RuleGroup {
+    pub(crate) fn new(
+        name: String,
+        file: PathBuf,
+        interval: Duration,
+        query_offset: Duration,
+        limit: usize,
+        rules: Vec<Rule>,
+    ) -> Self {
+        RuleGroup {
+            name,
+            file,
+            interval,
+            query_offset,
+            limit,
+            entries: rules
+                .into_iter()
+                .map(|rule| Entry {
+                    rule,
+                    health: RuleHealth::Unknown,
+                    last_error: None,
+                    last_eval_ms: None,
+                    last_duration_s: 0.0,
+                    prev_series: HashSet::new(),
+                })
+                .collect(),
+            last_eval_ms: None,
+            last_duration_s: 0.0,
+            last_failures: 0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    pub fn interval_ms(&self) -> i64 {
+        self.interval.as_millis_i64()
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.entries.iter().map(|e| &e.rule)
+    }
+
+    /// Rules that failed at the last evaluation (for `medic_rule_evaluation_failures_total`).
+    pub fn last_failures(&self) -> usize {
+        self.last_failures
+    }
+
+    /// Duration of the last evaluation, seconds (for `medic_rule_group_last_duration_seconds`).
+    pub fn last_duration_s(&self) -> f64 {
+        self.last_duration_s
+    }
+
+    /// How far back the group's expressions read, query offset included.
+    pub fn max_lookback_ms(&self) -> i64 {
+        self.entries
+            .iter()
+            .map(|e| max_lookback_ms_of(e.rule.expr()))
+            .max()
+            .unwrap_or(promql::LOOKBACK_DELTA_MS)
+            + self.query_offset.as_millis_i64()
+    }
+
+    /// Evaluates every rule at `at_ms` over `store`, writes recording results and `ALERTS`
+    /// series into it and returns the alert transitions.
+    pub fn eval(&mut self, store: &Store, at_ms: i64) -> Vec<AlertTransition> {
+        self.eval_with(store, at_ms, |expr, t| promql::eval_instant(store, expr, t))
+    }
+
+    /// [`RuleGroup::eval`] with the query supplied (tests feed vectors directly).
+    pub fn eval_with<Q>(&mut self, store: &Store, at_ms: i64, mut query: Q) -> Vec<AlertTransition>
+    where
+        Q: FnMut(&Expr, i64) -> Result<Value, PromqlError>,
+    {
+        let started = Instant::now();
+        let query_ts = at_ms - self.query_offset.as_millis_i64();
+        let mut transitions = Vec::new();
+        self.last_failures = 0;
+        for e in &mut self.entries {
+            let rule_started = Instant::now();
+            let result = query(e.rule.expr(), query_ts).and_then(to_vector);
+            let written = match (result, &mut e.rule) {
+                (Err(err), _) => Err(err.to_string()),
+                (Ok(v), Rule::Recording(r)) => r.apply(&v, query_ts, self.limit),
+                (Ok(v), Rule::Alerting(a)) => {
+                    a.eval_vector(&self.name, &v, at_ms, self.limit).map(|out| {
+                        transitions.extend(out.transitions);
+                        out.series
+                            .into_iter()
+                            .map(|s| Sample::new(s.labels, query_ts, s.value))
+                            .collect()
+                    })
+                }
+            };
+            e.last_eval_ms = Some(at_ms);
+            match written {
+                Ok(samples) => {
+                    e.health = RuleHealth::Ok;
+                    e.last_error = None;
+                    let now: HashSet<Labels> = samples.iter().map(|s| s.labels.clone()).collect();
+                    store.append_batch(&samples);
+                    for gone in e.prev_series.difference(&now) {
+                        store.mark_stale(gone, query_ts);
+                    }
+                    e.prev_series = now;
+                }
+                Err(msg) => {
+                    tracing::warn!(group = %self.name, rule = %e.rule.name(), error = %msg, "rule evaluation failed");
+                    e.health = RuleHealth::Err;
+                    e.last_error = Some(msg);
+                    self.last_failures += 1;
+                }
+            }
+            e.last_duration_s = rule_started.elapsed().as_secs_f64();
+        }
+        self.last_eval_ms = Some(at_ms);
+        self.last_duration_s = started.elapsed().as_secs_f64();
+        transitions
+    }
+
+    /// Pending and firing alerts of every alerting rule.
+    pub fn active_alerts(&self) -> Vec<AlertInstance> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.rule {
+                Rule::Alerting(a) => Some(a.active_alerts(&self.name)),
+                Rule::Recording(_) => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The group, its rules, their health and alerts, for `/api/v1/rules`.
+    pub fn rules_snapshot(&self) -> GroupSnapshot {
+        let rules = self
+            .entries
+            .iter()
+            .map(|e| {
+                let common = |kind, name: &str, query: &str| RuleSnapshot {
+                    kind,
+                    name: name.to_string(),
+                    query: query.to_string(),
+                    duration_s: 0.0,
+                    keep_firing_for_s: 0.0,
+                    labels: BTreeMap::new(),
+                    annotations: BTreeMap::new(),
+                    alerts: Vec::new(),
+                    state: None,
+                    health: e.health,
+                    last_error: e.last_error.clone(),
+                    last_evaluation_ms: e.last_eval_ms,
+                    evaluation_time_s: e.last_duration_s,
+                };
+                match &e.rule {
+                    Rule::Recording(r) => RuleSnapshot {
+                        labels: r
+                            .labels
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        ..common("recording", &r.name, &r.expr_text)
+                    },
+                    Rule::Alerting(a) => RuleSnapshot {
+                        duration_s: a.hold.std().as_secs_f64(),
+                        keep_firing_for_s: a.keep_firing_for.std().as_secs_f64(),
+                        labels: a.label_texts.clone(),
+                        annotations: a.annotation_texts.clone(),
+                        alerts: a.active_alerts(&self.name),
+                        state: Some(a.state()),
+                        ..common("alerting", &a.name, &a.expr_text)
+                    },
+                }
+            })
+            .collect();
+        GroupSnapshot {
+            name: self.name.clone(),
+            file: self.file.clone(),
+            interval_s: self.interval.std().as_secs_f64(),
+            limit: self.limit,
+            rules,
+            last_evaluation_ms: self.last_eval_ms,
+            evaluation_time_s: self.last_duration_s,
+        }
+    }
+}
+
+/// A rule's result as an instant vector: a scalar becomes one sample without labels, as in
+/// Prometheus.
+fn to_vector(v: Value) -> Result<Vec<Sample>, PromqlError> {
+    match v {
+        Value::Vector(v) => Ok(v),
+        Value::Scalar {
+            timestamp_ms,
+            value,
+        } => Ok(vec![Sample::new(Labels::default(), timestamp_ms, value)]),
+        _ => Err(PromqlError::Eval(
+            "rule result is not a vector or scalar".into(),
+        )),
+    }
+}
+
+/// Until promql's `max_lookback_ms` lands: the lookback delta only (the store's default
+/// retention covers ranges up to its margin).
+fn max_lookback_ms_of(_expr: &Expr) -> i64 {
+    promql::LOOKBACK_DELTA_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::TransitionKind::{self, *};
+    use crate::rules::file::parse_rule_file;
+
+    const RULES: &str = r#"
+groups:
+- name: g
+  interval: 10s
+  rules:
+  - alert: High
+    expr: x > 1
+    for: 30s
+    keep_firing_for: 20s
+    labels: {severity: "{{ if gt $value 5.0 }}page{{ else }}ticket{{ end }}"}
+    annotations: {summary: "{{ $labels.instance }} at {{ humanize $value }}"}
+  - record: x:doubled
+    expr: x * 2
+"#;
+
+    fn group() -> RuleGroup {
+        let mut g =
+            parse_rule_file(Path::new("t.yaml"), RULES, &GroupOptions::default()).unwrap();
+        g.remove(0)
+    }
+
+    /// Evaluates with the alert expression returning `value` for instance "a" (or nothing).
+    fn step(g: &mut RuleGroup, store: &Store, t: i64, value: Option<f64>) -> Vec<TransitionKind> {
+        let tr = g.eval_with(store, t * 1000, |expr, ts| {
+            let labels = Labels::new([("instance", "a")]);
+            let samples = match value {
+                Some(v) if expr.to_string().contains('>') => vec![Sample::new(labels, ts, v)],
+                Some(v) => vec![Sample::new(labels, ts, v * 2.0)],
+                None => vec![],
+            };
+            Ok(Value::Vector(samples))
+        });
+        tr.iter().map(|t| t.kind).collect()
+    }
+
+    fn alerts_series(store: &Store, t: i64) -> Vec<String> {
+        let r = store.reader();
+        let mut out = Vec::new();
+        for name in ["ALERTS", "ALERTS_FOR_STATE"] {
+            for id in r.series_by_name(name) {
+                if let Some((_, v)) = r.latest(*id, t * 1000, 1) {
+                    out.push(format!("{:?} {v}", r.labels(*id).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn pending_then_firing_after_for_then_keep_firing_then_resolved() {
+        let store = Store::default();
+        let mut g = group();
+        assert_eq!(step(&mut g, &store, 0, Some(2.0)), [Pending]);
+        assert_eq!(g.active_alerts()[0].state, AlertState::Pending);
+        assert_eq!(step(&mut g, &store, 10, Some(2.0)), []);
+        assert_eq!(step(&mut g, &store, 20, Some(2.0)), []);
+        // 30 s after it became active: fires
+        assert_eq!(step(&mut g, &store, 30, Some(2.0)), [Firing]);
+        let a = &g.active_alerts()[0];
+        assert_eq!(a.state, AlertState::Firing);
+        assert_eq!(a.fired_at_ms, Some(30_000));
+        assert_eq!(a.active_at_ms, 0);
+        // series gone: keep_firing_for 20s keeps it firing at 40 and 50
+        assert_eq!(step(&mut g, &store, 40, None), []);
+        assert_eq!(step(&mut g, &store, 50, None), []);
+        assert_eq!(g.active_alerts()[0].state, AlertState::Firing);
+        assert_eq!(step(&mut g, &store, 60, None), [Resolved]);
+        assert!(g.active_alerts().is_empty());
+        // resolved alerts are re-announced every resend delay during retention
+        let mut resends = 0;
+        for t in (70..=60 + 15 * 60 + 20).step_by(10) {
+            resends += step(&mut g, &store, t, None).len();
+        }
+        // strictly more than 60 s between sends: at 10 s steps every 70 s, until deleted
+        // 15 minutes after resolving (Prometheus' needsSending and resolvedRetention)
+        assert_eq!(resends, 12);
+        assert_eq!(step(&mut g, &store, 2000, None), []);
+    }
+
+    #[test]
+    fn still_firing_re_announced_at_most_every_resend_delay() {
+        let store = Store::default();
+        let mut g = group();
+        let mut kinds = Vec::new();
+        for t in (0..=200).step_by(10) {
+            kinds.extend(step(&mut g, &store, t, Some(3.0)));
+        }
+        // pending at 0, firing at 30, then strictly more than 60 s after the last send
+        assert_eq!(kinds, [Pending, Firing, StillFiring, StillFiring]);
+    }
+
+    #[test]
+    fn pending_that_goes_away_resets_and_re_fires_later() {
+        let store = Store::default();
+        let mut g = group();
+        assert_eq!(step(&mut g, &store, 0, Some(2.0)), [Pending]);
+        assert_eq!(step(&mut g, &store, 10, None), [Resolved]);
+        assert!(g.active_alerts().is_empty());
+        // comes back: pending again from scratch, fires 30 s later
+        assert_eq!(step(&mut g, &store, 20, Some(2.0)), [Pending]);
+        assert_eq!(step(&mut g, &store, 40, Some(2.0)), []);
+        assert_eq!(step(&mut g, &store, 50, Some(2.0)), [Firing]);
+        // resolves (after keep_firing_for), then re-fires as a new alert
+        assert_eq!(step(&mut g, &store, 60, None), []);
+        assert_eq!(step(&mut g, &store, 80, None), [Resolved]);
+        assert_eq!(step(&mut g, &store, 90, Some(2.0)), [Pending]);
+        assert_eq!(g.active_alerts()[0].active_at_ms, 90_000);
+        assert_eq!(step(&mut g, &store, 120, Some(2.0)), [Firing]);
+    }
+
+    #[test]
+    fn labels_and_annotations_templated() {
+        let store = Store::default();
+        let mut g = group();
+        step(&mut g, &store, 0, Some(2.0));
+        let a = &g.active_alerts()[0];
+        assert_eq!(a.labels.get("severity"), Some("ticket"));
+        assert_eq!(a.labels.get("alertname"), Some("High"));
+        assert_eq!(a.annotations["summary"], "a at 2");
+        // annotations follow the value; labels identify the alert and are fixed by it
+        step(&mut g, &store, 10, Some(2500.0));
+        // severity changed: a different alert; the pending "ticket" one went away
+        let alerts = g.active_alerts();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].labels.get("severity"), Some("page"));
+        assert_eq!(alerts[0].annotations["summary"], "a at 2.5k");
+    }
+
+    #[test]
+    fn alerts_series_and_recording_results_written_and_staled() {
+        let store = Store::default();
+        let mut g = group();
+        step(&mut g, &store, 0, Some(2.0));
+        assert_eq!(
+            alerts_series(&store, 0),
+            [
+                r#"ALERTS_FOR_STATE{alertname="High", instance="a", severity="ticket"} 0"#,
+                r#"ALERTS{alertname="High", alertstate="pending", instance="a", severity="ticket"} 1"#,
+            ]
+        );
+        step(&mut g, &store, 30, Some(2.0));
+        assert_eq!(
+            alerts_series(&store, 30)[1],
+            r#"ALERTS{alertname="High", alertstate="firing", instance="a", severity="ticket"} 1"#
+        );
+        // the recording rule wrote x:doubled
+        let r = store.reader();
+        let id = r.lookup(&Labels::new([("__name__", "x:doubled"), ("instance", "a")]));
+        assert_eq!(r.latest(id.unwrap(), 30_000, 1000), Some((30_000, 4.0)));
+        drop(r);
+        // pending series got a stale marker when the state changed to firing
+        let r = store.reader();
+        let pending = Labels::new([
+            ("__name__", "ALERTS"),
+            ("alertname", "High"),
+            ("alertstate", "pending"),
+            ("instance", "a"),
+            ("severity", "ticket"),
+        ]);
+        assert_eq!(r.latest(r.lookup(&pending).unwrap(), 30_000, 300_000), None);
+        drop(r);
+        // when everything resolves, the recording series goes stale too
+        step(&mut g, &store, 60, None);
+        let r = store.reader();
+        let id = r.lookup(&Labels::new([("__name__", "x:doubled"), ("instance", "a")]));
+        assert_eq!(r.latest(id.unwrap(), 60_000, 300_000), None);
+    }
+
+    #[test]
+    fn failures_recorded_in_health() {
+        let store = Store::default();
+        let mut g = group();
+        g.eval_with(&store, 0, |_, _| Err(PromqlError::Eval("boom".into())));
+        assert_eq!(g.last_failures(), 2);
+        let snap = g.rules_snapshot();
+        assert_eq!(snap.rules[0].health, RuleHealth::Err);
+        assert_eq!(snap.rules[0].last_error.as_deref(), Some("boom"));
+        step(&mut g, &store, 10, Some(1.5));
+        let snap = g.rules_snapshot();
+        assert_eq!(snap.rules[0].health, RuleHealth::Ok);
+        assert_eq!(snap.rules[0].state, Some(AlertState::Pending));
+        assert_eq!(snap.rules[0].alerts.len(), 1);
+        assert_eq!(snap.rules[1].kind, "recording");
+    }
+}
