@@ -17,6 +17,14 @@ struct Cli {
 enum Command {
     /// Print the version.
     Version,
+    /// Validate rule files (and, with -c, a configuration): print every error, exit 1 on any.
+    Check {
+        /// A medic configuration file to validate.
+        #[arg(short = 'c', long = "config")]
+        config: Option<std::path::PathBuf>,
+        /// Rule files to validate.
+        rule_files: Vec<std::path::PathBuf>,
+    },
     /// Anomaly detectors offline: score a CSV history with a detector configuration.
     Anomaly {
         #[command(subcommand)]
@@ -41,6 +49,11 @@ enum AnomalyCommand {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Version => println!("medic {}", env!("CARGO_PKG_VERSION")),
+        Command::Check { config, rule_files } => {
+            if !check(config.as_deref(), &rule_files)? {
+                std::process::exit(1);
+            }
+        }
         Command::Anomaly {
             command: AnomalyCommand::Score { detector, file },
         } => anomaly_score(&detector, &file)?,
@@ -66,4 +79,23 @@ fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
     )
     .context("writing the scores")?;
     Ok(())
+}
+
+/// `medic check`: rule files given on the command line (the configuration's own rule files
+/// are checked with it).
+fn check(
+    config: Option<&std::path::Path>,
+    rule_files: &[std::path::PathBuf],
+) -> anyhow::Result<bool> {
+    if let Some(c) = config {
+        anyhow::bail!(
+            "{}: checking a configuration file is not supported by this build yet",
+            c.display()
+        );
+    }
+    if rule_files.is_empty() {
+        anyhow::bail!("nothing to check: give rule files (or -c CONFIG)");
+    }
+    let mut out = std::io::stdout().lock();
+    Ok(medic::rules::check::check_rule_files(rule_files, &mut out)?)
 }

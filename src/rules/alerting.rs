@@ -210,12 +210,18 @@ impl AlertingRule {
                     let mut gone = a.clone();
                     gone.state = AlertState::Inactive;
                     gone.resolved_at_ms = Some(ts);
-                    out.transitions
-                        .push(self.transition(TransitionKind::Resolved, ts, group, &gone));
+                    out.transitions.push(self.transition(
+                        TransitionKind::Resolved,
+                        ts,
+                        group,
+                        &gone,
+                    ));
                     self.active.remove(key);
                     continue;
                 }
-                if a.resolved_at_ms.is_some_and(|r| ts - r > RESOLVED_RETENTION_MS) {
+                if a.resolved_at_ms
+                    .is_some_and(|r| ts - r > RESOLVED_RETENTION_MS)
+                {
                     self.active.remove(key);
                     continue;
                 }
@@ -286,9 +292,7 @@ impl AlertingRule {
                     let resolved_unsent = a
                         .resolved_at_ms
                         .is_some_and(|r| a.last_sent_ms.is_none_or(|l| r > l));
-                    if resolved_unsent
-                        || a.last_sent_ms.is_none_or(|l| l + RESEND_DELAY_MS < ts)
-                    {
+                    if resolved_unsent || a.last_sent_ms.is_none_or(|l| l + RESEND_DELAY_MS < ts) {
                         Some(TransitionKind::Resolved)
                     } else {
                         None

@@ -138,7 +138,10 @@ impl fmt::Display for RuleFileErrors {
 
 /// Reads and validates rule files into runnable groups. Every error of every file is
 /// collected; any error fails the load.
-pub fn load_files(paths: &[PathBuf], opts: &GroupOptions) -> Result<Vec<RuleGroup>, RuleFileErrors> {
+pub fn load_files(
+    paths: &[PathBuf],
+    opts: &GroupOptions,
+) -> Result<Vec<RuleGroup>, RuleFileErrors> {
     let mut groups = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
@@ -203,7 +206,13 @@ pub fn parse_rule_file(
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
-        RuleFileErrors(vec![err(line, column, format!("invalid YAML: {e}"))])
+        // The location is already in our prefix; keep the message and the snippet.
+        let text = e.to_string();
+        let text = match text.strip_prefix("error: line ") {
+            Some(rest) => rest.split_once(": ").map_or(text.as_str(), |(_, m)| m),
+            None => text.as_str(),
+        };
+        RuleFileErrors(vec![err(line, column, format!("invalid YAML: {text}"))])
     })?;
     let mut errors = Vec::new();
     let mut groups = Vec::new();
@@ -220,9 +229,13 @@ pub fn parse_rule_file(
                 format!("groupname: {:?} is repeated in the same file", g.name.value),
             ));
         }
-        for (k, _) in &g.labels {
+        for k in g.labels.keys() {
             if !is_label_name(k) {
-                errors.push(err(gl, gc, format!("group {:?}: invalid label name: {k}", g.name.value)));
+                errors.push(err(
+                    gl,
+                    gc,
+                    format!("group {:?}: invalid label name: {k}", g.name.value),
+                ));
             }
         }
         let mut rules = Vec::new();
@@ -234,7 +247,11 @@ pub fn parse_rule_file(
         }
         let interval = g.interval.unwrap_or(opts.default_interval);
         if interval.as_millis_i64() <= 0 {
-            errors.push(err(gl, gc, format!("group {:?}: interval must be positive", g.name.value)));
+            errors.push(err(
+                gl,
+                gc,
+                format!("group {:?}: interval must be positive", g.name.value),
+            ));
         }
         groups.push(RuleGroup::new(
             g.name.value,
@@ -277,7 +294,11 @@ fn build_rule(
                 .as_ref()
                 .map(|e| (e.referenced.line(), e.referenced.column()))
                 .unwrap_or((0, 0));
-            return Err(vec![(l, c, format!("group {group:?}: one of 'record' or 'alert' must be set"))]);
+            return Err(vec![(
+                l,
+                c,
+                format!("group {group:?}: one of 'record' or 'alert' must be set"),
+            )]);
         }
     };
     let (line, col) = (loc.line(), loc.column());
@@ -351,7 +372,11 @@ fn build_rule(
                 if let serde_json::Value::String(text) = v
                     && let Err(err) = Template::parse(text)
                 {
-                    errors.push((sl, sc, format!("{what} {name:?}: remediate[{i}].params.{k}: {err}")));
+                    errors.push((
+                        sl,
+                        sc,
+                        format!("{what} {name:?}: remediate[{i}].params.{k}: {err}"),
+                    ));
                 }
             }
         }
@@ -359,7 +384,11 @@ fn build_rule(
     }
     let expr = match &r.expr {
         None => {
-            errors.push((line, col, format!("{what} {name:?}: field 'expr' must be set in rule")));
+            errors.push((
+                line,
+                col,
+                format!("{what} {name:?}: field 'expr' must be set in rule"),
+            ));
             None
         }
         Some(x) => {
@@ -421,7 +450,8 @@ fn is_metric_name(s: &str) -> bool {
 
 fn is_label_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
         && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 

@@ -37,6 +37,7 @@ impl Default for GroupOptions {
 
 /// A recording or alerting rule.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a few hundred rules; boxing buys nothing
 pub enum Rule {
     Recording(RecordingRule),
     Alerting(AlertingRule),
@@ -370,8 +371,7 @@ groups:
 "#;
 
     fn group() -> RuleGroup {
-        let mut g =
-            parse_rule_file(Path::new("t.yaml"), RULES, &GroupOptions::default()).unwrap();
+        let mut g = parse_rule_file(Path::new("t.yaml"), RULES, &GroupOptions::default()).unwrap();
         g.remove(0)
     }
 

@@ -39,7 +39,11 @@ impl RecordingRule {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
                 pairs.push((METRIC_NAME.into(), self.name.clone()));
-                pairs.extend(self.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                pairs.extend(
+                    self.labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                );
                 Sample::new(Labels::new(pairs), ts, s.value)
             })
             .collect();
