@@ -3,11 +3,17 @@
 //! module composes them.
 
 pub mod duration;
+pub mod load;
+pub mod secret;
+pub mod validate;
 
 pub use duration::Duration;
+pub use load::{LoadError, YamlError};
+pub use secret::{Secret, SecretString};
+pub use validate::{Issue, Severity};
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -39,6 +45,9 @@ pub struct Config {
     /// SLOs by name (the `slo` label).
     #[serde(default)]
     pub slos: BTreeMap<String, crate::detect::SloConfig>,
+    /// The file this config was read from (empty when built in code).
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 /// Settings that apply to every component.
@@ -48,7 +57,8 @@ pub struct GlobalConfig {
     /// How often collectors run unless they set their own `interval`.
     #[serde(default = "default_interval")]
     pub collect_interval: Duration,
-    /// How long a collector may take unless it sets its own `timeout`.
+    /// How long a collector may take unless it sets its own `timeout`. Capped at the
+    /// collector's interval when that is shorter.
     #[serde(default = "default_timeout")]
     pub collect_timeout: Duration,
     /// How often rule groups are evaluated unless a group sets its own `interval`.
@@ -57,15 +67,21 @@ pub struct GlobalConfig {
     /// Labels added to every alert sent to a notifier.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
-    /// Address of the HTTP API and `/metrics`. Loopback by default.
+    /// Address (`host:port`) of the HTTP API and `/metrics`. Loopback by default.
     #[serde(default = "default_listen")]
     pub listen_address: String,
-    /// Where the journal and spools live.
-    #[serde(default = "default_state_dir")]
+    /// Where the journal and spools live; relative to the config file's folder. Default:
+    /// `$STATE_DIRECTORY` when set (systemd's `StateDirectory=`), else `/var/lib/medic` for
+    /// root, else `$XDG_STATE_HOME/medic` (`~/.local/state/medic`).
+    #[serde(
+        default = "default_state_dir",
+        deserialize_with = "load::deserialize_path"
+    )]
     pub state_dir: PathBuf,
-    /// File holding the bearer token required by state-changing API calls.
+    /// Bearer token required by state-changing API calls (`{file: ...}` or `{env: ...}`).
+    /// None: those calls are refused.
     #[serde(default)]
-    pub api_token_file: Option<PathBuf>,
+    pub api_token: Option<Secret>,
     /// Also expose the collected series on `/metrics` (medic's own metrics are always there).
     #[serde(default)]
     pub export_collected: bool,
@@ -80,7 +96,31 @@ fn default_timeout() -> Duration {
 fn default_listen() -> String {
     "127.0.0.1:9464".to_string()
 }
-fn default_state_dir() -> PathBuf {
+
+/// See [`GlobalConfig::state_dir`].
+pub fn default_state_dir() -> PathBuf {
+    fn env_path(name: &str) -> Option<PathBuf> {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }
+    if let Some(dir) = std::env::var("STATE_DIRECTORY")
+        .ok()
+        .and_then(|v| v.split(':').next().map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        return dir;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/medic");
+    }
+    if let Some(x) = env_path("XDG_STATE_HOME") {
+        return x.join("medic");
+    }
+    if let Some(home) = env_path("HOME") {
+        return home.join(".local/state/medic");
+    }
     PathBuf::from("/var/lib/medic")
 }
 
@@ -93,8 +133,217 @@ impl Default for GlobalConfig {
             external_labels: BTreeMap::new(),
             listen_address: default_listen(),
             state_dir: default_state_dir(),
-            api_token_file: None,
+            api_token: None,
             export_collected: false,
         }
+    }
+}
+
+/// A config that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{}: invalid configuration:\n{}", path.display(), issues.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: PathBuf, issues: Vec<Issue> },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file (the config itself, not the rule files it
+    /// names: see [`validate::check`] for those). Warnings are returned, errors fail.
+    pub fn load(path: &Path) -> Result<(Config, Vec<Issue>), ConfigError> {
+        let mut config = Config::parse_file(path)?;
+        config.path = path.to_path_buf();
+        let issues = config.validate();
+        if issues.iter().any(|i| i.severity == Severity::Error) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                issues,
+            });
+        }
+        Ok((config, issues))
+    }
+
+    /// Reads and parses a config file without validating it.
+    pub fn parse_file(path: &Path) -> Result<Config, LoadError> {
+        let mut config: Config = load::read_yaml(path)?;
+        config.path = path.to_path_buf();
+        Ok(config)
+    }
+
+    /// Parses config text as if read from `path` (used by tests and `medic check`).
+    pub fn parse_str(path: &Path, text: &str) -> Result<Config, YamlError> {
+        let mut config: Config = load::parse_yaml(path, text)?;
+        config.path = path.to_path_buf();
+        Ok(config)
+    }
+
+    /// The folder relative paths and `rule_files` globs resolve against.
+    pub fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// The rule files `rule_files` names, sorted within each pattern, without duplicates.
+    /// A pattern without glob characters must name an existing file; a glob may match none.
+    pub fn rule_file_paths(&self) -> Result<Vec<PathBuf>, Vec<Issue>> {
+        let dir = self.dir();
+        let mut out: Vec<PathBuf> = Vec::new();
+        let mut issues = Vec::new();
+        for (i, pattern) in self.rule_files.iter().enumerate() {
+            let key = format!("rule_files[{i}]");
+            let full = if Path::new(pattern).is_absolute() {
+                PathBuf::from(pattern)
+            } else {
+                dir.join(pattern)
+            };
+            let full_s = full.to_string_lossy().to_string();
+            let is_glob = pattern.contains(['*', '?', '[']);
+            if !is_glob {
+                if full.is_file() {
+                    if !out.contains(&full) {
+                        out.push(full);
+                    }
+                } else {
+                    issues.push(Issue::error(
+                        key,
+                        format!("rule file {full_s} does not exist"),
+                    ));
+                }
+                continue;
+            }
+            match glob::glob(&full_s) {
+                Err(e) => issues.push(Issue::error(key, format!("bad glob {pattern:?}: {e}"))),
+                Ok(paths) => {
+                    let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+                    found.sort();
+                    for p in found {
+                        if p.is_file() && !out.contains(&p) {
+                            out.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        if issues.is_empty() {
+            Ok(out)
+        } else {
+            Err(issues)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::CollectorConfig;
+
+    fn parse(text: &str) -> Result<Config, YamlError> {
+        Config::parse_str(Path::new("/etc/medic/medic.yaml"), text)
+    }
+
+    #[test]
+    fn defaults_and_durations() {
+        let c = parse("global:\n  collect_interval: 500ms\ncollectors:\n  host: {type: host}\n")
+            .unwrap();
+        assert_eq!(c.global.collect_interval, Duration::from_millis(500));
+        assert_eq!(c.global.listen_address, "127.0.0.1:9464");
+        assert!(matches!(c.collectors["host"], CollectorConfig::Host(_)));
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn unknown_top_level_key_names_file_line_column() {
+        let e = parse("global:\n  collect_interval: 5s\n  colect_timeout: 1s\n").unwrap_err();
+        assert_eq!((e.line, e.column), (Some(3), Some(3)), "{e}");
+        let s = e.to_string();
+        assert!(s.contains("/etc/medic/medic.yaml:3:3"), "{s}");
+        assert!(s.contains("colect_timeout"), "{s}");
+    }
+
+    #[test]
+    fn unknown_key_in_tagged_collector_is_rejected_with_location() {
+        let e = parse(
+            "collectors:\n  web:\n    type: http_probe\n    url: http://x\n    tiemout: 1s\n",
+        )
+        .unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("tiemout"), "{s}");
+        assert!(s.contains("/etc/medic/medic.yaml"), "{s}");
+        assert_eq!((e.line, e.column), (Some(5), Some(5)), "{s}");
+        assert!(s.contains("/etc/medic/medic.yaml:5:5"), "{s}");
+        // also inside a flow mapping
+        let e = parse("collectors:\n  web: {type: http_probe, url: 'http://x', tiemout: 1s}\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.to_string().contains("tiemout"), "{e}");
+    }
+
+    #[test]
+    fn unknown_collector_type_and_bad_duration() {
+        let e = parse("collectors:\n  x: {type: nope}\n").unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        let e = parse("global:\n  collect_interval: 5 minutes\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(
+            e.to_string()
+                .contains("expected a number followed by a unit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let c = parse("global:\n  state_dir: state\n  api_token: {file: token}\n").unwrap();
+        assert_eq!(c.global.state_dir, PathBuf::from("/etc/medic/state"));
+        assert_eq!(
+            c.global.api_token,
+            Some(Secret::File(PathBuf::from("/etc/medic/token")))
+        );
+        assert_eq!(c.dir(), PathBuf::from("/etc/medic"));
+    }
+
+    #[test]
+    fn validation_finds_semantic_errors() {
+        let c = parse(
+            "global:\n  listen_address: localhost\n  evaluation_interval: 0s\n  external_labels: {9bad: x}\ncollectors:\n  web: {type: http_probe, url: 'ftp://x', interval: 1s, timeout: 2s}\n  web2: {type: http_probe, url: 'ftp://x'}\nrule_files: [missing.yaml, 'rules.d/*.yaml']\n",
+        )
+        .unwrap();
+        let issues = c.validate();
+        let text: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+        let has = |s: &str| text.iter().any(|t| t.contains(s));
+        assert!(has("global.listen_address"), "{text:?}");
+        assert!(has("global.evaluation_interval"), "{text:?}");
+        assert!(has("global.external_labels.9bad"), "{text:?}");
+        assert!(has("timeout 2s is longer than the interval 1s"), "{text:?}");
+        assert!(has("expected an http:// or https:// URL"), "{text:?}");
+        assert!(has("missing.yaml does not exist"), "{text:?}");
+        // a glob that matches nothing is fine
+        assert!(!has("rules.d"), "{text:?}");
+        assert!(issues.iter().all(Issue::is_error));
+    }
+
+    #[test]
+    fn shipped_config_loads_clean() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/medic.yaml");
+        let (c, warnings) = Config::load(&path).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(matches!(c.collectors["host"], CollectorConfig::Host(_)));
+        let rules = c.rule_file_paths().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert!(rules[0].ends_with("rules/host.yaml") && rules[0].is_file());
+    }
+
+    #[test]
+    fn remediation_targets_and_cooldowns() {
+        let c = parse("{}").unwrap();
+        let step: crate::rules::RemediateStep =
+            load::parse_yaml(Path::new("r.yaml"), "action: exec\ntarget: rollback\n").unwrap();
+        let issues = c.check_remediation("Down", &[step]);
+        assert_eq!(issues.len(), 2, "{issues:?}");
+        assert!(issues[0].is_error() && issues[0].message.contains("\"rollback\""));
+        assert!(!issues[1].is_error() && issues[1].message.contains("no cooldown"));
     }
 }

@@ -1,0 +1,136 @@
+//! Runs each collector in its own task on its own interval, each round under its own timeout,
+//! and writes the round's samples to the store in one batch. Series a collector returned last
+//! round but not this one get a stale marker (Prometheus' scrape staleness), so queries stop
+//! seeing them at once instead of after the 5 minute lookback.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use super::{CollectError, Collector};
+use crate::api::metrics::{SelfMetrics, labels};
+use crate::store::{Labels, Sample, Store, stale_nan};
+
+/// Name of the series the scheduler writes for each collector after every round: 1 when the
+/// round succeeded, 0 when it failed or timed out (like Prometheus' `up`).
+pub const COLLECTOR_UP: &str = "medic_collector_up";
+
+/// The running collectors. Stop them by sending `true` on the shutdown channel (or dropping
+/// its sender), then [`Scheduler::join`].
+pub struct Scheduler {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Scheduler {
+    /// Starts one task per collector. Must be called inside a tokio runtime.
+    pub fn start(
+        collectors: Vec<Arc<dyn Collector>>,
+        store: Arc<Store>,
+        metrics: Arc<SelfMetrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Scheduler {
+        let tasks = collectors
+            .into_iter()
+            .map(|c| {
+                tokio::spawn(run_collector(
+                    c,
+                    store.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        Scheduler { tasks }
+    }
+
+    /// Waits for every collector task to end (after shutdown was signalled).
+    pub async fn join(self) {
+        for t in self.tasks {
+            // A task only ends by returning; a JoinError would mean it panicked, which the
+            // panic hook has already reported.
+            let _ = t.await;
+        }
+    }
+
+    /// Number of collector tasks.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // Err: the sender is gone, which also means stop.
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn run_collector(
+    c: Arc<dyn Collector>,
+    store: Arc<Store>,
+    metrics: Arc<SelfMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = c.name().to_string();
+    let metric_labels = labels(&[("collector", &name)]);
+    let up = Labels::new([("__name__", COLLECTOR_UP), ("collector", name.as_str())]);
+    let timeout = c.timeout();
+    let mut ticker = tokio::time::interval(c.interval());
+    // A round that overran its slot delays the next tick rather than firing a burst.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut previous: HashSet<Labels> = HashSet::new();
+    let mut out: Vec<Sample> = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => break,
+            _ = ticker.tick() => {}
+        }
+        let now = now_ms();
+        let started = Instant::now();
+        out.clear();
+        let result = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => break,
+            r = tokio::time::timeout(timeout, c.collect(now, &mut out)) => {
+                r.unwrap_or(Err(CollectError::Timeout(timeout)))
+            }
+        };
+        metrics
+            .collector_duration
+            .get_or_create(&metric_labels)
+            .set(started.elapsed().as_secs_f64());
+        let ok = match result {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(collector = %name, error = %e, "collector round failed");
+                metrics.collector_errors.get_or_create(&metric_labels).inc();
+                // A failed round's partial output is dropped, as Prometheus drops a failed
+                // scrape; its series go stale below.
+                out.clear();
+                false
+            }
+        };
+        let current: HashSet<Labels> = out.iter().map(|s| s.labels.clone()).collect();
+        for gone in previous.difference(&current) {
+            out.push(Sample::new(gone.clone(), now, stale_nan()));
+        }
+        out.push(Sample::new(up.clone(), now, if ok { 1.0 } else { 0.0 }));
+        store.append_batch(&out);
+        previous = current;
+    }
+}

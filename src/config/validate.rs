@@ -1,0 +1,162 @@
+//! Checks beyond the schema: values that parse but cannot work (an address that is not an
+//! address, a zero interval, a `remediate:` target no actuator has), and risky ones (warnings).
+
+use std::fmt;
+
+use super::Config;
+use crate::collect::BuildContext;
+use crate::rules::RemediateStep;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding, located by its key path in the config (`collectors.web.url`) or by rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub severity: Severity,
+    /// Where: a dotted key path, or `rule NAME` for findings about rules.
+    pub at: String,
+    pub message: String,
+}
+
+impl Issue {
+    pub fn error(at: impl Into<String>, message: impl Into<String>) -> Self {
+        Issue {
+            severity: Severity::Error,
+            at: at.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(at: impl Into<String>, message: impl Into<String>) -> Self {
+        Issue {
+            severity: Severity::Warning,
+            at: at.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{sev}: {}: {}", self.at, self.message)
+    }
+}
+
+/// Prometheus' label name syntax.
+pub fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Config {
+    /// Every problem this config has on its own (rule files are checked by
+    /// [`Config::check_remediation`] once loaded). Collectors are built (not started) to check
+    /// them, so a bad URL or an unreadable secret file shows up here.
+    pub fn validate(&self) -> Vec<Issue> {
+        let mut out = Vec::new();
+        let g = &self.global;
+        for (key, d) in [
+            ("global.collect_interval", g.collect_interval),
+            ("global.collect_timeout", g.collect_timeout),
+            ("global.evaluation_interval", g.evaluation_interval),
+        ] {
+            if d.0.is_zero() {
+                out.push(Issue::error(key, "must be greater than 0"));
+            }
+        }
+        if let Err(e) = g.listen_address.parse::<std::net::SocketAddr>() {
+            out.push(Issue::error(
+                "global.listen_address",
+                format!(
+                    "{:?} is not an address: {e}; expected IP:PORT such as 127.0.0.1:9464 or [::1]:9464",
+                    g.listen_address
+                ),
+            ));
+        }
+        for name in g.external_labels.keys() {
+            if !is_label_name(name) {
+                out.push(Issue::error(
+                    format!("global.external_labels.{name}"),
+                    "not a valid label name (expected [a-zA-Z_][a-zA-Z0-9_]*)",
+                ));
+            }
+        }
+        for (name, c) in &self.collectors {
+            let at = format!("collectors.{name}");
+            if name.is_empty() {
+                out.push(Issue::error(at, "collector names must not be empty"));
+                continue;
+            }
+            let ctx = BuildContext {
+                name,
+                global: &self.global,
+            };
+            if let Err(e) = c.build(&ctx) {
+                out.push(Issue::error(at, e.to_string()));
+            }
+        }
+        if let Err(issues) = self.rule_file_paths() {
+            out.extend(issues);
+        }
+        out
+    }
+
+    /// Problems with one alerting rule's `remediate:` ladder: targets that name no actuator
+    /// are errors; a step without `cooldown` is a warning (it may run at every evaluation).
+    pub fn check_remediation(&self, rule: &str, steps: &[RemediateStep]) -> Vec<Issue> {
+        let mut out = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let at = format!("rule {rule}: remediate[{i}] ({})", step.action);
+            if let Some(target) = &step.target
+                && !self.actuators.contains_key(target)
+            {
+                let known: Vec<&str> = self.actuators.keys().map(String::as_str).collect();
+                out.push(Issue::error(
+                    &at,
+                    format!(
+                        "target {target:?} is not an actuator in {} (configured: {})",
+                        self.path.display(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+            for (field, d) in [
+                ("timeout", step.timeout),
+                ("verify_within", step.verify_within),
+            ] {
+                if d.is_some_and(|d| d.0.is_zero()) {
+                    out.push(Issue::error(&at, format!("{field} must be greater than 0")));
+                }
+            }
+            match step.cooldown {
+                None => out.push(Issue::warning(
+                    &at,
+                    "risky: no cooldown, so the action may repeat at every evaluation while the alert fires",
+                )),
+                Some(d) if d.0.is_zero() => out.push(Issue::warning(
+                    &at,
+                    "risky: cooldown 0s, so the action may repeat at every evaluation while the alert fires",
+                )),
+                _ => {}
+            }
+        }
+        out
+    }
+}
