@@ -5,11 +5,13 @@
 //! [`Reader`], which holds the read lock for one evaluation so a round sees one consistent
 //! state.
 
+mod hash;
 mod labels;
 
+pub use hash::{FastHashMap, FastHasher};
 pub use labels::{Labels, METRIC_NAME};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Prometheus' stale marker: a NaN with this exact bit pattern ends a series.
@@ -57,8 +59,10 @@ struct Series {
 #[derive(Default)]
 struct Inner {
     series: Vec<Option<Series>>,
-    by_labels: HashMap<Labels, SeriesId>,
-    by_name: HashMap<String, Vec<SeriesId>>,
+    by_labels: FastHashMap<Labels, SeriesId>,
+    /// Series of each metric name, kept sorted by label set so selections come out in
+    /// Prometheus' order without sorting at query time.
+    by_name: FastHashMap<String, Vec<SeriesId>>,
     free: Vec<SeriesId>,
     retention_ms: i64,
 }
@@ -153,6 +157,34 @@ impl Store {
     pub fn series_count(&self) -> usize {
         self.reader().0.by_labels.len()
     }
+
+    /// Total samples held (stale markers included).
+    pub fn sample_count(&self) -> usize {
+        let r = self.reader();
+        r.0.series.iter().flatten().map(|s| s.samples.len()).sum()
+    }
+
+    /// An estimate of the heap bytes the store holds: ring buffers by capacity, label
+    /// strings, and the index entries. Used for the memory-per-series figure.
+    pub fn approx_bytes(&self) -> usize {
+        let r = self.reader();
+        let inner = &r.0;
+        let pair = std::mem::size_of::<(String, String)>();
+        let mut bytes = inner.series.capacity() * std::mem::size_of::<Option<Series>>();
+        for s in inner.series.iter().flatten() {
+            bytes += s.samples.capacity() * std::mem::size_of::<(i64, f64)>();
+            // the label Arc is shared between the series and the by_labels key
+            bytes += 16 + s.labels.len() * pair;
+            bytes += s.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        }
+        // hash map slots: key + value + control byte, at the map's capacity
+        bytes += inner.by_labels.capacity() * (std::mem::size_of::<(Labels, SeriesId)>() + 1);
+        for (name, ids) in &inner.by_name {
+            bytes += name.len() + ids.capacity() * std::mem::size_of::<SeriesId>();
+        }
+        bytes += inner.by_name.capacity() * (std::mem::size_of::<(String, Vec<SeriesId>)>() + 1);
+        bytes
+    }
 }
 
 impl Inner {
@@ -194,10 +226,17 @@ impl Inner {
                 (self.series.len() - 1) as SeriesId
             }
         };
-        self.by_name
+        let series = &self.series;
+        let ids = self
+            .by_name
             .entry(labels.name().unwrap_or("").to_string())
-            .or_default()
-            .push(id);
+            .or_default();
+        let pos = ids.partition_point(|other| {
+            series[*other as usize]
+                .as_ref()
+                .is_some_and(|s| s.labels < labels)
+        });
+        ids.insert(pos, id);
         self.by_labels.insert(labels, id);
         id
     }
@@ -278,10 +317,35 @@ impl Reader<'_> {
             .copied()
     }
 
+    /// Like [`Reader::samples`] but as the (at most two) contiguous slices of the ring
+    /// buffer, for callers that want to avoid the iterator.
+    pub fn sample_slices(
+        &self,
+        id: SeriesId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> (&[(i64, f64)], &[(i64, f64)]) {
+        let empty: &[(i64, f64)] = &[];
+        let Some(s) = self.0.series.get(id as usize).and_then(|s| s.as_ref()) else {
+            return (empty, empty);
+        };
+        let (a, b) = s.samples.as_slices();
+        let cut = |x: &'_ [(i64, f64)]| -> (usize, usize) {
+            (
+                x.partition_point(|(t, _)| *t <= from_ms),
+                x.partition_point(|(t, _)| *t <= to_ms),
+            )
+        };
+        let (a0, a1) = cut(a);
+        let (b0, b1) = cut(b);
+        (&a[a0..a1.max(a0)], &b[b0..b1.max(b0)])
+    }
+
     /// The newest sample at or before `at_ms`, not older than `lookback_ms`, unless it is a
     /// stale marker (then the series has no value at `at_ms`).
     pub fn latest(&self, id: SeriesId, at_ms: i64, lookback_ms: i64) -> Option<(i64, f64)> {
-        let last = self.samples(id, at_ms - lookback_ms, at_ms).last()?;
+        let (a, b) = self.sample_slices(id, at_ms - lookback_ms, at_ms);
+        let last = *b.last().or(a.last())?;
         (!is_stale(last.1)).then_some(last)
     }
 }
