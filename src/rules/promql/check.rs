@@ -22,6 +22,10 @@ const SUPPORTED_EXPERIMENTAL: &[&str] = &[
     "sort_by_label_desc",
     "mad_over_time",
     "double_exponential_smoothing",
+    "start",
+    "end",
+    "range",
+    "step",
 ];
 
 /// Rejects what the evaluator does not support, naming the construct.
@@ -50,7 +54,7 @@ pub fn check_supported(expr: &Expr) -> Result<(), PromqlError> {
             if matches!(op, token::T_LIMITK | token::T_LIMIT_RATIO) {
                 return unsupported(format!(
                     "the experimental aggregation {} in `{}`",
-                    token::TokenType::new(op).to_string(),
+                    token::TokenType::new(op),
                     short(expr)
                 ));
             }
@@ -137,8 +141,11 @@ mod tests {
         assert_eq!(m("rate(x[10m])"), 600_000);
         assert_eq!(m("rate(x[10m] offset 1h)"), 600_000 + 3_600_000);
         assert_eq!(m("x offset -5m"), 300_000);
-        assert_eq!(m("max_over_time(rate(x[1m])[30m:1m])"), 1_800_000 + 60_000 + 60_000);
-        assert_eq!(m("a / on(x) (b + c[2h] * 0)"), 7_200_000);
+        assert_eq!(
+            m("max_over_time(rate(x[1m])[30m:1m])"),
+            1_800_000 + 60_000 + 60_000
+        );
+        assert_eq!(m("a / on(x) (b + max_over_time(c[2h]) * 0)"), 7_200_000);
     }
 
     #[test]

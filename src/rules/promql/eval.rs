@@ -80,6 +80,7 @@ pub(crate) fn evaluate(
         default_step_ms: opts.default_step_ms.max(1),
         query_start: opts.start_ms.unwrap_or(at_ms),
         query_end: opts.end_ms.unwrap_or(at_ms),
+        query_step: opts.step_ms.unwrap_or(0),
         selected: RefCell::new(FastHashMap::default()),
     };
     let v = ev.eval(expr, at_ms)?;
@@ -141,6 +142,7 @@ struct Evaluator<'r, 's> {
     default_step_ms: i64,
     query_start: i64,
     query_end: i64,
+    query_step: i64,
     /// Series matched by each selector node (keyed by its address in the expression tree,
     /// which outlives the evaluation), so subquery steps match once.
     selected: RefCell<FastHashMap<usize, Rc<[SeriesId]>>>,
@@ -367,7 +369,7 @@ impl Evaluator<'_, '_> {
                     if f.is_nan() {
                         return Err(err("Parameter value is NaN"));
                     }
-                    if f >= 9.223_372_036_854_776e18 || f < -9.223_372_036_854_776e18 {
+                    if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
                         return Err(err(format!("Scalar value {f} overflows int64")));
                     }
                     k_param = if f < 1.0 { 0 } else { f as usize };
@@ -490,7 +492,7 @@ impl Evaluator<'_, '_> {
             }
             (l, r) => Err(err(format!(
                 "binary operator {} not defined between {} and {}",
-                token::TokenType::new(op).to_string(),
+                token::TokenType::new(op),
                 l.type_name(),
                 r.type_name()
             ))),
@@ -547,6 +549,13 @@ impl Evaluator<'_, '_> {
                     drop: false,
                 }]))
             }
+            // The query's own range, in seconds.
+            "start" => Ok(V::Scalar(self.query_start as f64 / 1000.0)),
+            "end" => Ok(V::Scalar(self.query_end as f64 / 1000.0)),
+            "range" => Ok(V::Scalar(
+                (self.query_end - self.query_start) as f64 / 1000.0,
+            )),
+            "step" => Ok(V::Scalar(self.query_step as f64 / 1000.0)),
             _ => self.generic_call(c, ts),
         }
     }
@@ -600,32 +609,19 @@ impl Evaluator<'_, '_> {
             Value::Scalar { value, .. } => V::Scalar(value),
             Value::String(s) => V::Str(s),
             Value::Vector(samples) => {
-                let keeps_name = keeps_metric_name(name);
-                let positional = matches!(name, "label_replace" | "label_join")
-                    && samples.len() == in_flags.len();
-                let by_labels: Option<FastHashMap<&Labels, bool>> =
-                    (keeps_name && any_flag && !positional)
-                        .then(|| in_flags.iter().map(|(l, f)| (l, *f)).collect());
-                let elems = samples
+                let drops = functions::drops_metric_name(name);
+                let mut elems: Vec<Elem> = samples
                     .into_iter()
-                    .enumerate()
-                    .map(|(i, mut s)| {
+                    .map(|mut s| {
                         s.timestamp_ms = ts;
-                        let drop = if !keeps_name {
-                            true
-                        } else if dst_is_name || !any_flag {
-                            false
-                        } else if positional {
-                            in_flags[i].1
-                        } else {
-                            by_labels
-                                .as_ref()
-                                .and_then(|m| m.get(&s.labels).copied())
-                                .unwrap_or(false)
-                        };
-                        Elem { s, drop }
+                        Elem { s, drop: drops }
                     })
                     .collect();
+                if drops {
+                    restore_names(&mut elems, &in_flags);
+                } else if any_flag && !dst_is_name {
+                    carry_flags(name, &mut elems, &in_flags);
+                }
                 V::Vector(elems)
             }
             Value::Matrix(series) => V::Matrix {
@@ -640,24 +636,56 @@ impl Evaluator<'_, '_> {
     }
 }
 
-/// Functions whose result keeps the input's metric name (Prometheus drops it for all
-/// others).
-fn keeps_metric_name(name: &str) -> bool {
-    matches!(
-        name,
-        "last_over_time"
-            | "first_over_time"
-            | "sort"
-            | "sort_desc"
-            | "sort_by_label"
-            | "sort_by_label_desc"
-            | "label_replace"
-            | "label_join"
-            | "vector"
-            | "limitk"
-            | "limit_ratio"
-            | "info"
-    )
+/// The function library drops `__name__` at once; for delayed removal the evaluator puts
+/// the input's label set back (flagged for dropping) where an output element is the
+/// transform of an input element, i.e. the outputs are an in-order subsequence of the
+/// inputs that differ only by the name.
+fn restore_names(out: &mut [Elem], inputs: &[(Labels, bool)]) {
+    let mut j = 0;
+    for e in out.iter_mut() {
+        if e.s.labels.name().is_some() {
+            continue;
+        }
+        while j < inputs.len() && !eq_ignoring_name(&inputs[j].0, &e.s.labels) {
+            j += 1;
+        }
+        match inputs.get(j) {
+            Some((l, _)) => {
+                e.s.labels = l.clone();
+                j += 1;
+            }
+            None => return,
+        }
+    }
+}
+
+/// True when `with` minus its `__name__` equals `without`.
+fn eq_ignoring_name(with: &Labels, without: &Labels) -> bool {
+    let mut a = with.iter().filter(|(k, _)| *k != METRIC_NAME);
+    let mut b = without.iter();
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Carries pending name drops through functions that keep the name (`sort`,
+/// `last_over_time`, `label_replace`, ...): by position where the function maps one to
+/// one, else by label set.
+fn carry_flags(name: &str, out: &mut [Elem], inputs: &[(Labels, bool)]) {
+    if matches!(name, "label_replace" | "label_join") && out.len() == inputs.len() {
+        for (e, (_, f)) in out.iter_mut().zip(inputs) {
+            e.drop = *f;
+        }
+        return;
+    }
+    let by_labels: FastHashMap<&Labels, bool> = inputs.iter().map(|(l, f)| (l, *f)).collect();
+    for e in out.iter_mut() {
+        e.drop = by_labels.get(&e.s.labels).copied().unwrap_or(false);
+    }
 }
 
 /// Labels of `absent(x{a="b"})`: the equality matchers of a plain selector, except
@@ -800,16 +828,8 @@ impl Group {
                         kahan_sum_inc(f / n, q * self.mean, q * self.kahan_c);
                 }
             }
-            token::T_MIN => {
-                if first || self.value > f || self.value.is_nan() {
-                    self.value = f;
-                }
-            }
-            token::T_MAX => {
-                if first || self.value < f || self.value.is_nan() {
-                    self.value = f;
-                }
-            }
+            token::T_MIN if first || self.value > f || self.value.is_nan() => self.value = f,
+            token::T_MAX if first || self.value < f || self.value.is_nan() => self.value = f,
             token::T_STDDEV | token::T_STDVAR => {
                 if first {
                     self.mean = f;
@@ -995,7 +1015,7 @@ fn elem_binop(op: TokenId, l: f64, r: f64) -> Result<(f64, bool), PromqlError> {
         _ => {
             return Err(err(format!(
                 "operator {} not allowed here",
-                token::TokenType::new(op).to_string()
+                token::TokenType::new(op)
             )));
         }
     })
@@ -1282,4 +1302,195 @@ fn vector_unless(lhs: Vec<Elem>, rhs: Vec<Elem>, m: &Matching) -> Vec<Elem> {
     lhs.into_iter()
         .filter(|e| !sigs.contains(&m.signature(&e.s.labels)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::promql::{EvalOptions, Value, eval_instant, eval_instant_with, parse};
+    use crate::store::{Labels, Store};
+
+    fn l(pairs: &[(&str, &str)]) -> Labels {
+        Labels::new(pairs.iter().copied())
+    }
+
+    fn store() -> Store {
+        let s = Store::new(i64::MAX / 4);
+        for t in 0..=10 {
+            let ms = t * 60_000;
+            s.append(
+                &l(&[("__name__", "req"), ("job", "a"), ("code", "200")]),
+                ms,
+                t as f64 * 10.0,
+            );
+            s.append(
+                &l(&[("__name__", "req"), ("job", "a"), ("code", "500")]),
+                ms,
+                t as f64,
+            );
+            s.append(
+                &l(&[("__name__", "req"), ("job", "b"), ("code", "200")]),
+                ms,
+                t as f64 * 2.0,
+            );
+            s.append(&l(&[("__name__", "limit"), ("job", "a")]), ms, 100.0);
+            s.append(&l(&[("__name__", "limit"), ("job", "b")]), ms, 50.0);
+        }
+        s
+    }
+
+    fn eval(s: &Store, q: &str, at_ms: i64) -> Result<Vec<(String, f64)>, String> {
+        match eval_instant(s, &parse(q).map_err(|e| e.to_string())?, at_ms) {
+            Ok(Value::Vector(v)) => {
+                let mut out: Vec<_> = v
+                    .into_iter()
+                    .map(|s| (s.labels.to_string(), s.value))
+                    .collect();
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(out)
+            }
+            Ok(Value::Scalar { value, .. }) => Ok(vec![("scalar".into(), value)]),
+            Ok(other) => Err(format!("unexpected {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn selectors_matchers_lookback_and_staleness() {
+        let s = store();
+        assert_eq!(
+            eval(&s, r#"req{code=~"5.."}"#, 600_000).unwrap(),
+            vec![(r#"req{code="500", job="a"}"#.into(), 10.0)]
+        );
+        assert_eq!(
+            eval(
+                &s,
+                r#"{__name__=~"req|limit", job!="a", code!~"2.*"}"#,
+                600_000
+            )
+            .unwrap(),
+            vec![(r#"limit{job="b"}"#.into(), 50.0)]
+        );
+        // the last sample is 10 m old: within 5 m lookback at 14 m, gone at 15 m (left-open)
+        assert_eq!(eval(&s, "limit{job='a'}", 840_000).unwrap().len(), 1);
+        assert_eq!(eval(&s, "limit{job='a'}", 900_000).unwrap().len(), 0);
+        s.mark_stale(&l(&[("__name__", "limit"), ("job", "a")]), 660_000);
+        assert_eq!(eval(&s, "limit{job='a'}", 670_000).unwrap().len(), 0);
+        assert_eq!(
+            eval(&s, "limit{job='a'} offset 1m", 670_000).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn matching_group_left_and_errors() {
+        let s = store();
+        let r = eval(&s, "req / on(job) group_left limit", 600_000).unwrap();
+        assert_eq!(r.len(), 3);
+        assert!(r.contains(&(r#"{code="200", job="b"}"#.into(), 0.4)));
+        let e = eval(&s, "req / on(job) limit", 600_000).unwrap_err();
+        assert!(e.contains("many-to-one matching must be explicit"), "{e}");
+        let e = eval(&s, "limit / on(job) group_left req", 600_000).unwrap_err();
+        assert!(
+            e.contains(
+                "found duplicate series for the match group {job=\"a\"} on the right hand-side"
+            ),
+            "{e}"
+        );
+        // comparisons keep the name, `bool` drops it
+        assert_eq!(
+            eval(&s, "limit > 60", 600_000).unwrap(),
+            vec![(r#"limit{job="a"}"#.into(), 100.0)]
+        );
+        assert_eq!(eval(&s, "limit > bool 60", 600_000).unwrap().len(), 2);
+        assert_eq!(
+            eval(&s, "req unless on(job) limit < 60", 600_000)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(eval(&s, "-limit", 600_000).unwrap()[0].0, r#"{job="a"}"#);
+    }
+
+    #[test]
+    fn aggregations() {
+        let s = store();
+        assert_eq!(
+            eval(&s, "sum by (job) (req)", 600_000).unwrap(),
+            vec![
+                (r#"{job="a"}"#.into(), 110.0),
+                (r#"{job="b"}"#.into(), 20.0)
+            ]
+        );
+        assert_eq!(
+            eval(&s, "count without (code) (req)", 600_000).unwrap(),
+            vec![(r#"{job="a"}"#.into(), 2.0), (r#"{job="b"}"#.into(), 1.0)]
+        );
+        assert_eq!(
+            eval(&s, "topk(1, req)", 600_000).unwrap(),
+            vec![(r#"req{code="200", job="a"}"#.into(), 100.0)]
+        );
+        assert_eq!(eval(&s, "quantile(0.5, req)", 600_000).unwrap()[0].1, 20.0);
+        assert_eq!(eval(&s, "stddev(limit)", 600_000).unwrap()[0].1, 25.0);
+        assert_eq!(
+            eval(&s, r#"count_values("v", limit)"#, 600_000).unwrap(),
+            vec![(r#"{v="100"}"#.into(), 1.0), (r#"{v="50"}"#.into(), 1.0)]
+        );
+    }
+
+    #[test]
+    fn subquery_steps_are_aligned_to_absolute_multiples() {
+        let s = store();
+        // (570 s, 630 s] holds one multiple of 60 s: 600 s
+        assert_eq!(
+            eval(&s, "count_over_time(limit{job='a'}[1m:1m])", 630_000).unwrap()[0].1,
+            1.0
+        );
+        assert_eq!(
+            eval(&s, "count_over_time(limit{job='a'}[5m:1m])", 630_000).unwrap()[0].1,
+            5.0
+        );
+        assert_eq!(
+            eval(&s, "count_over_time(limit{job='a'}[5m:])", 630_000).unwrap()[0].1,
+            5.0
+        );
+    }
+
+    #[test]
+    fn at_start_end_and_timestamp() {
+        let s = store();
+        let e = parse("limit{job='a'} @ start() + 0 * timestamp(limit{job='a'} @ end())").unwrap();
+        let opts = EvalOptions {
+            start_ms: Some(60_000),
+            end_ms: Some(120_000),
+            ..EvalOptions::default()
+        };
+        let Value::Vector(v) = eval_instant_with(&s, &e, 90_000, &opts).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v[0].value, 100.0);
+        assert_eq!(v[0].timestamp_ms, 90_000);
+        assert_eq!(
+            eval(&s, "timestamp(limit{job='a'})", 630_000).unwrap()[0].1,
+            600.0
+        );
+        assert_eq!(
+            eval(&s, "absent(nope{job='x', a=~'y'})", 0).unwrap(),
+            vec![(r#"{job="x"}"#.into(), 1.0)]
+        );
+    }
+
+    #[test]
+    fn delayed_name_removal() {
+        let s = store();
+        let r = eval(
+            &s,
+            r#"label_replace(rate(limit[5m]), "was", "$1", "__name__", "(.*)")"#,
+            600_000,
+        )
+        .unwrap();
+        assert_eq!(r[0].0, r#"{job="a", was="limit"}"#);
+        s.append(&l(&[("__name__", "quota"), ("job", "b")]), 600_000, 1.0);
+        let e = eval(&s, "-{__name__=~'limit|quota', job='b'}", 600_000).unwrap_err();
+        assert!(e.contains("same labelset"), "{e}");
+    }
 }

@@ -64,6 +64,9 @@ pub struct EvalOptions {
     pub end_ms: Option<i64>,
     /// How far back an instant selector looks for a sample (Prometheus: 5 m).
     pub lookback_ms: i64,
+    /// The step of the range query this instant evaluation is part of (what `step()`
+    /// returns); 0 when `None`.
+    pub step_ms: Option<i64>,
     /// Step of subqueries written without one, e.g. `x[10m:]` (the rule group's interval).
     pub default_step_ms: i64,
 }
@@ -73,6 +76,7 @@ impl Default for EvalOptions {
         EvalOptions {
             start_ms: None,
             end_ms: None,
+            step_ms: None,
             lookback_ms: LOOKBACK_DELTA_MS,
             default_step_ms: DEFAULT_SUBQUERY_STEP_MS,
         }
