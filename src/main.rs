@@ -1,6 +1,9 @@
 //! The `medic` command line. Parsing only; the work is in the library.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -17,6 +20,18 @@ struct Cli {
 enum Command {
     /// Print the version.
     Version,
+    /// Run the daemon: collect, evaluate rules, act, notify, serve the API.
+    Run {
+        /// The config file.
+        #[arg(short, long, default_value = "/etc/medic/medic.yaml")]
+        config: PathBuf,
+        /// Log line format.
+        #[arg(long, value_enum, default_value_t = LogFormatArg::Plain)]
+        log_format: LogFormatArg,
+        /// Log filter (`info`, `debug`, `medic=debug,warn`, ...); default `RUST_LOG`, else `info`.
+        #[arg(long)]
+        log_level: Option<String>,
+    },
     /// Validate rule files (and, with -c, a configuration): print every error, exit 1 on any.
     Check {
         /// A medic configuration file to validate.
@@ -46,9 +61,20 @@ enum AnomalyCommand {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Plain,
+    Json,
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Version => println!("medic {}", env!("CARGO_PKG_VERSION")),
+        Command::Run {
+            config,
+            log_format,
+            log_level,
+        } => run_daemon(config, log_format, log_level.as_deref())?,
         Command::Check { config, rule_files } => {
             if !check(config.as_deref(), &rule_files)? {
                 std::process::exit(1);
@@ -57,6 +83,35 @@ fn main() -> anyhow::Result<()> {
         Command::Anomaly {
             command: AnomalyCommand::Score { detector, file },
         } => anomaly_score(&detector, &file)?,
+    }
+    Ok(())
+}
+
+fn run_daemon(config: PathBuf, format: LogFormatArg, level: Option<&str>) -> anyhow::Result<()> {
+    let format = match format {
+        LogFormatArg::Plain => medic::daemon::logging::LogFormat::Plain,
+        LogFormatArg::Json => medic::daemon::logging::LogFormat::Json,
+    };
+    medic::daemon::logging::init(format, level)?;
+    // SAFETY: no other thread exists yet (the runtime is built below), which is what
+    // removing environment variables requires. Children must not inherit the watchdog.
+    let watchdog = unsafe { sd_notify::watchdog_enabled_and_unset_env() };
+    medic::init_tls();
+    // Two workers are plenty for a monitoring daemon and keep its footprint small;
+    // blocking work (subprocess waits, SQLite) goes to the blocking pool.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("medic")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let opts = medic::daemon::RunOptions {
+        config_path: config,
+        watchdog,
+    };
+    if let Err(e) = runtime.block_on(medic::daemon::run(opts)) {
+        tracing::error!(error = %e, "medic stopped");
+        return Err(e.into());
     }
     Ok(())
 }

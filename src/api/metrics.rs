@@ -38,6 +38,16 @@ pub struct SelfMetrics {
     pub config_last_reload_successful: Gauge,
     /// `medic_config_last_reload_success_timestamp_seconds`.
     pub config_last_reload_success_timestamp: Gauge,
+    /// `medic_rule_evaluations_total{rule_group}`: evaluations of the group, failed or not.
+    pub rule_evaluations: Family<LabelPairs, Counter>,
+    /// `medic_rule_group_last_evaluation_timestamp_seconds{rule_group}`.
+    pub rule_group_last_evaluation: Family<LabelPairs, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// `medic_store_series`: series held in the in-memory store.
+    pub store_series: Gauge,
+    /// `medic_build_info{version}`: always 1.
+    pub build_info: Family<LabelPairs, Gauge>,
+    /// `medic_start_time_seconds`: when the process started (Unix time).
+    pub start_time: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 /// Shorthand for building a label set: `labels(&[("collector", name)])`.
@@ -105,6 +115,41 @@ impl Default for SelfMetrics {
             "Time of the last successful configuration reload",
             config_last_reload_success_timestamp.clone(),
         );
+        let rule_evaluations = Family::default();
+        registry.register(
+            "rule_evaluations",
+            "Evaluations of the rule group",
+            rule_evaluations.clone(),
+        );
+        let rule_group_last_evaluation = Family::default();
+        registry.register(
+            "rule_group_last_evaluation_timestamp_seconds",
+            "When the rule group was last evaluated",
+            rule_group_last_evaluation.clone(),
+        );
+        let store_series = Gauge::default();
+        registry.register(
+            "store_series",
+            "Series held in the in-memory store",
+            store_series.clone(),
+        );
+        let build_info: Family<LabelPairs, Gauge> = Family::default();
+        build_info
+            .get_or_create(&labels(&[("version", env!("CARGO_PKG_VERSION"))]))
+            .set(1);
+        registry.register("build_info", "medic's version", build_info.clone());
+        let start_time = Gauge::default();
+        start_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        registry.register(
+            "start_time_seconds",
+            "When the process started (Unix time)",
+            start_time.clone(),
+        );
         SelfMetrics {
             registry,
             collector_duration,
@@ -116,6 +161,11 @@ impl Default for SelfMetrics {
             notifications_total,
             config_last_reload_successful,
             config_last_reload_success_timestamp,
+            rule_evaluations,
+            rule_group_last_evaluation,
+            store_series,
+            build_info,
+            start_time,
         }
     }
 }

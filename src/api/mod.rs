@@ -1,3 +1,9 @@
-//! The HTTP API (axum): `/metrics`, `/healthz`, `/api/v1/...`.
+//! The HTTP API (axum): `/metrics`, `/healthz`, `/api/v1/alerts`, `/api/v1/rules`,
+//! `POST /-/reload` (bearer token).
 
+pub mod exposition;
 pub mod metrics;
+pub mod prom;
+pub mod server;
+
+pub use server::{ApiSettings, ApiState, ControlRequest};

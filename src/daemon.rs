@@ -1,1 +1,0 @@
-//! The daemon: starts the tasks and wires the channels; reload; sd_notify; shutdown.

@@ -1,0 +1,190 @@
+//! Test helpers for running `medic run` as a real process: temp config and state dir,
+//! ephemeral API port (read back from the JSON log), signals, polling with deadlines.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// Overall deadline for anything a test waits for. Generous: the machine is shared.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `medic run`.
+pub struct Medic {
+    child: Child,
+    /// `host:port` of the API.
+    pub addr: String,
+    logs: Arc<Mutex<Vec<String>>>,
+    /// The folder holding the config (and whatever the test writes next to it).
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+}
+
+impl Medic {
+    /// Writes `config` to `dir/medic.yaml` and starts medic on it.
+    pub fn start(dir: &Path, config: &str) -> Medic {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Medic {
+        let config_path = dir.join("medic.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_medic"));
+        cmd.args(["run", "-c"])
+            .arg(&config_path)
+            .args(["--log-format", "json", "--log-level", "info"])
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn medic");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if v["fields"]["message"] == "API listening" {
+                    if let Some(a) = v["fields"]["address"].as_str() {
+                        let _ = addr_tx.send(a.to_string());
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut medic = Medic {
+            child,
+            addr: String::new(),
+            logs,
+            dir: dir.to_path_buf(),
+            config_path,
+        };
+        let started = Instant::now();
+        loop {
+            match addr_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(a) => {
+                    medic.addr = a;
+                    return medic;
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = medic.child.try_wait() {
+                        panic!("medic exited early ({status}):\n{}", medic.logs());
+                    }
+                    assert!(
+                        started.elapsed() < DEADLINE,
+                        "medic did not start listening:\n{}",
+                        medic.logs()
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Everything medic logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                started.elapsed() < within,
+                "medic did not exit:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// GET a path of the API: (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.url(path)).await
+    }
+
+    /// The value of one sample of `/metrics`, e.g. `medic_config_last_reload_successful`
+    /// or `medic_rule_evaluations_total{rule_group="g"}`.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await;
+        metric_value(&body, sample)
+    }
+}
+
+impl Drop for Medic {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    medic::init_tls();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+pub async fn http_get(url: &str) -> (u16, String) {
+    let resp = client().get(url).send().await.expect("GET");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
+}
+
+/// Finds `sample` (name with its exact label text) in an exposition.
+pub fn metric_value(body: &str, sample: &str) -> Option<f64> {
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == sample).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// Polls `f` until it returns `Some`, at most [`DEADLINE`]; panics naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
