@@ -23,7 +23,7 @@ async fn bad_reload_is_rejected_while_medic_keeps_running_and_sigterm_exits_0() 
     std::fs::write(&token_path, "s3cret-token\n").unwrap();
     let good = base_config(
         dir.path(),
-        &format!("  api_token_file: {}\n", token_path.display()),
+        &format!("  api_token: {{file: {}}}\n", token_path.display()),
     );
     let mut medic = Medic::start(dir.path(), &good);
     assert_eq!(medic.get("/healthz").await, (200, "ok\n".to_string()));

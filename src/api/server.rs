@@ -215,7 +215,7 @@ fn authorize(st: &ApiState, headers: &HeaderMap) -> Result<(), Box<Response>> {
         return Err(Box::new(
             (
                 StatusCode::FORBIDDEN,
-                "state-changing endpoints are disabled: set global.api_token_file\n",
+                "state-changing endpoints are disabled: set global.api_token\n",
             )
                 .into_response(),
         ));

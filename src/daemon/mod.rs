@@ -84,22 +84,23 @@ fn prepare(path: &Path) -> Result<Prepared, String> {
 }
 
 fn load_config(path: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_saphyr::from_str::<Config>(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let (config, issues) = Config::load(path).map_err(|e| e.to_string())?;
+    for issue in issues {
+        tracing::warn!(config = %path.display(), "{issue}");
+    }
+    Ok(config)
 }
 
 fn read_token(config: &Config) -> Result<Option<String>, String> {
-    let Some(path) = &config.global.api_token_file else {
+    let Some(secret) = &config.global.api_token else {
         return Ok(None);
     };
-    let raw = std::fs::read_to_string(path)
-        .map_err(|e| format!("global.api_token_file {}: {e}", path.display()))?;
-    let t = raw.trim();
+    let token = secret
+        .read()
+        .map_err(|e| format!("global.api_token: {e}"))?;
+    let t = token.expose().trim();
     if t.is_empty() {
-        return Err(format!(
-            "global.api_token_file {}: the file is empty",
-            path.display()
-        ));
+        return Err("global.api_token: the token is empty".to_string());
     }
     Ok(Some(t.to_string()))
 }
