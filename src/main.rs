@@ -142,15 +142,16 @@ fn check(
     config: Option<&std::path::Path>,
     rule_files: &[std::path::PathBuf],
 ) -> anyhow::Result<bool> {
-    if let Some(c) = config {
-        anyhow::bail!(
-            "{}: checking a configuration file is not supported by this build yet",
-            c.display()
-        );
-    }
-    if rule_files.is_empty() {
+    if config.is_none() && rule_files.is_empty() {
         anyhow::bail!("nothing to check: give rule files (or -c CONFIG)");
     }
     let mut out = std::io::stdout().lock();
-    Ok(medic::rules::check::check_rule_files(rule_files, &mut out)?)
+    let mut ok = true;
+    if let Some(c) = config {
+        ok &= medic::config::check::check_config(c, &mut out)?;
+    }
+    if !rule_files.is_empty() {
+        ok &= medic::rules::check::check_rule_files(rule_files, &mut out)?;
+    }
+    Ok(ok)
 }

@@ -154,3 +154,81 @@ async fn hanging_and_failing_collectors_do_not_delay_a_healthy_one() {
     assert!(stale >= 5 && live >= 5, "{live} live, {stale} stale");
     assert!(live.abs_diff(stale) <= 1, "{live} live, {stale} stale");
 }
+
+/// Runs `medic check ARGS`; (exit code, stdout).
+fn medic_check(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn check_validates_config_rules_and_remediation_targets() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, text) = medic_check(&["-c".as_ref(), repo.join("config/medic.yaml").as_os_str()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("SUCCESS: 8 rules found"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules.d")).unwrap();
+    std::fs::write(
+        dir.path().join("rules.d/app.yaml"),
+        r#"groups:
+  - name: app
+    rules:
+      - alert: Down
+        expr: probe_success == 0
+        remediate:
+          - action: exec
+            target: restart-app
+          - action: exec
+            target: no-such-actuator
+            cooldown: 5m
+          - action: restart
+            target: web-hook
+            cooldown: 5m
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("medic.yaml");
+    std::fs::write(
+        &config,
+        r#"global:
+  listen_address: "127.0.0.1:99999"
+collectors:
+  web: {type: http_probe, url: "http://127.0.0.1:1/", interval: 1s, timeout: 5s}
+actuators:
+  restart-app: {type: exec, command: [/bin/true]}
+  web-hook: {type: http, url: "http://127.0.0.1:1/hook"}
+rule_files: ["rules.d/*.yaml"]
+"#,
+    )
+    .unwrap();
+    let (code, text) = medic_check(&["-c".as_ref(), config.as_os_str()]);
+    assert_eq!(code, 1, "{text}");
+    for want in [
+        "error: global.listen_address",
+        "timeout 5s is longer than the interval 1s",
+        "\"no-such-actuator\" is not an actuator",
+        "\"web-hook\" is a http actuator, which cannot perform \"restart\"",
+        "warning: ",
+        "remediate[0] (exec): risky: no cooldown",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+
+    // A schema error names file, line and column.
+    std::fs::write(&config, "global:\n  listen_adress: x\n").unwrap();
+    let (code, text) = medic_check(&["-c".as_ref(), config.as_os_str()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("{}:2:3", config.display())),
+        "{text}"
+    );
+}

@@ -2,6 +2,7 @@
 //! loading and validation. Each component owns its own config struct in its own module; this
 //! module composes them.
 
+pub mod check;
 pub mod duration;
 pub mod load;
 pub mod secret;

@@ -105,7 +105,7 @@ impl Config {
                 global: &self.global,
             };
             if let Err(e) = c.build(&ctx) {
-                out.push(Issue::error(at, e.to_string()));
+                out.push(Issue::error(at, e.message));
             }
         }
         if let Err(issues) = self.rule_file_paths() {
@@ -120,6 +120,19 @@ impl Config {
         let mut out = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             let at = format!("rule {rule}: remediate[{i}] ({})", step.action);
+            if let Some(target) = &step.target
+                && let Some(actuator) = self.actuators.get(target)
+                && !actuator.accepts(&step.action)
+            {
+                out.push(Issue::error(
+                    &at,
+                    format!(
+                        "target {target:?} is a {} actuator, which cannot perform {:?}",
+                        actuator.kind(),
+                        step.action
+                    ),
+                ));
+            }
             if let Some(target) = &step.target
                 && !self.actuators.contains_key(target)
             {

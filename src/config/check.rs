@@ -1,0 +1,93 @@
+//! `medic check -c FILE`: the config, every rule file it names, and the rules' `remediate:`
+//! ladders against the config's actuators. Prints every finding, promtool-style.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::{Config, Issue};
+use crate::rules::file::load_files;
+use crate::rules::group::{GroupOptions, Rule};
+use crate::store::Labels;
+
+/// Checks `path` and the rule files it names, writing `Checking FILE`, then `SUCCESS` or
+/// `FAILED` and every error and warning. Returns whether there was no error (warnings pass).
+pub fn check_config(path: &Path, out: &mut dyn Write) -> io::Result<bool> {
+    writeln!(out, "Checking {}", path.display())?;
+    let config = match Config::parse_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(out, "  FAILED:")?;
+            writeln!(out, "{e}")?;
+            writeln!(out)?;
+            return Ok(false);
+        }
+    };
+    let issues = config.validate();
+    let rule_paths = config.rule_file_paths().unwrap_or_default();
+    report(out, &issues, || {
+        format!(
+            "{} collectors, {} rule files",
+            config.collectors.len(),
+            rule_paths.len()
+        )
+    })?;
+    let mut ok = !issues.iter().any(Issue::is_error);
+
+    let opts = GroupOptions {
+        default_interval: config.global.evaluation_interval,
+        external_labels: Labels::new(config.global.external_labels.clone()),
+        ..GroupOptions::default()
+    };
+    for rule_path in &rule_paths {
+        writeln!(out, "Checking {}", rule_path.display())?;
+        match load_files(std::slice::from_ref(rule_path), &opts) {
+            Err(errs) => {
+                ok = false;
+                writeln!(out, "  FAILED:")?;
+                for e in errs.0 {
+                    writeln!(out, "{e}")?;
+                }
+                writeln!(out)?;
+            }
+            Ok(groups) => {
+                let mut issues = Vec::new();
+                let mut count = 0;
+                for g in &groups {
+                    for rule in g.rules() {
+                        count += 1;
+                        if let Rule::Alerting(a) = rule {
+                            for mut i in config.check_remediation(a.name(), &a.remediate) {
+                                i.at = format!(
+                                    "{}: group {:?}: {}",
+                                    rule_path.display(),
+                                    g.name(),
+                                    i.at
+                                );
+                                issues.push(i);
+                            }
+                        }
+                    }
+                }
+                ok &= !issues.iter().any(Issue::is_error);
+                report(out, &issues, || format!("{count} rules found"))?;
+            }
+        }
+    }
+    Ok(ok)
+}
+
+fn report(
+    out: &mut dyn Write,
+    issues: &[Issue],
+    success: impl FnOnce() -> String,
+) -> io::Result<()> {
+    if issues.iter().any(Issue::is_error) {
+        writeln!(out, "  FAILED:")?;
+    } else {
+        writeln!(out, "  SUCCESS: {}", success())?;
+    }
+    for i in issues {
+        writeln!(out, "  {i}")?;
+    }
+    writeln!(out)
+}
