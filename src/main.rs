@@ -40,6 +40,15 @@ enum Command {
         /// Rule files to validate.
         rule_files: Vec<std::path::PathBuf>,
     },
+    /// Run rule unit tests written in promtool's format (`promtool test rules`).
+    Test {
+        /// Only run test groups whose name matches this regex (repeatable).
+        #[arg(long)]
+        run: Vec<String>,
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
     /// Anomaly detectors offline: score a CSV history with a detector configuration.
     Anomaly {
         #[command(subcommand)]
@@ -79,6 +88,15 @@ fn main() -> anyhow::Result<()> {
             if !check(config.as_deref(), &rule_files)? {
                 std::process::exit(1);
             }
+        }
+        Command::Test { run, files } => {
+            let code = medic::rules::unittest::run_test_files(
+                &files,
+                &run,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )?;
+            std::process::exit(code);
         }
         Command::Anomaly {
             command: AnomalyCommand::Score { detector, file },

@@ -262,6 +262,14 @@ impl RuleGroup {
         transitions
     }
 
+    /// `(rule name, error)` of the rules that failed at the last evaluation.
+    pub fn last_errors(&self) -> Vec<(&str, &str)> {
+        self.entries
+            .iter()
+            .filter_map(|e| Some((e.rule.name(), e.last_error.as_deref()?)))
+            .collect()
+    }
+
     /// Pending and firing alerts of every alerting rule.
     pub fn active_alerts(&self) -> Vec<AlertInstance> {
         self.entries

@@ -9,6 +9,7 @@ pub mod group;
 pub mod promql;
 pub mod recording;
 pub mod template;
+pub mod unittest;
 
 pub use file::{RuleFileError, RuleFileErrors, check_files, load_files, retention_needed_ms};
 pub use group::{GroupOptions, GroupSnapshot, Rule, RuleGroup, RuleHealth, RuleSnapshot};
