@@ -568,8 +568,8 @@ pub fn parse_metric(s: &str) -> Result<Labels, String> {
             pairs.push((key, val));
         }
     }
-    if pairs.is_empty() {
-        return Err(format!("no metric name or labels in {s:?}"));
+    if s.is_empty() {
+        return Err("no metric name or labels".into());
     }
     Ok(Labels::new(pairs))
 }
@@ -589,6 +589,7 @@ mod tests {
         );
         assert!(parse_metric("up{job=api}").is_err());
         assert!(parse_metric("").is_err());
+        assert!(parse_metric("{}").unwrap().is_empty());
     }
 
     #[test]
