@@ -53,11 +53,6 @@ const SKIP_EXPR: &[(&str, &str)] = &[
         "native-histogram function (out of scope)",
     ),
     ("info(", "experimental info() function (not in scope)"),
-    ("limitk(", "experimental limitk aggregation (not in scope)"),
-    (
-        "limit_ratio(",
-        "experimental limit_ratio aggregation (not in scope)",
-    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -716,7 +711,9 @@ fn skip_reason(case: &Case, native_names: &HashSet<String>) -> Option<String> {
         // A name regex could select native series; only skip when one would match.
         let re = regex::Regex::new(r#"__name__\s*=~\s*"([^"]*)""#).unwrap();
         for c in re.captures_iter(&case.expr) {
-            if let Ok(r) = regex::Regex::new(&format!("^(?:{})$", &c[1])) {
+            // The PromQL string escapes backslashes: `\\d` is the regex `\d`.
+            let pattern = c[1].replace("\\\\", "\\");
+            if let Ok(r) = regex::Regex::new(&format!("^(?:{pattern})$")) {
                 if native_names.iter().any(|n| r.is_match(n)) {
                     return Some("selects native histogram series by name regex".into());
                 }

@@ -6,13 +6,17 @@
 //! The algorithms follow Prometheus' `promql/functions.go` and `promql/quantile.go`
 //! (floats and classic `le` histograms; native histograms are out of scope), including
 //! their numerics (Kahan summation, repeated-addition order), so that results agree with
-//! Prometheus to its test tolerance. `__name__` is dropped where Prometheus drops it
-//! (every function except `last_over_time`, `first_over_time`, `sort*`, `label_*`).
+//! Prometheus to its test tolerance.
+//!
+//! Results keep `__name__`: the evaluator removes it afterwards for the functions that drop
+//! it (all but `last_over_time`, `first_over_time`, `sort*`, `label_*`, ...), as Prometheus'
+//! delayed name removal does, so that `label_replace(rate(x[5m]), "n", "$1", "__name__",
+//! "(.*)")` can still read the name.
 
 use std::collections::HashMap;
 
 use super::{PromqlError, RangeSeries, Value};
-use crate::store::{Labels, METRIC_NAME, Sample, is_stale};
+use crate::store::{Labels, Sample, is_stale};
 
 /// Evaluation context of one call.
 #[derive(Debug, Clone, Copy)]
@@ -36,26 +40,6 @@ pub enum Arg {
         range_start_ms: i64,
         range_end_ms: i64,
     },
-}
-
-/// Whether function `name` drops `__name__` from its result (for an evaluator that
-/// implements Prometheus' delayed name removal; [`call`] already drops it).
-pub fn drops_metric_name(name: &str) -> bool {
-    !matches!(
-        name,
-        "last_over_time"
-            | "first_over_time"
-            | "sort"
-            | "sort_desc"
-            | "sort_by_label"
-            | "sort_by_label_desc"
-            | "label_replace"
-            | "label_join"
-            | "scalar"
-            | "vector"
-            | "time"
-            | "pi"
-    )
 }
 
 /// Calls function `name` with evaluated `args`.
@@ -190,6 +174,10 @@ pub fn call(name: &str, args: Vec<Arg>, ctx: &FnCtx) -> Result<Value, PromqlErro
             let hi = a.scalar(1)?;
             a.clamp(f64::NEG_INFINITY, hi)
         }
+        // The query-context functions of an instant query: medic runs instant queries only,
+        // where the range is the single evaluation time.
+        "start" | "end" => Ok(scalar(ctx, ctx.at_ms as f64 / 1000.0)),
+        "range" | "step" => Ok(scalar(ctx, 0.0)),
         // Go's math.Min / math.Max: NaN wins.
         "min_of" | "max_of" => {
             let (x, y) = (a.scalar(0)?, a.scalar(1)?);
@@ -395,7 +383,6 @@ impl Args<'_> {
         else {
             return Err(self.missing(idx, "a range vector"));
         };
-        let keep_name = !drops_metric_name(self.name);
         let mut out = Vec::with_capacity(series.len());
         let mut buf = Vec::new();
         for s in series {
@@ -413,12 +400,7 @@ impl Args<'_> {
                 end_ms: range_end_ms,
             };
             if let Some(v) = f(&r) {
-                let labels = if keep_name {
-                    s.labels
-                } else {
-                    s.labels.without_name()
-                };
-                out.push(Sample::new(labels, self.ctx.at_ms, v));
+                out.push(Sample::new(s.labels, self.ctx.at_ms, v));
             }
         }
         Ok(Value::Vector(out))
@@ -428,7 +410,7 @@ impl Args<'_> {
         let v = self.vector(0)?;
         Ok(Value::Vector(
             v.into_iter()
-                .map(|s| Sample::new(s.labels.without_name(), s.timestamp_ms, f(s.value)))
+                .map(|s| Sample::new(s.labels, s.timestamp_ms, f(s.value)))
                 .collect(),
         ))
     }
@@ -644,6 +626,10 @@ fn variance(p: &[(i64, f64)]) -> f64 {
 }
 
 fn mad(p: &[(i64, f64)]) -> f64 {
+    // A NaN sample makes the result NaN rather than vanishing into the sort order.
+    if p.iter().any(|x| x.1.is_nan()) {
+        return f64::NAN;
+    }
     let median = quantile(0.5, p.iter().map(|x| x.1).collect());
     quantile(0.5, p.iter().map(|x| (x.1 - median).abs()).collect())
 }
@@ -802,8 +788,10 @@ fn double_exponential_smoothing(p: &[(i64, f64)], sf: f64, tf: f64) -> Option<f6
 // ---------------------------------------------------------------------------------------
 // Classic histograms
 
-/// Groups `_bucket` samples by their labels without `le` and `__name__`; samples without
-/// a parseable `le` are ignored (Prometheus warns about them).
+/// Groups `_bucket` samples by their labels without `le`; samples without a parseable
+/// `le` are ignored (Prometheus warns about them). The metric name stays in the key: two
+/// histograms differing only by name collide once the evaluator drops it, an error in
+/// Prometheus too.
 fn classic_histograms(v: Vec<Sample>) -> Vec<(Labels, Vec<(f64, f64)>)> {
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
@@ -811,7 +799,7 @@ fn classic_histograms(v: Vec<Sample>) -> Vec<(Labels, Vec<(f64, f64)>)> {
         let Some(le) = s.labels.get("le").and_then(parse_go_float) else {
             continue;
         };
-        let key = s.labels.without(&["le", METRIC_NAME]);
+        let key = s.labels.without(&["le"]);
         groups
             .entry(key.clone())
             .or_insert_with(|| {
@@ -1051,6 +1039,7 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::METRIC_NAME;
 
     fn series(name: &str, points: &[(i64, f64)]) -> RangeSeries {
         RangeSeries {
@@ -1157,7 +1146,7 @@ mod tests {
     }
 
     #[test]
-    fn histogram_quantile_groups_buckets_and_drops_name() {
+    fn histogram_quantile_groups_buckets_by_labels_without_le() {
         let mk = |le: &str, inst: &str, v: f64| {
             Sample::new(
                 Labels::new([(METRIC_NAME, "d_bucket"), ("le", le), ("instance", inst)]),
@@ -1185,7 +1174,11 @@ mod tests {
             .iter()
             .find(|s| s.labels.get("instance") == Some("a"))
             .unwrap();
-        assert_eq!(a.labels, Labels::new([("instance", "a")]));
+        // `le` is gone; the name stays for the evaluator to drop (delayed name removal).
+        assert_eq!(
+            a.labels,
+            Labels::new([(METRIC_NAME, "d_bucket"), ("instance", "a")])
+        );
         // rank 2 in bucket (0.1, 0.2] holding 2: 0.1 + 0.1 × 1/2.
         assert!(close(a.value, 0.15), "{}", a.value);
         let b = out
@@ -1230,6 +1223,16 @@ mod tests {
             Some(2.5)
         );
         assert!(close(one("stdvar_over_time", vec![m()], 0).unwrap(), 12.5));
+        // median 2.5, deviations 1.5 0.5 0.5 7.5 → MAD 1; a NaN sample makes it NaN.
+        assert_eq!(one("mad_over_time", vec![m()], 0), Some(1.0));
+        let nan = [(0, 1.0), (1, f64::NAN)];
+        assert!(
+            one("mad_over_time", vec![matrix(&nan, -1, 1)], 0)
+                .unwrap()
+                .is_nan()
+        );
+        assert_eq!(one("start", vec![], 90_000), Some(90.0));
+        assert_eq!(one("step", vec![], 90_000), Some(0.0));
         // y = 2 + 0.1 x exactly: slope 0.1/s, prediction 60 s after t=30 s is 11.
         let line: Vec<(i64, f64)> = (0..4).map(|i| (i * 10_000, 2.0 + i as f64)).collect();
         let lm = || matrix(&line, -1, 30_000);
@@ -1239,22 +1242,15 @@ mod tests {
     }
 
     #[test]
-    fn names_are_dropped_except_where_kept() {
+    fn results_keep_the_name_for_the_evaluator_to_drop() {
         let ctx = FnCtx { at_ms: 0 };
-        let Value::Vector(v) = call(
-            "rate",
-            vec![matrix(&[(0, 1.0), (1000, 2.0)], 0, 1000)],
-            &ctx,
-        )
-        .unwrap() else {
+        let m = || matrix(&[(0, 1.0), (1000, 2.0)], 0, 1000);
+        let Value::Vector(v) = call("rate", vec![m()], &ctx).unwrap() else {
             panic!()
         };
-        assert_eq!(v[0].labels.name(), None);
-        let Value::Vector(v) =
-            call("last_over_time", vec![matrix(&[(0, 1.0)], -1, 0)], &ctx).unwrap()
-        else {
-            panic!()
-        };
+        assert_eq!(v[0].labels.name(), Some("x_total"));
+        let abs = call("abs", vec![Arg::Vector(v)], &ctx).unwrap();
+        let Value::Vector(v) = abs else { panic!() };
         assert_eq!(v[0].labels.name(), Some("x_total"));
     }
 
