@@ -15,8 +15,8 @@
 //!   `expected_fail_message` / `expected_fail_regexp`.
 //!
 //! medic evaluates instant queries only (rules are instant queries), so a range eval runs
-//! as one instant eval per step, with `@ start()`, `@ end()`, `start()`, `end()`,
-//! `range()` and `step()` replaced by the range's values. Warn/info annotations are not
+//! as one instant eval per step, with the range's start, end and step in `EvalOptions`
+//! (for `@ start()`, `@ end()`, `start()`, `end()`, `range()`, `step()`). Warn/info annotations are not
 //! produced by medic, so `expect warn|info` lines are not checked. Values compare with
 //! Prometheus' tolerance (relative 1e-6, NaN equals NaN).
 
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use medic::config::Duration;
 use medic::rules::promql::notation::{SeriesValue, parse_series_values};
-use medic::rules::promql::{self, Value};
+use medic::rules::promql::{self, EvalOptions, Value};
 use medic::store::{Labels, METRIC_NAME, Store};
 
 /// The goal of issue 2: share of in-scope instant cases that must pass.
@@ -454,32 +454,11 @@ fn almost_equal(a: f64, b: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < EPS
 }
 
-/// Replaces the query-context functions with the range query's values.
-fn substitute_range_context(expr: &str, start: i64, end: i64, step: i64) -> String {
-    let secs = |ms: i64| format!("{}", ms as f64 / 1000.0);
-    let at = regex::Regex::new(r"@\s*(start|end)\s*\(\s*\)").unwrap();
-    let s = at.replace_all(expr, |c: &regex::Captures<'_>| {
-        format!("@ {}", secs(if &c[1] == "start" { start } else { end }))
-    });
-    let f = regex::Regex::new(r"(^|[^A-Za-z0-9_:])(start|end|range|step)\s*\(\s*\)").unwrap();
-    f.replace_all(&s, |c: &regex::Captures<'_>| {
-        let v = match &c[2] {
-            "start" => secs(start),
-            "end" => secs(end),
-            "range" => secs(end - start),
-            _ => secs(step),
-        };
-        format!("{}({v})", &c[1])
-    })
-    .into_owned()
-}
-
 /// Runs the query at `at_ms`, turning panics into errors so one case cannot stop the suite.
-fn run_instant(store: &Store, expr: &str, at_ms: i64) -> Result<Value, String> {
-    let expr = expr.to_string();
+fn run_instant(store: &Store, expr: &str, at_ms: i64, opts: &EvalOptions) -> Result<Value, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let parsed = promql::parse(&expr).map_err(|e| e.to_string())?;
-        promql::eval_instant(store, &parsed, at_ms).map_err(|e| e.to_string())
+        let parsed = promql::parse(expr).map_err(|e| e.to_string())?;
+        promql::eval_instant_with(store, &parsed, at_ms, opts).map_err(|e| e.to_string())
     }))
     .unwrap_or_else(|p| {
         let msg = p
@@ -544,17 +523,22 @@ fn compare_matrix(
 
 fn check(case: &Case, store: &Store) -> Result<(), String> {
     let result: Result<Value, String> = match case.when {
-        When::Instant(at) => run_instant(store, &case.expr, at),
+        When::Instant(at) => run_instant(store, &case.expr, at, &EvalOptions::default()),
         When::Range { start, end, step } => {
             // One instant query per step; the results form a matrix (scalars become a
             // series without labels, as in a Prometheus range query).
             let mut series: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
             let mut index: HashMap<Labels, usize> = HashMap::new();
-            let expr = substitute_range_context(&case.expr, start, end, step);
+            let opts = EvalOptions {
+                start_ms: Some(start),
+                end_ms: Some(end),
+                step_ms: Some(step),
+                ..EvalOptions::default()
+            };
             let mut t = start;
             let mut err = None;
             while t <= end {
-                match run_instant(store, &expr, t) {
+                match run_instant(store, &case.expr, t, &opts) {
                     Ok(Value::Vector(v)) => {
                         for s in v {
                             let i = *index.entry(s.labels.clone()).or_insert_with(|| {
@@ -811,7 +795,7 @@ fn run_file(path: &Path, verbose: bool) -> Result<Outcome, String> {
 }
 
 #[test]
-fn parses_series_lines_and_range_context() {
+fn parses_series_lines_and_compares_like_prometheus() {
     let (l, rest) = parse_metric(r#"http_requests{job="api", path="/a b\"c"} 1+1x2"#).unwrap();
     assert_eq!(l.name(), Some("http_requests"));
     assert_eq!(l.get("path"), Some("/a b\"c"));
@@ -819,19 +803,13 @@ fn parses_series_lines_and_range_context() {
     let (l, rest) = parse_metric(r#"{} 3"#).unwrap();
     assert!(l.is_empty());
     assert_eq!(rest.trim(), "3");
-    assert_eq!(
-        substitute_range_context("x @ start() + step() - end()", 1000, 5000, 2000),
-        "x @ 1 + (2) - (5)"
-    );
     assert!(almost_equal(1.0, 1.0 + 1e-9));
     assert!(!almost_equal(1.0, 1.001));
     assert!(almost_equal(f64::NAN, f64::NAN));
 }
 
-// Until the evaluator (src/rules/promql/eval.rs) lands, most cases fail; the threshold
-// assertion below is the real goal. Remove `#[ignore]` once the pass rate meets it.
+/// Fails when the in-scope instant pass rate is under issue 2's goal (95%).
 #[test]
-#[ignore = "the evaluator is being built; run with --ignored to see the conformance report"]
 fn promql_conformance() {
     let dir = conformance_dir();
     assert!(

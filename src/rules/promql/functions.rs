@@ -8,10 +8,9 @@
 //! their numerics (Kahan summation, repeated-addition order), so that results agree with
 //! Prometheus to its test tolerance.
 //!
-//! Results keep `__name__`: the evaluator removes it afterwards for the functions that drop
-//! it (all but `last_over_time`, `first_over_time`, `sort*`, `label_*`, ...), as Prometheus'
-//! delayed name removal does, so that `label_replace(rate(x[5m]), "n", "$1", "__name__",
-//! "(.*)")` can still read the name.
+//! Results keep `__name__`: the evaluator removes it afterwards where
+//! [`drops_metric_name`] says so, as Prometheus' delayed name removal does, so that
+//! `label_replace(rate(x[5m]), "n", "$1", "__name__", "(.*)")` can still read the name.
 
 use std::collections::HashMap;
 
@@ -42,7 +41,28 @@ pub enum Arg {
     },
 }
 
-/// Calls function `name` with evaluated `args`.
+/// Whether the result of function `name` loses `__name__` (once the evaluator applies its
+/// pending name drops). Prometheus keeps it only for these.
+pub fn drops_metric_name(name: &str) -> bool {
+    !matches!(
+        name,
+        "last_over_time"
+            | "first_over_time"
+            | "sort"
+            | "sort_desc"
+            | "sort_by_label"
+            | "sort_by_label_desc"
+            | "label_replace"
+            | "label_join"
+            | "vector"
+            | "scalar"
+            | "time"
+            | "pi"
+    )
+}
+
+/// Calls function `name` with evaluated `args`. Vector results keep the input's labels
+/// (minus `le` for the histogram functions); see [`drops_metric_name`].
 pub fn call(name: &str, args: Vec<Arg>, ctx: &FnCtx) -> Result<Value, PromqlError> {
     let mut a = Args {
         name,
@@ -174,10 +194,6 @@ pub fn call(name: &str, args: Vec<Arg>, ctx: &FnCtx) -> Result<Value, PromqlErro
             let hi = a.scalar(1)?;
             a.clamp(f64::NEG_INFINITY, hi)
         }
-        // The query-context functions of an instant query: medic runs instant queries only,
-        // where the range is the single evaluation time.
-        "start" | "end" => Ok(scalar(ctx, ctx.at_ms as f64 / 1000.0)),
-        "range" | "step" => Ok(scalar(ctx, 0.0)),
         // Go's math.Min / math.Max: NaN wins.
         "min_of" | "max_of" => {
             let (x, y) = (a.scalar(0)?, a.scalar(1)?);
@@ -1231,8 +1247,6 @@ mod tests {
                 .unwrap()
                 .is_nan()
         );
-        assert_eq!(one("start", vec![], 90_000), Some(90.0));
-        assert_eq!(one("step", vec![], 90_000), Some(0.0));
         // y = 2 + 0.1 x exactly: slope 0.1/s, prediction 60 s after t=30 s is 11.
         let line: Vec<(i64, f64)> = (0..4).map(|i| (i * 10_000, 2.0 + i as f64)).collect();
         let lm = || matrix(&line, -1, 30_000);
