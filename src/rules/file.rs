@@ -260,6 +260,7 @@ pub fn parse_rule_file(
             g.query_offset.unwrap_or_default(),
             g.limit,
             rules,
+            opts,
         ));
     }
     if errors.is_empty() {
@@ -438,7 +439,9 @@ fn parse_expr(text: &str) -> Result<Expr, String> {
     if text.trim().is_empty() {
         return Err("field 'expr' must be set in rule".into());
     }
-    promql::parse(text).map_err(|e| format!("could not parse expression: {e}"))
+    let expr = promql::parse(text).map_err(|e| format!("could not parse expression: {e}"))?;
+    promql::check_supported(&expr).map_err(|e| e.to_string())?;
+    Ok(expr)
 }
 
 fn is_metric_name(s: &str) -> bool {
@@ -531,6 +534,24 @@ groups:
         assert_eq!((errs[0].line, errs[0].column), (5, 5), "{}", errs[0]);
         let errs = parse("groups:\n- name: g\n  rules: [\n").unwrap_err().0;
         assert!(errs[0].line > 0, "{}", errs[0]);
+    }
+
+    #[test]
+    fn unsupported_constructs_rejected_and_retention_follows_ranges() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: H\n    expr: histogram_count(x) > 1\n";
+        let errs = parse(text).unwrap_err().0;
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("r.yaml:5:11: alert \"H\": unsupported: "),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[0].message.contains("histogram_count"), "{}", errs[0]);
+        let text = "groups:\n- name: g\n  query_offset: 1m\n  rules:\n  - record: r\n    expr: rate(x[30m] offset 5m)\n  - alert: A\n    expr: up == 0\n";
+        let groups = parse(text).unwrap();
+        assert_eq!(retention_needed_ms(&groups), (30 + 5 + 1) * 60_000);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct GroupOptions {
     pub external_labels: Labels,
     /// `$externalURL` in templates.
     pub external_url: String,
+    /// Step of subqueries written without one (`x[10m:]`): Prometheus' global
+    /// `evaluation_interval`.
+    pub subquery_step: Duration,
 }
 
 impl Default for GroupOptions {
@@ -31,6 +34,7 @@ impl Default for GroupOptions {
             default_interval: Duration::from_secs(60),
             external_labels: Labels::default(),
             external_url: String::new(),
+            subquery_step: Duration::from_secs(60),
         }
     }
 }
@@ -92,6 +96,7 @@ pub struct RuleGroup {
     last_eval_ms: Option<i64>,
     last_duration_s: f64,
     last_failures: usize,
+    subquery_step_ms: i64,
 }
 
 /// One rule as `/api/v1/rules` shows it.
@@ -137,6 +142,7 @@ impl RuleGroup {
         query_offset: Duration,
         limit: usize,
         rules: Vec<Rule>,
+        opts: &GroupOptions,
     ) -> Self {
         RuleGroup {
             name,
@@ -158,6 +164,7 @@ impl RuleGroup {
             last_eval_ms: None,
             last_duration_s: 0.0,
             last_failures: 0,
+            subquery_step_ms: opts.subquery_step.as_millis_i64(),
         }
     }
 
@@ -199,7 +206,7 @@ impl RuleGroup {
     pub fn max_lookback_ms(&self) -> i64 {
         self.entries
             .iter()
-            .map(|e| max_lookback_ms_of(e.rule.expr()))
+            .map(|e| promql::max_lookback_ms(e.rule.expr()))
             .max()
             .unwrap_or(promql::LOOKBACK_DELTA_MS)
             + self.query_offset.as_millis_i64()
@@ -208,7 +215,13 @@ impl RuleGroup {
     /// Evaluates every rule at `at_ms` over `store`, writes recording results and `ALERTS`
     /// series into it and returns the alert transitions.
     pub fn eval(&mut self, store: &Store, at_ms: i64) -> Vec<AlertTransition> {
-        self.eval_with(store, at_ms, |expr, t| promql::eval_instant(store, expr, t))
+        let opts = promql::EvalOptions {
+            default_step_ms: self.subquery_step_ms,
+            ..promql::EvalOptions::default()
+        };
+        self.eval_with(store, at_ms, |expr, t| {
+            promql::eval_instant_with(store, expr, t, &opts)
+        })
     }
 
     /// [`RuleGroup::eval`] with the query supplied (tests feed vectors directly).
@@ -349,12 +362,6 @@ fn to_vector(v: Value) -> Result<Vec<Sample>, PromqlError> {
             "rule result is not a vector or scalar".into(),
         )),
     }
-}
-
-/// Until promql's `max_lookback_ms` lands: the lookback delta only (the store's default
-/// retention covers ranges up to its margin).
-fn max_lookback_ms_of(_expr: &Expr) -> i64 {
-    promql::LOOKBACK_DELTA_MS
 }
 
 #[cfg(test)]

@@ -259,6 +259,7 @@ impl TestGroup {
             default_interval: interval,
             external_labels: Labels::new(self.external_labels.clone()),
             external_url: self.external_url.clone(),
+            subquery_step: eval_interval,
         };
         let mut groups = match load_files(rule_files, &opts) {
             Ok(g) => g,
