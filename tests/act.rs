@@ -780,3 +780,406 @@ async fn dry_run_runs_nothing() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["dry_run"], true);
 }
+
+// ---------------------------------------------------------------- http sinks
+
+/// What a sink answers to one request.
+#[derive(Clone)]
+enum Reply {
+    Status(u16, &'static str),
+    /// Never answers.
+    Hang,
+}
+
+#[derive(Debug, Clone)]
+struct Captured {
+    method: String,
+    path: String,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Captured {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A real HTTP server on 127.0.0.1:0 that records requests and answers from a script
+/// (then 200 once the script is used up).
+#[derive(Clone, Default)]
+struct Sink {
+    got: Arc<std::sync::Mutex<Vec<Captured>>>,
+    script: Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>,
+}
+
+impl Sink {
+    async fn start(script: Vec<Reply>) -> (String, Sink) {
+        use axum::response::IntoResponse;
+        let sink = Sink::default();
+        sink.script.lock().unwrap().extend(script);
+        async fn handle(
+            axum::extract::State(s): axum::extract::State<Sink>,
+            method: axum::http::Method,
+            uri: axum::http::Uri,
+            headers: axum::http::HeaderMap,
+            body: axum::body::Bytes,
+        ) -> axum::response::Response {
+            s.got.lock().unwrap().push(Captured {
+                method: method.to_string(),
+                path: uri.path().to_string(),
+                headers,
+                body: body.to_vec(),
+            });
+            let next = s.script.lock().unwrap().pop_front();
+            match next {
+                Some(Reply::Hang) => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    axum::http::StatusCode::OK.into_response()
+                }
+                Some(Reply::Status(code, body)) => (
+                    axum::http::StatusCode::from_u16(code).unwrap(),
+                    [("content-type", "application/json")],
+                    body,
+                )
+                    .into_response(),
+                None => axum::http::StatusCode::OK.into_response(),
+            }
+        }
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(sink.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), sink)
+    }
+
+    fn got(&self) -> Vec<Captured> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+fn http_actuator(yaml: &str) -> Arc<dyn Actuator> {
+    let cfg: ActuatorConfig = serde_saphyr::from_str(yaml).unwrap();
+    medic::remedy::build(&BTreeMap::from([("hook".to_string(), cfg)]))
+        .unwrap()
+        .remove("hook")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn http_actuator_sends_the_request_and_judges_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let (url, sink) = Sink::start(vec![
+        Reply::Status(200, r#"{"drained": 3}"#),
+        Reply::Status(202, ""),
+        Reply::Status(200, ""),
+        Reply::Status(200, r#"{"status": "noop", "message": "already drained"}"#),
+        Reply::Status(500, "oops"),
+    ])
+    .await;
+
+    // default body: the protocol request object
+    let act = http_actuator(&format!(
+        "{{type: http, url: \"{url}/admin/drain\", bearer_token_file: {}}}",
+        token.display()
+    ));
+    let req = request(serde_json::json!({"mode": "x"}), PATIENCE);
+    let out = act.act(&req).await;
+    assert_eq!(out.status, ActionStatus::Ok, "{out:?}");
+    assert_eq!(out.data, serde_json::json!({"drained": 3}));
+    let c = &sink.got()[0];
+    assert_eq!((c.method.as_str(), c.path.as_str()), ("POST", "/admin/drain"));
+    assert_eq!(c.headers["authorization"], "Bearer s3cret");
+    assert_eq!(c.headers["content-type"], "application/json");
+    assert_eq!(c.json(), serde_json::to_value(&req).unwrap());
+
+    // a fixed body, method, headers and expected status
+    let act = http_actuator(&format!(
+        "{{type: http, url: \"{url}/scale\", method: put, headers: {{X-Requested-By: medic}}, body: 'workers=4', expected_status: [202]}}"
+    ));
+    let out = act.act(&req).await;
+    assert_eq!(out.status, ActionStatus::Ok, "{out:?}");
+    let c = &sink.got()[1];
+    assert_eq!(c.method, "PUT");
+    assert_eq!(c.headers["x-requested-by"], "medic");
+    assert_eq!(c.body, b"workers=4");
+    assert!(c.headers.get("authorization").is_none());
+    // 200 is not the expected 202
+    let out = act.act(&req).await;
+    assert_eq!(out.status, ActionStatus::Failed, "{out:?}");
+    assert_eq!(out.message, "HTTP 200");
+
+    let act = http_actuator(&format!("{{type: http, url: \"{url}/x\"}}"));
+    let out = act.act(&req).await;
+    assert_eq!(out.status, ActionStatus::Noop, "{out:?}");
+    assert_eq!(out.message, "HTTP 200: already drained");
+    let out = act.act(&req).await;
+    assert_eq!(out.status, ActionStatus::Failed, "{out:?}");
+    assert_eq!(out.message, "HTTP 500");
+}
+
+#[tokio::test]
+async fn http_actuator_times_out_on_a_hanging_server() {
+    let (url, sink) = Sink::start(vec![Reply::Hang]).await;
+    let act = http_actuator(&format!("{{type: http, url: \"{url}/slow\", timeout: 10s}}"));
+    assert_eq!(act.timeout(), Some(Duration::from_secs(10)));
+    let out = act
+        .act(&request(serde_json::json!({}), Duration::from_millis(500)))
+        .await;
+    assert_eq!(out.status, ActionStatus::Timeout, "{out:?}");
+    assert_eq!(sink.got().len(), 1);
+}
+
+#[test]
+fn http_actuator_rejects_bad_config() {
+    for yaml in [
+        "{type: http, url: 'ftp://x/'}",
+        "{type: http, url: 'not a url'}",
+        "{type: http, url: 'http://x/', method: 'BAD METHOD'}",
+        "{type: http, url: 'http://x/', headers: {'bad header': v}}",
+        "{type: http, url: 'http://x/', bearer_token_file: /nonexistent/token}",
+    ] {
+        let cfg: ActuatorConfig = serde_saphyr::from_str(yaml).unwrap();
+        let err = medic::remedy::build(&BTreeMap::from([("hook".to_string(), cfg)]));
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("actuator `hook`"), "{yaml}: {msg:?}");
+    }
+}
+
+// ---------------------------------------------------------------- webhook notifier
+
+use medic::alert::{DeliveryRecord, Dispatcher, NotifierConfig};
+
+fn webhook(name: &str, yaml: &str) -> medic::alert::Notifiers {
+    let cfg: NotifierConfig = serde_saphyr::from_str(yaml).unwrap();
+    medic::alert::build(&BTreeMap::from([(name.to_string(), cfg)])).unwrap()
+}
+
+async fn next_delivery(rx: &mut broadcast::Receiver<DeliveryRecord>) -> DeliveryRecord {
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("no delivery record in time")
+        .unwrap()
+}
+
+fn is_rfc3339(s: &str) -> bool {
+    humantime::parse_rfc3339(s).is_ok()
+}
+
+#[tokio::test]
+async fn webhook_sends_firing_then_resolved_in_alertmanager_format() {
+    let (url, sink) = Sink::start(vec![]).await;
+    // SAFETY: set before any thread reads this variable; the name is unique to this test
+    unsafe { std::env::set_var("MEDIC_TEST_WEBHOOK_TOKEN", "tok-123") };
+    let notifiers = webhook(
+        "ops",
+        &format!(
+            "{{type: webhook, url: \"{url}/hook\", bearer_token_env: MEDIC_TEST_WEBHOOK_TOKEN, external_url: \"http://medic.example:9464/\"}}"
+        ),
+    );
+    let metrics = Arc::new(SelfMetrics::default());
+    let (tx, handle) = Dispatcher::start(
+        notifiers,
+        BTreeMap::from([("cluster".to_string(), "eu-1".to_string())]),
+        metrics.clone(),
+    );
+    let mut rx = handle.subscribe();
+    let none: Arc<[RemediateStep]> = Vec::new().into();
+    let fired = now_ms() - 5000;
+    let mut t = transition(TransitionKind::Pending, "DiskFull", "db1", fired, &none);
+    t.alert.annotations = BTreeMap::from([("summary".into(), "disk on db1 is full".into())]);
+    tx.send(t.clone()).await.unwrap();
+    // a pending alert that went away never fired: nothing to tell
+    let mut gone = t.clone();
+    gone.kind = TransitionKind::Resolved;
+    gone.alert.fired_at_ms = None;
+    gone.alert.labels = Labels::new([("alertname", "DiskFull"), ("instance", "other")]);
+    tx.send(gone).await.unwrap();
+    t.kind = TransitionKind::Firing;
+    tx.send(t.clone()).await.unwrap();
+    // re-announced right away: within repeat_interval (4h), so not re-sent
+    t.kind = TransitionKind::StillFiring;
+    tx.send(t.clone()).await.unwrap();
+    t.kind = TransitionKind::Resolved;
+    let resolved_at = now_ms();
+    t.alert.resolved_at_ms = Some(resolved_at);
+    tx.send(t.clone()).await.unwrap();
+
+    let d1 = next_delivery(&mut rx).await;
+    let d2 = next_delivery(&mut rx).await;
+    assert_eq!((d1.outcome, d1.attempts), ("sent", 1), "{d1:?}");
+    assert_eq!((d2.outcome, d2.attempts), ("sent", 1), "{d2:?}");
+    drop(tx);
+    handle.join().await;
+
+    let got = sink.got();
+    assert_eq!(got.len(), 2, "expected exactly firing + resolved");
+    for c in &got {
+        assert_eq!((c.method.as_str(), c.path.as_str()), ("POST", "/hook"));
+        assert_eq!(c.headers["authorization"], "Bearer tok-123");
+        assert_eq!(c.headers["content-type"], "application/json");
+    }
+    let firing = got[0].json();
+    let resolved = got[1].json();
+    let labels = serde_json::json!({"alertname": "DiskFull", "instance": "db1", "cluster": "eu-1"});
+    let annotations = serde_json::json!({"summary": "disk on db1 is full"});
+    for (msg, status) in [(&firing, "firing"), (&resolved, "resolved")] {
+        let keys: Vec<&String> = msg.as_object().unwrap().keys().collect();
+        let mut want = vec![
+            "alerts",
+            "commonAnnotations",
+            "commonLabels",
+            "externalURL",
+            "groupKey",
+            "groupLabels",
+            "receiver",
+            "status",
+            "truncatedAlerts",
+            "version",
+        ];
+        want.sort();
+        let mut keys: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, want);
+        assert_eq!(msg["version"], "4");
+        assert_eq!(msg["status"], status);
+        assert_eq!(msg["receiver"], "ops");
+        assert_eq!(msg["truncatedAlerts"], 0);
+        assert_eq!(msg["externalURL"], "http://medic.example:9464");
+        assert_eq!(msg["commonLabels"], labels);
+        assert_eq!(msg["groupLabels"], labels);
+        assert_eq!(msg["commonAnnotations"], annotations);
+        assert_eq!(
+            msg["groupKey"],
+            r#"{}:{alertname="DiskFull", cluster="eu-1", instance="db1"}"#
+        );
+        let alerts = msg["alerts"].as_array().unwrap();
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!(a["status"], status);
+        assert_eq!(a["labels"], labels);
+        assert_eq!(a["annotations"], annotations);
+        assert_eq!(a["generatorURL"], "http://medic.example:9464/api/v1/alerts");
+        let fp = a["fingerprint"].as_str().unwrap();
+        assert!(
+            fp.len() == 16 && fp.chars().all(|c| c.is_ascii_hexdigit()),
+            "{fp}"
+        );
+        let starts = a["startsAt"].as_str().unwrap();
+        assert!(is_rfc3339(starts), "{starts}");
+        let since_epoch = humantime::parse_rfc3339(starts)
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(since_epoch.as_millis() as i64, fired);
+    }
+    assert_eq!(
+        firing["alerts"][0]["fingerprint"],
+        resolved["alerts"][0]["fingerprint"]
+    );
+    assert_eq!(firing["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    let ends = resolved["alerts"][0]["endsAt"].as_str().unwrap();
+    let ends_ms = humantime::parse_rfc3339(ends)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(ends_ms, resolved_at);
+    assert_eq!(
+        metrics
+            .notifications_total
+            .get_or_create(&labels_of("ops", "sent"))
+            .get(),
+        2
+    );
+}
+
+fn labels_of(notifier: &str, outcome: &str) -> medic::api::metrics::LabelPairs {
+    labels(&[("notifier", notifier), ("outcome", outcome)])
+}
+
+#[tokio::test]
+async fn webhook_retries_with_backoff_until_delivered() {
+    let (url, sink) = Sink::start(vec![Reply::Status(500, ""), Reply::Status(503, "")]).await;
+    let notifiers = webhook(
+        "ops",
+        &format!("{{type: webhook, url: \"{url}/\", initial_backoff: 50ms, max_attempts: 5}}"),
+    );
+    let metrics = Arc::new(SelfMetrics::default());
+    let (tx, handle) = Dispatcher::start(notifiers, BTreeMap::new(), metrics.clone());
+    let mut rx = handle.subscribe();
+    let none: Arc<[RemediateStep]> = Vec::new().into();
+    tx.send(transition(TransitionKind::Firing, "A", "x", now_ms(), &none))
+        .await
+        .unwrap();
+    let d = next_delivery(&mut rx).await;
+    assert_eq!((d.outcome, d.attempts), ("sent", 3), "{d:?}");
+    let got = sink.got();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].body, got[2].body, "retries resend the same payload");
+
+    // a 4xx other than 408/429 is not retried
+    sink.script
+        .lock()
+        .unwrap()
+        .push_back(Reply::Status(400, "bad"));
+    tx.send(transition(TransitionKind::Firing, "B", "x", now_ms(), &none))
+        .await
+        .unwrap();
+    let d = next_delivery(&mut rx).await;
+    assert_eq!((d.outcome, d.attempts), ("failed", 1), "{d:?}");
+    assert!(d.error.contains("HTTP 400"), "{}", d.error);
+    drop(tx);
+    handle.join().await;
+    assert_eq!(
+        metrics
+            .notifications_total
+            .get_or_create(&labels_of("ops", "failed"))
+            .get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn webhook_gives_up_on_a_hanging_sink_after_bounded_attempts() {
+    let (url, sink) = Sink::start(vec![Reply::Hang, Reply::Hang]).await;
+    let (ok_url, ok_sink) = Sink::start(vec![]).await;
+    let mut notifiers = webhook(
+        "slow",
+        &format!(
+            "{{type: webhook, url: \"{url}/\", timeout: 300ms, max_attempts: 2, initial_backoff: 10ms}}"
+        ),
+    );
+    notifiers.extend(webhook(
+        "fast",
+        &format!("{{type: webhook, url: \"{ok_url}/\"}}"),
+    ));
+    let metrics = Arc::new(SelfMetrics::default());
+    let (tx, handle) = Dispatcher::start(notifiers, BTreeMap::new(), metrics.clone());
+    let mut rx = handle.subscribe();
+    let none: Arc<[RemediateStep]> = Vec::new().into();
+    tx.send(transition(TransitionKind::Firing, "A", "x", now_ms(), &none))
+        .await
+        .unwrap();
+    // the other notifier is not held up by the hanging one
+    let first = next_delivery(&mut rx).await;
+    assert_eq!((first.notifier.as_str(), first.outcome), ("fast", "sent"));
+    let d = next_delivery(&mut rx).await;
+    assert_eq!((d.notifier.as_str(), d.outcome, d.attempts), ("slow", "failed", 2), "{d:?}");
+    assert!(d.error.contains("no answer"), "{}", d.error);
+    drop(tx);
+    handle.join().await;
+    assert_eq!(sink.got().len(), 2);
+    assert_eq!(ok_sink.got().len(), 1);
+    assert_eq!(
+        metrics
+            .notifications_total
+            .get_or_create(&labels_of("slow", "failed"))
+            .get(),
+        1
+    );
+}

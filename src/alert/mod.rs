@@ -1,8 +1,382 @@
 //! Notifications: every alert transition goes to each configured notifier.
+//!
+//! The [`Dispatcher`] receives transitions on a channel and hands each notifier its own
+//! bounded queue, worked by its own task with retries and backoff, so a slow or dead
+//! receiver delays neither the rule engine nor the other notifiers. Each notification is one
+//! alert (Alertmanager's `group_by: ['...']`); grouping and a persistent retry spool come later.
 
+pub mod webhook;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
 use serde::Deserialize;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::api::metrics::{SelfMetrics, labels};
+use crate::remedy::now_ms;
+use crate::rules::{AlertTransition, TransitionKind};
+use crate::store::Labels;
 
 /// A configured notifier, tagged by `type`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum NotifierConfig {}
+pub enum NotifierConfig {
+    /// POSTs Alertmanager's webhook JSON (version 4) to a URL.
+    Webhook(webhook::WebhookConfig),
+}
+
+/// Whether a notification announces or clears an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationStatus {
+    Firing,
+    Resolved,
+}
+
+impl NotificationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationStatus::Firing => "firing",
+            NotificationStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert as notifiers see it (external labels already added).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub status: NotificationStatus,
+    pub rule: String,
+    pub group: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// When the alert started firing (ms since the epoch).
+    pub starts_at_ms: i64,
+    /// When it resolved; `None` while firing.
+    pub ends_at_ms: Option<i64>,
+    /// Hash of the labels (Alertmanager prints it as 16 hex digits).
+    pub fingerprint: u64,
+}
+
+/// Retries of one notification.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Wait after the first failure; doubles after each further one.
+    pub initial_backoff: StdDuration,
+    /// The wait never exceeds this.
+    pub max_backoff: StdDuration,
+}
+
+/// Why one delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// Worth retrying (connection refused, 5xx, 429).
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying will not help (4xx other than 408 and 429, a payload that cannot be encoded).
+    #[error("{0}")]
+    Permanent(String),
+    /// No answer within the notifier's timeout (retried).
+    #[error("no answer within {0:?}")]
+    Timeout(StdDuration),
+}
+
+/// Something that delivers notifications. `send` makes one attempt and must return within
+/// the notifier's timeout; the dispatcher retries.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Also notify when an alert resolves.
+    fn send_resolved(&self) -> bool;
+    /// Re-send a still-firing alert this often (`None`: only on transitions).
+    fn repeat_interval(&self) -> Option<StdDuration>;
+    fn retry_policy(&self) -> RetryPolicy;
+    async fn send(&self, n: &Notification) -> Result<(), NotifyError>;
+}
+
+/// Notifier instances by name.
+pub type Notifiers = BTreeMap<String, Arc<dyn Notifier>>;
+
+/// A bad notifier configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("notifier `{name}`: invalid URL {url:?}: {reason}")]
+    InvalidUrl {
+        name: String,
+        url: String,
+        reason: String,
+    },
+    #[error("notifier `{name}`: invalid header {header:?}: {reason}")]
+    InvalidHeader {
+        name: String,
+        header: String,
+        reason: String,
+    },
+    #[error("notifier `{name}`: cannot read the bearer token from {what}: {reason}")]
+    Secret {
+        name: String,
+        what: String,
+        reason: String,
+    },
+    #[error("notifier `{name}`: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error("notifier `{name}`: cannot build the HTTP client: {source}")]
+    HttpClient {
+        name: String,
+        source: reqwest::Error,
+    },
+}
+
+/// Builds the notifiers from `notifiers:` in medic.yaml.
+pub fn build(configs: &BTreeMap<String, NotifierConfig>) -> Result<Notifiers, AlertError> {
+    let mut out: Notifiers = BTreeMap::new();
+    for (name, cfg) in configs {
+        let n: Arc<dyn Notifier> = match cfg {
+            NotifierConfig::Webhook(c) => Arc::new(webhook::WebhookNotifier::build(name, c)?),
+        };
+        out.insert(name.clone(), n);
+    }
+    Ok(out)
+}
+
+/// How one notification ended, for tests and the journal.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub notifier: String,
+    pub fingerprint: u64,
+    pub status: NotificationStatus,
+    /// `sent`, `failed` or `dropped` (the notifier's queue was full).
+    pub outcome: &'static str,
+    pub attempts: u32,
+    /// The last error, empty when sent.
+    pub error: String,
+}
+
+/// How many notifications may wait per notifier before new ones are dropped.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// Handle to a running dispatcher.
+pub struct DispatcherHandle {
+    task: JoinHandle<()>,
+    records: broadcast::Sender<DeliveryRecord>,
+}
+
+impl DispatcherHandle {
+    /// Every notification's end (sent, failed after retries, dropped).
+    pub fn subscribe(&self) -> broadcast::Receiver<DeliveryRecord> {
+        self.records.subscribe()
+    }
+
+    /// Waits for the dispatcher to stop. It stops once every sender is dropped and each
+    /// notifier has worked through its queue (every attempt is bounded by a timeout and the
+    /// retries by `max_attempts`); bound the wait with a timeout at shutdown if needed.
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Fans alert transitions out to the notifiers.
+pub struct Dispatcher;
+
+impl Dispatcher {
+    /// Starts the dispatcher. `external_labels` are added to every alert's labels (the
+    /// alert's own value wins). Send it every alert transition; drop the sender and `join()`
+    /// the handle to shut it down.
+    pub fn start(
+        notifiers: Notifiers,
+        external_labels: BTreeMap<String, String>,
+        metrics: Arc<SelfMetrics>,
+    ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (records, _) = broadcast::channel(256);
+        let task = tokio::spawn(dispatch(
+            rx,
+            notifiers,
+            external_labels,
+            metrics,
+            records.clone(),
+        ));
+        (tx, DispatcherHandle { task, records })
+    }
+}
+
+struct Worker {
+    name: String,
+    notifier: Arc<dyn Notifier>,
+    queue: mpsc::Sender<Notification>,
+    /// Last time each firing alert was sent, for `repeat_interval`.
+    last_sent: HashMap<u64, i64>,
+}
+
+async fn dispatch(
+    mut rx: mpsc::Receiver<AlertTransition>,
+    notifiers: Notifiers,
+    external_labels: BTreeMap<String, String>,
+    metrics: Arc<SelfMetrics>,
+    records: broadcast::Sender<DeliveryRecord>,
+) {
+    let mut tasks = JoinSet::new();
+    let mut workers: Vec<Worker> = Vec::new();
+    for (name, notifier) in notifiers {
+        let (qtx, qrx) = mpsc::channel(QUEUE_CAPACITY);
+        tasks.spawn(deliver(
+            name.clone(),
+            notifier.clone(),
+            qrx,
+            metrics.clone(),
+            records.clone(),
+        ));
+        workers.push(Worker {
+            name,
+            notifier,
+            queue: qtx,
+            last_sent: HashMap::new(),
+        });
+    }
+    while let Some(t) = rx.recv().await {
+        let Some(n) = notification(&t, &external_labels) else {
+            continue;
+        };
+        let now = now_ms();
+        for w in &mut workers {
+            let send = match t.kind {
+                TransitionKind::Firing => true,
+                TransitionKind::StillFiring => match w.notifier.repeat_interval() {
+                    Some(every) => w.last_sent.get(&n.fingerprint).is_none_or(|last| {
+                        now.saturating_sub(*last) >= every.as_millis() as i64
+                    }),
+                    None => false,
+                },
+                TransitionKind::Resolved => {
+                    w.last_sent.remove(&n.fingerprint);
+                    w.notifier.send_resolved()
+                }
+                TransitionKind::Pending => false,
+            };
+            if !send {
+                continue;
+            }
+            if n.status == NotificationStatus::Firing {
+                w.last_sent.insert(n.fingerprint, now);
+            }
+            // never wait on a notifier: a full queue means it is far behind
+            if w.queue.try_send(n.clone()).is_err() {
+                finish(
+                    &metrics,
+                    &records,
+                    DeliveryRecord {
+                        notifier: w.name.clone(),
+                        fingerprint: n.fingerprint,
+                        status: n.status,
+                        outcome: "dropped",
+                        attempts: 0,
+                        error: "queue full".into(),
+                    },
+                );
+            }
+        }
+    }
+    // closing the queues lets each worker finish what it holds, then stop
+    drop(workers);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The notification for a transition; `None` when there is nothing to tell (pending, or a
+/// pending alert that went away without firing).
+fn notification(
+    t: &AlertTransition,
+    external_labels: &BTreeMap<String, String>,
+) -> Option<Notification> {
+    let status = match t.kind {
+        TransitionKind::Pending => return None,
+        TransitionKind::Firing | TransitionKind::StillFiring => NotificationStatus::Firing,
+        TransitionKind::Resolved => {
+            t.alert.fired_at_ms?;
+            NotificationStatus::Resolved
+        }
+    };
+    let mut map: BTreeMap<String, String> = external_labels.clone();
+    for (k, v) in t.alert.labels.iter() {
+        map.insert(k.to_string(), v.to_string());
+    }
+    let fingerprint = Labels::new(map.iter().map(|(k, v)| (k.as_str(), v.as_str()))).fingerprint();
+    Some(Notification {
+        status,
+        rule: t.alert.rule.clone(),
+        group: t.alert.group.clone(),
+        labels: map,
+        annotations: t.alert.annotations.clone(),
+        starts_at_ms: t.alert.fired_at_ms.unwrap_or(t.alert.active_at_ms),
+        ends_at_ms: match status {
+            NotificationStatus::Firing => None,
+            NotificationStatus::Resolved => Some(t.alert.resolved_at_ms.unwrap_or(t.at_ms)),
+        },
+        fingerprint,
+    })
+}
+
+/// One notifier's worker: sends its queue in order, retrying with exponential backoff.
+async fn deliver(
+    name: String,
+    notifier: Arc<dyn Notifier>,
+    mut queue: mpsc::Receiver<Notification>,
+    metrics: Arc<SelfMetrics>,
+    records: broadcast::Sender<DeliveryRecord>,
+) {
+    while let Some(n) = queue.recv().await {
+        let policy = notifier.retry_policy();
+        let mut backoff = policy.initial_backoff;
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            match notifier.send(&n).await {
+                Ok(()) => break Ok(()),
+                Err(e @ NotifyError::Permanent(_)) => break Err(e),
+                Err(e) if attempts >= policy.max_attempts.max(1) => break Err(e),
+                Err(e) => {
+                    tracing::debug!(notifier = %name, attempt = attempts, error = %e, "notification failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(policy.max_backoff);
+                }
+            }
+        };
+        let (outcome, error) = match result {
+            Ok(()) => ("sent", String::new()),
+            Err(e) => ("failed", e.to_string()),
+        };
+        finish(
+            &metrics,
+            &records,
+            DeliveryRecord {
+                notifier: name.clone(),
+                fingerprint: n.fingerprint,
+                status: n.status,
+                outcome,
+                attempts,
+                error,
+            },
+        );
+    }
+}
+
+fn finish(
+    metrics: &SelfMetrics,
+    records: &broadcast::Sender<DeliveryRecord>,
+    r: DeliveryRecord,
+) {
+    metrics
+        .notifications_total
+        .get_or_create(&labels(&[("notifier", &r.notifier), ("outcome", r.outcome)]))
+        .inc();
+    if r.outcome == "sent" {
+        tracing::info!(notifier = %r.notifier, status = r.status.as_str(), fingerprint = %format!("{:016x}", r.fingerprint), attempts = r.attempts, "notification sent");
+    } else {
+        tracing::warn!(notifier = %r.notifier, status = r.status.as_str(), fingerprint = %format!("{:016x}", r.fingerprint), attempts = r.attempts, outcome = r.outcome, error = %r.error, "notification not delivered");
+    }
+    // no subscriber is fine
+    let _ = records.send(r);
+}
