@@ -352,7 +352,7 @@ async fn planner_runs_the_ladder_by_when_unresolved_after() {
     let (tx, handle) = Planner::start(actuators, RemedyConfig::default(), metrics.clone());
     let mut rx = handle.subscribe();
     let ladder: Arc<[RemediateStep]> = vec![
-        step("{action: first, target: fix}"),
+        step(r#"{action: first, target: fix, params: {unit: "svc-{{ $labels.instance }}", n: 3, deep: ["v={{ $value }}"]}}"#),
         step("{action: second, target: fix, when_unresolved_after: 1s}"),
         step("{action: third, target: fix, when_unresolved_after: 1h}"),
     ]
@@ -412,6 +412,10 @@ async fn planner_runs_the_ladder_by_when_unresolved_after() {
     // the idempotency key names the rung and the firing episode
     let a1 = &lines[0];
     assert_eq!(a1["alert"]["labels"]["instance"], "x");
+    assert_eq!(
+        a1["params"],
+        serde_json::json!({"unit": "svc-x", "n": 3, "deep": ["v=1"]})
+    );
     assert!(
         a1["idempotency_key"]
             .as_str()
@@ -892,21 +896,24 @@ async fn http_actuator_sends_the_request_and_judges_the_status() {
     assert_eq!(out.status, ActionStatus::Ok, "{out:?}");
     assert_eq!(out.data, serde_json::json!({"drained": 3}));
     let c = &sink.got()[0];
-    assert_eq!((c.method.as_str(), c.path.as_str()), ("POST", "/admin/drain"));
+    assert_eq!(
+        (c.method.as_str(), c.path.as_str()),
+        ("POST", "/admin/drain")
+    );
     assert_eq!(c.headers["authorization"], "Bearer s3cret");
     assert_eq!(c.headers["content-type"], "application/json");
     assert_eq!(c.json(), serde_json::to_value(&req).unwrap());
 
     // a fixed body, method, headers and expected status
     let act = http_actuator(&format!(
-        "{{type: http, url: \"{url}/scale\", method: put, headers: {{X-Requested-By: medic}}, body: 'workers=4', expected_status: [202]}}"
+        "{{type: http, url: \"{url}/scale\", method: put, headers: {{X-Requested-By: medic}}, body: 'workers=4 for {{{{ $labels.alertname }}}}', expected_status: [202]}}"
     ));
     let out = act.act(&req).await;
     assert_eq!(out.status, ActionStatus::Ok, "{out:?}");
     let c = &sink.got()[1];
     assert_eq!(c.method, "PUT");
     assert_eq!(c.headers["x-requested-by"], "medic");
-    assert_eq!(c.body, b"workers=4");
+    assert_eq!(c.body, b"workers=4 for HighLoad");
     assert!(c.headers.get("authorization").is_none());
     // 200 is not the expected 202
     let out = act.act(&req).await;
@@ -925,7 +932,9 @@ async fn http_actuator_sends_the_request_and_judges_the_status() {
 #[tokio::test]
 async fn http_actuator_times_out_on_a_hanging_server() {
     let (url, sink) = Sink::start(vec![Reply::Hang]).await;
-    let act = http_actuator(&format!("{{type: http, url: \"{url}/slow\", timeout: 10s}}"));
+    let act = http_actuator(&format!(
+        "{{type: http, url: \"{url}/slow\", timeout: 10s}}"
+    ));
     assert_eq!(act.timeout(), Some(Duration::from_secs(10)));
     let out = act
         .act(&request(serde_json::json!({}), Duration::from_millis(500)))
@@ -1113,9 +1122,15 @@ async fn webhook_retries_with_backoff_until_delivered() {
     let (tx, handle) = Dispatcher::start(notifiers, BTreeMap::new(), metrics.clone());
     let mut rx = handle.subscribe();
     let none: Arc<[RemediateStep]> = Vec::new().into();
-    tx.send(transition(TransitionKind::Firing, "A", "x", now_ms(), &none))
-        .await
-        .unwrap();
+    tx.send(transition(
+        TransitionKind::Firing,
+        "A",
+        "x",
+        now_ms(),
+        &none,
+    ))
+    .await
+    .unwrap();
     let d = next_delivery(&mut rx).await;
     assert_eq!((d.outcome, d.attempts), ("sent", 3), "{d:?}");
     let got = sink.got();
@@ -1127,9 +1142,15 @@ async fn webhook_retries_with_backoff_until_delivered() {
         .lock()
         .unwrap()
         .push_back(Reply::Status(400, "bad"));
-    tx.send(transition(TransitionKind::Firing, "B", "x", now_ms(), &none))
-        .await
-        .unwrap();
+    tx.send(transition(
+        TransitionKind::Firing,
+        "B",
+        "x",
+        now_ms(),
+        &none,
+    ))
+    .await
+    .unwrap();
     let d = next_delivery(&mut rx).await;
     assert_eq!((d.outcome, d.attempts), ("failed", 1), "{d:?}");
     assert!(d.error.contains("HTTP 400"), "{}", d.error);
@@ -1162,14 +1183,24 @@ async fn webhook_gives_up_on_a_hanging_sink_after_bounded_attempts() {
     let (tx, handle) = Dispatcher::start(notifiers, BTreeMap::new(), metrics.clone());
     let mut rx = handle.subscribe();
     let none: Arc<[RemediateStep]> = Vec::new().into();
-    tx.send(transition(TransitionKind::Firing, "A", "x", now_ms(), &none))
-        .await
-        .unwrap();
+    tx.send(transition(
+        TransitionKind::Firing,
+        "A",
+        "x",
+        now_ms(),
+        &none,
+    ))
+    .await
+    .unwrap();
     // the other notifier is not held up by the hanging one
     let first = next_delivery(&mut rx).await;
     assert_eq!((first.notifier.as_str(), first.outcome), ("fast", "sent"));
     let d = next_delivery(&mut rx).await;
-    assert_eq!((d.notifier.as_str(), d.outcome, d.attempts), ("slow", "failed", 2), "{d:?}");
+    assert_eq!(
+        (d.notifier.as_str(), d.outcome, d.attempts),
+        ("slow", "failed", 2),
+        "{d:?}"
+    );
     assert!(d.error.contains("no answer"), "{}", d.error);
     drop(tx);
     handle.join().await;

@@ -246,9 +246,10 @@ async fn dispatch(
             let send = match t.kind {
                 TransitionKind::Firing => true,
                 TransitionKind::StillFiring => match w.notifier.repeat_interval() {
-                    Some(every) => w.last_sent.get(&n.fingerprint).is_none_or(|last| {
-                        now.saturating_sub(*last) >= every.as_millis() as i64
-                    }),
+                    Some(every) => w
+                        .last_sent
+                        .get(&n.fingerprint)
+                        .is_none_or(|last| now.saturating_sub(*last) >= every.as_millis() as i64),
                     None => false,
                 },
                 TransitionKind::Resolved => {
@@ -363,14 +364,13 @@ async fn deliver(
     }
 }
 
-fn finish(
-    metrics: &SelfMetrics,
-    records: &broadcast::Sender<DeliveryRecord>,
-    r: DeliveryRecord,
-) {
+fn finish(metrics: &SelfMetrics, records: &broadcast::Sender<DeliveryRecord>, r: DeliveryRecord) {
     metrics
         .notifications_total
-        .get_or_create(&labels(&[("notifier", &r.notifier), ("outcome", r.outcome)]))
+        .get_or_create(&labels(&[
+            ("notifier", &r.notifier),
+            ("outcome", r.outcome),
+        ]))
         .inc();
     if r.outcome == "sent" {
         tracing::info!(notifier = %r.notifier, status = r.status.as_str(), fingerprint = %format!("{:016x}", r.fingerprint), attempts = r.attempts, "notification sent");

@@ -123,13 +123,15 @@ impl WebhookNotifier {
                     reason: "set `bearer_token_file` or `bearer_token_env`, not both".into(),
                 });
             }
-            (Some(path), None) => Some(std::fs::read_to_string(path).map_err(|e| {
-                AlertError::Secret {
-                    name: name.into(),
-                    what: path.display().to_string(),
-                    reason: e.to_string(),
-                }
-            })?),
+            (Some(path), None) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|e| AlertError::Secret {
+                        name: name.into(),
+                        what: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
             (None, Some(var)) => Some(std::env::var(var).map_err(|e| AlertError::Secret {
                 name: name.into(),
                 what: format!("${var}"),

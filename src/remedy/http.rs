@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use super::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
 use crate::config::Duration;
+use crate::rules::template::{Template, TemplateData};
+use crate::store::Labels;
 
 fn default_method() -> String {
     "POST".to_string()
@@ -35,8 +37,10 @@ pub struct HttpConfig {
     /// `Authorization: Bearer <content>`; read when the config is loaded, never logged.
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
-    /// The request body, sent as written. When absent, the body is the action request as
-    /// JSON (the exec plugin protocol's input object) with `Content-Type: application/json`.
+    /// The request body, a template over the alert (`{{ $labels.instance }}`,
+    /// `{{ $value }}`; values are inserted as they are, not JSON-escaped). When absent, the
+    /// body is the action request as JSON (the exec plugin protocol's input object) with
+    /// `Content-Type: application/json`.
     #[serde(default)]
     pub body: Option<String>,
     /// How long the request may take. A step's `timeout` overrides it;
@@ -53,7 +57,7 @@ pub struct HttpActuator {
     url: reqwest::Url,
     method: reqwest::Method,
     headers: HeaderMap,
-    body: Option<String>,
+    body: Option<Template>,
     timeout: Option<StdDuration>,
     expected_status: Vec<u16>,
     client: reqwest::Client,
@@ -78,6 +82,13 @@ impl HttpActuator {
                 name: name.into(),
                 method: cfg.method.clone(),
             })?;
+        let body = match &cfg.body {
+            Some(b) => Some(Template::parse(b).map_err(|e| RemedyError::InvalidBody {
+                name: name.into(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
         let headers = build_headers(name, &cfg.headers, cfg.bearer_token_file.as_deref())?;
         crate::init_tls();
         let client = reqwest::Client::builder()
@@ -91,7 +102,7 @@ impl HttpActuator {
             url,
             method,
             headers,
-            body: cfg.body.clone(),
+            body,
             timeout: cfg.timeout.map(|d| d.std()),
             expected_status: cfg.expected_status.clone(),
             client,
@@ -169,7 +180,29 @@ impl Actuator for HttpActuator {
             .headers(self.headers.clone())
             .timeout(req.timeout);
         rb = match &self.body {
-            Some(b) => rb.body(b.clone()),
+            Some(t) => {
+                let labels = Labels::new(
+                    req.alert
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                let data = TemplateData {
+                    labels: &labels,
+                    external_labels: &Labels::default(),
+                    external_url: "",
+                    value: req.alert.value,
+                };
+                match t.render(&data) {
+                    Ok(b) => rb.body(b),
+                    Err(e) => {
+                        return ActionOutcome::new(
+                            ActionStatus::Failed,
+                            format!("cannot render the body: {e}"),
+                        );
+                    }
+                }
+            }
             None => match serde_json::to_vec(req) {
                 Ok(v) => rb.header(CONTENT_TYPE, "application/json").body(v),
                 Err(e) => {

@@ -216,6 +216,8 @@ pub enum RemedyError {
         header: String,
         reason: String,
     },
+    #[error("actuator `{name}`: invalid `body` template: {reason}")]
+    InvalidBody { name: String, reason: String },
     #[error("actuator `{name}`: cannot read {path}: {source}")]
     ReadSecret {
         name: String,

@@ -22,7 +22,9 @@ use super::{
     rfc3339_ms,
 };
 use crate::api::metrics::{SelfMetrics, labels};
+use crate::rules::template::{TemplateData, TemplateError, render};
 use crate::rules::{AlertInstance, AlertTransition, RemediateStep, TransitionKind};
+use crate::store::Labels;
 
 /// How many transitions may wait for the planner before senders wait.
 const QUEUE_CAPACITY: usize = 1024;
@@ -295,11 +297,23 @@ impl State {
             .or_else(|| actuator.as_ref().and_then(|a| a.timeout()))
             .unwrap_or(config.default_timeout.std());
         let dry_run = config.dry_run || step.dry_run;
+        // string params are templates over the alert ({{ $labels.x }}, {{ $value }})
+        let data = TemplateData {
+            labels: &alert.labels,
+            external_labels: &Labels::default(),
+            external_url: "",
+            value: alert.value,
+        };
+        let params = step
+            .params
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), render_json(v, &data)?)))
+            .collect::<Result<serde_json::Map<_, _>, TemplateError>>();
         let req = ActionRequest {
             version: 1,
             action: step.action.clone(),
             target: target.clone(),
-            params: serde_json::Value::Object(step.params.clone().into_iter().collect()),
+            params: serde_json::Value::Object(params.clone().unwrap_or_default()),
             alert: ActionAlert {
                 name: alert.rule.clone(),
                 labels: alert
@@ -332,6 +346,12 @@ impl State {
         };
         let shared = self.shared.clone();
 
+        if let Err(e) = params {
+            record.outcome = "failed";
+            record.message = format!("cannot render params: {e}");
+            finish(&shared, record);
+            return;
+        }
         let Some(actuator) = actuator else {
             record.outcome = "failed";
             record.message = format!("target `{}` is not a configured actuator", record.target);
@@ -423,6 +443,28 @@ impl State {
             finish(&shared, record);
         });
     }
+}
+
+/// Renders every string inside `v` as a template.
+fn render_json(
+    v: &serde_json::Value,
+    data: &TemplateData,
+) -> Result<serde_json::Value, TemplateError> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::String(s) => Value::String(render(s, data)?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| render_json(x, data))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| Ok((k.clone(), render_json(x, data)?)))
+                .collect::<Result<_, TemplateError>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// Logs, counts and publishes one finished (or skipped) action.
