@@ -877,6 +877,8 @@ async fn http_actuator_sends_the_request_and_judges_the_status() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
+    // SAFETY: set before any thread reads this variable; the name is unique to this test
+    unsafe { std::env::set_var("MEDIC_TEST_HTTP_KEY", "key-9") };
     let (url, sink) = Sink::start(vec![
         Reply::Status(200, r#"{"drained": 3}"#),
         Reply::Status(202, ""),
@@ -888,7 +890,7 @@ async fn http_actuator_sends_the_request_and_judges_the_status() {
 
     // default body: the protocol request object
     let act = http_actuator(&format!(
-        "{{type: http, url: \"{url}/admin/drain\", bearer_token_file: {}}}",
+        "{{type: http, url: \"{url}/admin/drain\", bearer_token: {{file: {}}}, secret_headers: {{X-Api-Key: {{env: MEDIC_TEST_HTTP_KEY}}}}}}",
         token.display()
     ));
     let req = request(serde_json::json!({"mode": "x"}), PATIENCE);
@@ -901,6 +903,7 @@ async fn http_actuator_sends_the_request_and_judges_the_status() {
         ("POST", "/admin/drain")
     );
     assert_eq!(c.headers["authorization"], "Bearer s3cret");
+    assert_eq!(c.headers["x-api-key"], "key-9");
     assert_eq!(c.headers["content-type"], "application/json");
     assert_eq!(c.json(), serde_json::to_value(&req).unwrap());
 
@@ -950,7 +953,8 @@ fn http_actuator_rejects_bad_config() {
         "{type: http, url: 'not a url'}",
         "{type: http, url: 'http://x/', method: 'BAD METHOD'}",
         "{type: http, url: 'http://x/', headers: {'bad header': v}}",
-        "{type: http, url: 'http://x/', bearer_token_file: /nonexistent/token}",
+        "{type: http, url: 'http://x/', bearer_token: {file: /nonexistent/token}}",
+        "{type: http, url: 'http://x/', secret_headers: {X-Key: {env: MEDIC_TEST_SURELY_UNSET}}}",
     ] {
         let cfg: ActuatorConfig = serde_saphyr::from_str(yaml).unwrap();
         let err = medic::remedy::build(&BTreeMap::from([("hook".to_string(), cfg)]));
@@ -987,7 +991,7 @@ async fn webhook_sends_firing_then_resolved_in_alertmanager_format() {
     let notifiers = webhook(
         "ops",
         &format!(
-            "{{type: webhook, url: \"{url}/hook\", bearer_token_env: MEDIC_TEST_WEBHOOK_TOKEN, external_url: \"http://medic.example:9464/\"}}"
+            "{{type: webhook, url: \"{url}/hook\", bearer_token: {{env: MEDIC_TEST_WEBHOOK_TOKEN}}, external_url: \"http://medic.example:9464/\"}}"
         ),
     );
     let metrics = Arc::new(SelfMetrics::default());

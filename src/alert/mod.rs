@@ -116,12 +116,8 @@ pub enum AlertError {
         header: String,
         reason: String,
     },
-    #[error("notifier `{name}`: cannot read the bearer token from {what}: {reason}")]
-    Secret {
-        name: String,
-        what: String,
-        reason: String,
-    },
+    #[error("notifier `{name}`: bearer token: {reason}")]
+    Secret { name: String, reason: String },
     #[error("notifier `{name}`: {reason}")]
     Invalid { name: String, reason: String },
     #[error("notifier `{name}`: cannot build the HTTP client: {source}")]

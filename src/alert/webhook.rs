@@ -2,7 +2,6 @@
 //! written for Alertmanager works unchanged.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -10,7 +9,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::{AlertError, Notification, NotificationStatus, Notifier, NotifyError, RetryPolicy};
-use crate::config::Duration;
+use crate::config::{Duration, Secret};
 use crate::remedy::rfc3339_ms;
 use crate::store::Labels;
 
@@ -58,14 +57,11 @@ pub struct WebhookConfig {
     /// Re-send a still-firing alert this often ("0": only on firing and resolving).
     #[serde(default = "default_repeat_interval")]
     pub repeat_interval: Duration,
-    /// A file whose content (surrounding whitespace removed) is sent as
-    /// `Authorization: Bearer <content>`; read when the config is loaded, never logged.
+    /// Sent as `Authorization: Bearer <token>`: `{file: PATH}` or `{env: VAR}`, read when
+    /// the config is loaded, never logged.
     #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// An environment variable holding the bearer token (instead of `bearer_token_file`).
-    #[serde(default)]
-    pub bearer_token_env: Option<String>,
-    /// Extra request headers with fixed values (no secrets here: use the bearer options).
+    pub bearer_token: Option<Secret>,
+    /// Extra request headers with fixed values (no secrets here: use `bearer_token`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// The URL medic is reachable at: sent as `externalURL`, and `<external_url>/api/v1/alerts`
@@ -116,37 +112,18 @@ impl WebhookNotifier {
                 HeaderValue::from_str(v).map_err(|e| bad(e.to_string()))?,
             );
         }
-        let token = match (&cfg.bearer_token_file, &cfg.bearer_token_env) {
-            (Some(_), Some(_)) => {
-                return Err(AlertError::Invalid {
-                    name: name.into(),
-                    reason: "set `bearer_token_file` or `bearer_token_env`, not both".into(),
-                });
-            }
-            (Some(path), None) => {
-                Some(
-                    std::fs::read_to_string(path).map_err(|e| AlertError::Secret {
-                        name: name.into(),
-                        what: path.display().to_string(),
-                        reason: e.to_string(),
-                    })?,
-                )
-            }
-            (None, Some(var)) => Some(std::env::var(var).map_err(|e| AlertError::Secret {
+        let token = match &cfg.bearer_token {
+            Some(secret) => Some(secret.read().map_err(|e| AlertError::Secret {
                 name: name.into(),
-                what: format!("${var}"),
                 reason: e.to_string(),
             })?),
-            (None, None) => None,
+            None => None,
         };
         if let Some(token) = token {
-            let mut hv =
-                HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
-                    AlertError::Secret {
-                        name: name.into(),
-                        what: "the bearer token".into(),
-                        reason: "it holds characters not allowed in a header".into(),
-                    }
+            let mut hv = HeaderValue::from_str(&format!("Bearer {}", token.expose().trim()))
+                .map_err(|_| AlertError::Secret {
+                    name: name.into(),
+                    reason: "the bearer token holds characters not allowed in a header".into(),
                 })?;
             hv.set_sensitive(true);
             headers.insert(AUTHORIZATION, hv);

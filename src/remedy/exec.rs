@@ -33,8 +33,10 @@ fn default_stderr_tail_bytes() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct ExecConfig {
     /// The program and its arguments, run directly without a shell: the first element is
-    /// the executable (an absolute path, or a name looked up in `PATH`). Alert data is never
-    /// put here; the plugin reads it from stdin.
+    /// the executable (a path, relative to the config file's folder when it contains a `/`,
+    /// or a name looked up in `PATH`). Alert data is never put here; the plugin reads it
+    /// from stdin.
+    #[serde(deserialize_with = "deserialize_command")]
     pub command: Vec<String>,
     /// How long the plugin may run before medic kills its whole process group. A step's
     /// `timeout` overrides it; `remedy.default_timeout` applies when both are absent.
@@ -44,8 +46,12 @@ pub struct ExecConfig {
     /// otherwise inherits medic's environment).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Working directory of the plugin (medic's own when absent).
-    #[serde(default)]
+    /// Working directory of the plugin, relative to the config file's folder (medic's own
+    /// when absent).
+    #[serde(
+        default,
+        deserialize_with = "crate::config::load::deserialize_opt_path"
+    )]
     pub working_dir: Option<PathBuf>,
     /// The plugin honours `"dry_run": true` (it reports what it would do and changes
     /// nothing), so in dry-run mode medic calls it instead of only logging.
@@ -57,6 +63,19 @@ pub struct ExecConfig {
     /// This many bytes from the end of stderr are kept for the log and the journal.
     #[serde(default = "default_stderr_tail_bytes")]
     pub stderr_tail_bytes: usize,
+}
+
+/// `command`, with a relative program path (`plugins/x`) resolved like other config paths.
+fn deserialize_command<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let mut argv = Vec::<String>::deserialize(d)?;
+    if let Some(first) = argv.first_mut()
+        && first.contains('/')
+    {
+        *first = crate::config::load::resolve(PathBuf::from(&*first))
+            .display()
+            .to_string();
+    }
+    Ok(argv)
 }
 
 /// A running `exec` actuator.

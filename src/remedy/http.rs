@@ -2,7 +2,6 @@
 //! answer by its status code.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -10,7 +9,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use serde::Deserialize;
 
 use super::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
-use crate::config::Duration;
+use crate::config::{Duration, Secret};
 use crate::rules::template::{Template, TemplateData};
 use crate::store::Labels;
 
@@ -30,13 +29,16 @@ pub struct HttpConfig {
     /// The HTTP method.
     #[serde(default = "default_method")]
     pub method: String,
-    /// Request headers with fixed values. Put secrets in `bearer_token_file`, not here.
+    /// Request headers with fixed values. Put secrets in `secret_headers` or `bearer_token`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// A file whose content (surrounding whitespace removed) is sent as
-    /// `Authorization: Bearer <content>`; read when the config is loaded, never logged.
+    /// Request headers whose values are secrets (`{file: PATH}`, `{env: VAR}`), read when
+    /// the config is loaded and never logged, e.g. `X-Api-Key: {file: /etc/medic/key}`.
     #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
+    pub secret_headers: BTreeMap<String, Secret>,
+    /// Sent as `Authorization: Bearer <token>` (`{file: PATH}` or `{env: VAR}`).
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
     /// The request body, a template over the alert (`{{ $labels.instance }}`,
     /// `{{ $value }}`; values are inserted as they are, not JSON-escaped). When absent, the
     /// body is the action request as JSON (the exec plugin protocol's input object) with
@@ -89,7 +91,12 @@ impl HttpActuator {
             })?),
             None => None,
         };
-        let headers = build_headers(name, &cfg.headers, cfg.bearer_token_file.as_deref())?;
+        let headers = build_headers(
+            name,
+            &cfg.headers,
+            &cfg.secret_headers,
+            cfg.bearer_token.as_ref(),
+        )?;
         crate::init_tls();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -110,42 +117,51 @@ impl HttpActuator {
     }
 }
 
-/// Header map from the config; the bearer token is marked sensitive so it is never
+/// Header map from the config; secret values are marked sensitive so they are never
 /// printed by reqwest's debug output.
 pub(crate) fn build_headers(
     name: &str,
     headers: &BTreeMap<String, String>,
-    bearer_token_file: Option<&std::path::Path>,
+    secret_headers: &BTreeMap<String, Secret>,
+    bearer_token: Option<&Secret>,
 ) -> Result<HeaderMap, RemedyError> {
+    let bad = |header: &str, reason: String| RemedyError::InvalidHeader {
+        name: name.into(),
+        header: header.to_string(),
+        reason,
+    };
     let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        let bad = |reason: String| RemedyError::InvalidHeader {
-            name: name.into(),
-            header: k.clone(),
-            reason,
-        };
-        let hn = HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(e.to_string()))?;
-        let hv = HeaderValue::from_str(v).map_err(|e| bad(e.to_string()))?;
+    let mut put = |k: &str, v: &str, sensitive: bool| -> Result<(), RemedyError> {
+        let hn = HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(k, e.to_string()))?;
+        // the value may be a secret: never echo it in the error
+        let mut hv = HeaderValue::from_str(v).map_err(|_| {
+            bad(
+                k,
+                "the value holds characters not allowed in a header".into(),
+            )
+        })?;
+        hv.set_sensitive(sensitive);
         map.insert(hn, hv);
+        Ok(())
+    };
+    for (k, v) in headers {
+        put(k, v, false)?;
     }
-    if let Some(path) = bearer_token_file {
-        let token = std::fs::read_to_string(path).map_err(|source| RemedyError::ReadSecret {
+    let read = |s: &Secret| {
+        s.read().map_err(|e| RemedyError::Secret {
             name: name.into(),
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut hv = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
-            RemedyError::InvalidHeader {
-                name: name.into(),
-                header: "Authorization".into(),
-                reason: format!(
-                    "{} holds characters not allowed in a header",
-                    path.display()
-                ),
-            }
-        })?;
-        hv.set_sensitive(true);
-        map.insert(AUTHORIZATION, hv);
+            reason: e.to_string(),
+        })
+    };
+    for (k, s) in secret_headers {
+        put(k, read(s)?.expose(), true)?;
+    }
+    if let Some(s) = bearer_token {
+        put(
+            AUTHORIZATION.as_str(),
+            &format!("Bearer {}", read(s)?.expose().trim()),
+            true,
+        )?;
     }
     Ok(map)
 }

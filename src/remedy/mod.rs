@@ -218,12 +218,8 @@ pub enum RemedyError {
     },
     #[error("actuator `{name}`: invalid `body` template: {reason}")]
     InvalidBody { name: String, reason: String },
-    #[error("actuator `{name}`: cannot read {path}: {source}")]
-    ReadSecret {
-        name: String,
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error("actuator `{name}`: {reason}")]
+    Secret { name: String, reason: String },
     #[error("actuator `{name}`: cannot build the HTTP client: {source}")]
     HttpClient {
         name: String,
