@@ -11,6 +11,9 @@ use medic::collect::{CollectError, Collector, Scheduler};
 use medic::store::{Labels, Sample, Store};
 use tokio::sync::watch;
 
+#[path = "support/config_collect.rs"]
+mod support;
+
 /// A test collector: healthy (one series per round, plus one that alternates), failing, or
 /// hanging for ever.
 struct TestCollector {
@@ -230,5 +233,248 @@ rule_files: ["rules.d/*.yaml"]
     assert!(
         text.contains(&format!("{}:2:3", config.display())),
         "{text}"
+    );
+}
+
+/// Builds a collector from its YAML, as if written under `collectors:` in /tmp/x/medic.yaml
+/// (or in `dir` when given, for relative paths).
+fn build(name: &str, yaml: &str, dir: Option<&std::path::Path>) -> Arc<dyn Collector> {
+    let base = dir.map_or_else(|| std::path::PathBuf::from("/tmp/x"), |d| d.to_path_buf());
+    let cfg: medic::collect::CollectorConfig =
+        medic::config::load::parse_yaml(&base.join("medic.yaml"), yaml).unwrap();
+    let global = medic::config::GlobalConfig::default();
+    cfg.build(&medic::collect::BuildContext {
+        name,
+        global: &global,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One round: samples by their text form (`name{a="b"}`).
+async fn round(c: &dyn Collector) -> std::collections::BTreeMap<String, f64> {
+    let mut out = Vec::new();
+    c.collect(medic::collect::scheduler::now_ms(), &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("collector {} failed: {e}", c.name()));
+    out.into_iter()
+        .map(|s| (s.labels.to_string(), s.value))
+        .collect()
+}
+
+fn proc_field(file: &str, key: &str) -> f64 {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next()? == key).then(|| it.next()?.parse::<f64>().ok())?
+        })
+        .unwrap_or_else(|| panic!("{key} not in {file}"))
+}
+
+#[tokio::test]
+async fn host_collector_matches_proc() {
+    // Read /proc before the round: counters can only have grown since.
+    let mem_total = proc_field("/proc/meminfo", "MemTotal:") * 1024.0;
+    let btime = proc_field("/proc/stat", "btime");
+    let ctxt_before = proc_field("/proc/stat", "ctxt");
+    let lo_rx_before = proc_field("/proc/net/dev", "lo:");
+    let cpu_lines = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count();
+    let root_size = {
+        let out = std::process::Command::new("stat")
+            .args(["-f", "-c", "%b %S", "/"])
+            .output()
+            .unwrap();
+        let t = String::from_utf8(out.stdout).unwrap();
+        let v: Vec<f64> = t.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        v[0] * v[1]
+    };
+
+    let c = build("host", "type: host\n", None);
+    let s = round(c.as_ref()).await;
+    assert_eq!(s["node_memory_MemTotal_bytes{}"], mem_total);
+    assert!(s["node_memory_MemAvailable_bytes{}"] <= mem_total);
+    assert!(s["node_memory_MemAvailable_bytes{}"] > 0.0);
+    assert_eq!(s["node_boot_time_seconds{}"], btime);
+    assert!(s["node_context_switches_total{}"] >= ctxt_before);
+    for l in ["node_load1{}", "node_load5{}", "node_load15{}"] {
+        assert!(s[l] >= 0.0, "{l}");
+    }
+    let cpu_series = s
+        .keys()
+        .filter(|k| k.starts_with("node_cpu_seconds_total{"))
+        .count();
+    assert_eq!(cpu_series, cpu_lines * 8);
+    assert!(s["node_cpu_seconds_total{cpu=\"0\", mode=\"idle\"}"] > 0.0);
+    assert!(s["node_network_receive_bytes_total{device=\"lo\"}"] >= lo_rx_before);
+    // The root filesystem, with node_exporter's labels; pseudo filesystems left out.
+    let root_key = s
+        .keys()
+        .find(|k| k.starts_with("node_filesystem_size_bytes{") && k.contains("mountpoint=\"/\"}"))
+        .unwrap_or_else(|| panic!("no root filesystem in {:?}", s.keys().collect::<Vec<_>>()));
+    assert_eq!(s[root_key], root_size);
+    let avail = s[&root_key.replace("size_bytes", "avail_bytes")];
+    let free = s[&root_key.replace("size_bytes", "free_bytes")];
+    assert!(
+        avail <= free && free <= root_size,
+        "{avail} {free} {root_size}"
+    );
+    assert!(
+        !s.keys().any(|k| k.contains("mountpoint=\"/proc")
+            || k.contains("mountpoint=\"/sys")
+            || k.contains("fstype=\"cgroup")),
+        "pseudo filesystems must be excluded"
+    );
+}
+
+#[tokio::test]
+async fn http_probe_reports_like_blackbox() {
+    let addr = support::http_target().await;
+    let probe = |name: &str, extra: &str| {
+        build(
+            name,
+            &format!("type: http_probe\ninterval: 5s\ntimeout: 2s\n{extra}"),
+            None,
+        )
+    };
+    let key = |metric: &str, name: &str, url: &str| {
+        format!("{metric}{{instance=\"{url}\", probe=\"{name}\"}}")
+    };
+    // (name, config, expected success, expected status code)
+    let ok_url = format!("http://{addr}/ok");
+    let cases: Vec<(&str, String, f64, f64)> = vec![
+        (
+            "ok",
+            format!("url: {ok_url}\nbody_contains: good\n"),
+            1.0,
+            200.0,
+        ),
+        (
+            "wrong_status",
+            format!("url: http://{addr}/status/503\n"),
+            0.0,
+            503.0,
+        ),
+        (
+            "listed_status",
+            format!("url: http://{addr}/status/503\nvalid_status_codes: [503]\n"),
+            1.0,
+            503.0,
+        ),
+        (
+            "body_mismatch",
+            format!("url: {ok_url}\nbody_contains: bad\n"),
+            0.0,
+            200.0,
+        ),
+        (
+            "json_ok",
+            format!(
+                "url: http://{addr}/json\njson_checks:\n  - {{path: status.ready, equals: true}}\n  - {{path: version, equals: \"1.2\"}}\n"
+            ),
+            1.0,
+            200.0,
+        ),
+        (
+            "json_mismatch",
+            format!(
+                "url: http://{addr}/json\njson_checks:\n  - {{path: version, equals: \"1.3\"}}\n"
+            ),
+            0.0,
+            200.0,
+        ),
+        (
+            "refused",
+            format!("url: http://127.0.0.1:{}/\n", support::closed_port()),
+            0.0,
+            0.0,
+        ),
+    ];
+    for (name, cfg, success, status) in cases {
+        let c = probe(name, &cfg);
+        let url = cfg
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("url: ")
+            .to_string();
+        let s = round(c.as_ref()).await;
+        assert_eq!(
+            s[&key("probe_success", name, &url)],
+            success,
+            "{name}: {s:?}"
+        );
+        assert_eq!(
+            s[&key("probe_http_status_code", name, &url)],
+            status,
+            "{name}: {s:?}"
+        );
+        assert!(
+            s[&key("probe_duration_seconds", name, &url)] > 0.0,
+            "{name}"
+        );
+        assert!(
+            !s.contains_key(&key("probe_ssl_earliest_cert_expiry", name, &url)),
+            "{name}"
+        );
+    }
+
+    // Timeout: the target answers after 30 s; the probe reports failure when its own deadline
+    // (timeout less a tenth) passes, as a successful round, not a collector error.
+    let url = format!("http://{addr}/sleep");
+    let c = probe("slow", &format!("url: {url}\n"));
+    let s = round(c.as_ref()).await;
+    assert_eq!(s[&key("probe_success", "slow", &url)], 0.0);
+    assert_eq!(s[&key("probe_http_status_code", "slow", &url)], 0.0);
+    assert!(s[&key("probe_duration_seconds", "slow", &url)] >= 1.8);
+
+    // A header from a secret file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "Bearer t0ken\n").unwrap();
+    let url = format!("http://{addr}/auth");
+    let cfg = format!(
+        "type: http_probe\nurl: {url}\nheaders:\n  Authorization: {{file: token}}\n  Accept: text/plain\n"
+    );
+    let s = round(build("auth", &cfg, Some(dir.path())).as_ref()).await;
+    assert_eq!(s[&key("probe_success", "auth", &url)], 1.0);
+    let s = round(probe("noauth", &format!("url: {url}\n")).as_ref()).await;
+    assert_eq!(s[&key("probe_http_status_code", "noauth", &url)], 401.0);
+}
+
+#[tokio::test]
+async fn https_probe_reports_certificate_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = support::self_signed(dir.path(), 42);
+    let addr = support::https_target(&cert).await;
+    let url = format!("https://{addr}/");
+    let key =
+        |metric: &str, name: &str| format!("{metric}{{instance=\"{url}\", probe=\"{name}\"}}");
+
+    let trusted = format!("type: http_probe\nurl: {url}\ntimeout: 5s\ntls: {{ca_file: ca.pem}}\n");
+    let s = round(build("tls", &trusted, Some(dir.path())).as_ref()).await;
+    assert_eq!(s[&key("probe_success", "tls")], 1.0, "{s:?}");
+    assert_eq!(s[&key("probe_http_status_code", "tls")], 200.0);
+    assert_eq!(
+        s[&key("probe_ssl_earliest_cert_expiry", "tls")],
+        cert.not_after as f64
+    );
+
+    // Not trusted: the handshake fails, so no status and no certificate.
+    let untrusted = format!("type: http_probe\nurl: {url}\ntimeout: 5s\n");
+    let s = round(build("untrusted", &untrusted, None).as_ref()).await;
+    assert_eq!(s[&key("probe_success", "untrusted")], 0.0);
+    assert_eq!(s[&key("probe_http_status_code", "untrusted")], 0.0);
+
+    // insecure_skip_verify accepts it and still reports the expiry.
+    let insecure =
+        format!("type: http_probe\nurl: {url}\ntimeout: 5s\ntls: {{insecure_skip_verify: true}}\n");
+    let s = round(build("insecure", &insecure, None).as_ref()).await;
+    assert_eq!(s[&key("probe_success", "insecure")], 1.0);
+    assert_eq!(
+        s[&key("probe_ssl_earliest_cert_expiry", "insecure")],
+        cert.not_after as f64
     );
 }
