@@ -543,6 +543,50 @@ async fn planner_respects_cooldown_across_episodes() {
 }
 
 #[tokio::test]
+async fn firing_from_a_new_start_is_a_new_episode() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, log) = logging_actuator(dir.path(), "fix", "");
+    let actuators = medic::remedy::build(&BTreeMap::from([("fix".to_string(), cfg)])).unwrap();
+    let (tx, handle) = Planner::start(
+        actuators,
+        RemedyConfig::default(),
+        Arc::new(SelfMetrics::default()),
+    );
+    let mut rx = handle.subscribe();
+    let ladder: Arc<[RemediateStep]> = vec![step("{action: exec, target: fix}")].into();
+    let t1 = now_ms() - 60_000;
+    tx.send(transition(TransitionKind::Firing, "A", "x", t1, &ladder))
+        .await
+        .unwrap();
+    // the same episode announced again: nothing new
+    tx.send(transition(
+        TransitionKind::StillFiring,
+        "A",
+        "x",
+        t1,
+        &ladder,
+    ))
+    .await
+    .unwrap();
+    let r1 = next_record(&mut rx).await;
+    // no Resolved seen, but the alert fired anew: its rungs run again
+    tx.send(transition(
+        TransitionKind::Firing,
+        "A",
+        "x",
+        t1 + 1000,
+        &ladder,
+    ))
+    .await
+    .unwrap();
+    let r2 = next_record(&mut rx).await;
+    assert_ne!(r1.idempotency_key, r2.idempotency_key);
+    drop(tx);
+    handle.join().await;
+    assert_eq!(log_lines(&log).len(), 2);
+}
+
+#[tokio::test]
 async fn a_hanging_action_does_not_hold_up_the_next_transition() {
     let dir = tempfile::tempdir().unwrap();
     let release = dir.path().join("release");

@@ -192,6 +192,15 @@ impl State {
                     return;
                 }
                 let started_ms = t.alert.fired_at_ms.unwrap_or(t.at_ms);
+                // firing again from a new start without a Resolved seen in between (a lost
+                // transition, a restarted engine): that is a new episode
+                if let Some(old) = self.episodes.get(&key)
+                    && t.kind == TransitionKind::Firing
+                    && old.started_ms != started_ms
+                    && let Some(old) = self.episodes.remove(&key)
+                {
+                    old.cancelled.store(true, Ordering::SeqCst);
+                }
                 let ep = self.episodes.entry(key).or_insert_with(|| Episode {
                     alert: t.alert.clone(),
                     ladder: t.remediate.clone(),
