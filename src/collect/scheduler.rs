@@ -33,6 +33,18 @@ impl Scheduler {
         metrics: Arc<SelfMetrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Scheduler {
+        Self::start_notifying(collectors, store, metrics, shutdown, None)
+    }
+
+    /// [`Scheduler::start`], also bumping `landed` after every round's samples are in the
+    /// store, so rule groups can evaluate fresh samples at once instead of at their next tick.
+    pub fn start_notifying(
+        collectors: Vec<Arc<dyn Collector>>,
+        store: Arc<Store>,
+        metrics: Arc<SelfMetrics>,
+        shutdown: watch::Receiver<bool>,
+        landed: Option<watch::Sender<u64>>,
+    ) -> Scheduler {
         let tasks = collectors
             .into_iter()
             .map(|c| {
@@ -41,6 +53,7 @@ impl Scheduler {
                     store.clone(),
                     metrics.clone(),
                     shutdown.clone(),
+                    landed.clone(),
                 ))
             })
             .collect();
@@ -84,6 +97,7 @@ async fn run_collector(
     store: Arc<Store>,
     metrics: Arc<SelfMetrics>,
     mut shutdown: watch::Receiver<bool>,
+    landed: Option<watch::Sender<u64>>,
 ) {
     let name = c.name().to_string();
     let metric_labels = labels(&[("collector", &name)]);
@@ -131,6 +145,9 @@ async fn run_collector(
         }
         out.push(Sample::new(up.clone(), now, if ok { 1.0 } else { 0.0 }));
         store.append_batch(&out);
+        if let Some(l) = &landed {
+            l.send_modify(|n| *n = n.wrapping_add(1));
+        }
         previous = current;
     }
 }

@@ -1,28 +1,31 @@
 //! The daemon (`medic run`): loads the config, starts the tasks and wires the channels,
 //! reloads on SIGHUP / file changes / `POST /-/reload`, talks to systemd, shuts down cleanly.
 //!
-//! A (re)load happens in two steps: [`prepare`] reads and builds everything from the config
+//! A (re)load happens in two steps: [`pipeline::prepare`] reads and builds everything from the config
 //! without touching what runs, so a bad config is rejected whole and the old one keeps
-//! running; only then is the running [`Generation`] stopped and the new one started. The
-//! store, self-metrics and API outlive generations.
+//! running; only then is the running [`pipeline::Generation`] (collectors, rule groups) stopped and
+//! the new one started. The store, self-metrics, API, remedy planner and notifiers outlive
+//! generations; a reload hands them their new settings.
 
+pub mod groups;
 pub mod logging;
+pub mod pipeline;
 pub mod systemd;
 pub mod watch;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch as tokio_watch};
-use tokio::task::JoinHandle;
 
 use crate::api::metrics::SelfMetrics;
-use crate::api::{ApiSettings, ApiState, ControlRequest};
+use crate::api::{ApiState, ControlRequest};
 use crate::config::Config;
+use crate::remedy::planner::{Planner, PlannerHandle};
 use crate::store::Store;
+use pipeline::{Generation, Prepared, Shared, prepare};
 
 /// How long shutdown (and the hand-over at a reload) waits for running work, in-flight
 /// actions included, before leaving it behind.
@@ -47,147 +50,6 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error(transparent)]
     Watch(#[from] watch::WatchError),
-}
-
-/// What outlives a reload.
-struct Shared {
-    store: Arc<Store>,
-    metrics: Arc<SelfMetrics>,
-    api: Arc<ApiState>,
-}
-
-/// Everything built from one config, checked, not yet running.
-struct Prepared {
-    config: Arc<Config>,
-    api: ApiSettings,
-    watch: watch::WatchSet,
-}
-
-/// The running tasks of one config.
-struct Generation {
-    config: Arc<Config>,
-    stop: tokio_watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-/// Reads the config file and builds everything it describes; any error rejects it whole.
-fn prepare(path: &Path) -> Result<Prepared, String> {
-    let config = load_config(path)?;
-    let token = read_token(&config)?;
-    let api = ApiSettings::new(config.global.export_collected, token);
-    let watch = watch_set(path, &config);
-    Ok(Prepared {
-        config: Arc::new(config),
-        api,
-        watch,
-    })
-}
-
-fn load_config(path: &Path) -> Result<Config, String> {
-    let (config, issues) = Config::load(path).map_err(|e| e.to_string())?;
-    for issue in issues {
-        tracing::warn!(config = %path.display(), "{issue}");
-    }
-    Ok(config)
-}
-
-fn read_token(config: &Config) -> Result<Option<String>, String> {
-    let Some(secret) = &config.global.api_token else {
-        return Ok(None);
-    };
-    let token = secret
-        .read()
-        .map_err(|e| format!("global.api_token: {e}"))?;
-    let t = token.expose().trim();
-    if t.is_empty() {
-        return Err("global.api_token: the token is empty".to_string());
-    }
-    Ok(Some(t.to_string()))
-}
-
-/// The config file and the rule files (as globs, so new files are noticed).
-fn watch_set(path: &Path, config: &Config) -> watch::WatchSet {
-    let abs = |p: &Path| -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir().unwrap_or_default().join(p)
-        }
-    };
-    let config_path = abs(path);
-    let dir = config_path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    watch::WatchSet {
-        files: BTreeSet::from([config_path]),
-        patterns: config
-            .rule_files
-            .iter()
-            .map(|p| dir.join(p).to_string_lossy().into_owned())
-            .collect(),
-    }
-}
-
-impl Generation {
-    fn start(p: &Prepared, shared: &Shared) -> Generation {
-        let (stop, _) = tokio_watch::channel(false);
-        shared.api.set_settings(p.api.clone());
-        // Collectors, rule groups, the remedy planner and the notifiers start here as their
-        // pieces land; detectors (anomaly, SLO) hook in the same way: each is a task that
-        // ends when `stop` turns true.
-        let tasks = vec![tokio::spawn(store_gc(
-            shared.store.clone(),
-            shared.metrics.clone(),
-            stop.subscribe(),
-        ))];
-        Generation {
-            config: p.config.clone(),
-            stop,
-            tasks,
-        }
-    }
-
-    /// Signals every task to stop and waits for them, at most [`STOP_GRACE`].
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let all = futures_join(self.tasks);
-        if tokio::time::timeout(STOP_GRACE, all).await.is_err() {
-            tracing::warn!(
-                grace = ?STOP_GRACE,
-                "tasks still running after the grace period; leaving them"
-            );
-        }
-    }
-}
-
-/// How often samples past retention are dropped.
-const GC_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Drops samples past retention (appends trim their own series; this catches series that
-/// stopped receiving samples) and keeps `medic_store_series` current.
-async fn store_gc(
-    store: Arc<Store>,
-    metrics: Arc<SelfMetrics>,
-    mut stop: tokio_watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(GC_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|v| *v) => return,
-            _ = tick.tick() => {}
-        }
-        store.gc(crate::api::prom::now_ms());
-        metrics.store_series.set(store.series_count() as i64);
-    }
-}
-
-async fn futures_join(tasks: Vec<JoinHandle<()>>) {
-    for t in tasks {
-        // JoinError: the task panicked (already reported by the panic hook) or was aborted.
-        let _ = t.await;
-    }
 }
 
 fn now_secs() -> f64 {
@@ -250,16 +112,24 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     ));
     tracing::info!(address = %local, "API listening");
 
-    let shared = Shared {
+    // The consumers of alert transitions live across reloads (they keep cooldowns and
+    // in-flight actions); a reload hands them their new settings.
+    let mut prepared = prepared;
+    let (planner_tx, planner) = Planner::start(
+        std::mem::take(&mut prepared.actuators),
+        prepared.config.remedy.clone(),
+        metrics.clone(),
+    );
+    let mut shared = Shared {
         store,
         metrics: metrics.clone(),
         api,
+        sinks: vec![planner_tx],
     };
+    let mut sinks = Sinks { planner };
     let mut watcher = watch::FileWatcher::new()?;
-    for e in watcher.update(prepared.watch.clone()) {
-        tracing::warn!(error = %e, "config changes in this folder will need a SIGHUP");
-    }
-    let mut current = Generation::start(&prepared, &shared);
+    watch_files(&mut watcher, &prepared);
+    let mut current = Generation::start(prepared, &shared, Vec::new());
     record_reload(&metrics, true);
     let watchdog = opts.watchdog.map(|period| {
         tracing::info!(?period, "systemd watchdog enabled");
@@ -281,21 +151,33 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
                 ControlRequest::Reload(tx) => ("POST /-/reload".to_string(), Some(tx)),
             },
         };
-        let result = reload(
+        let (next, result) = reload(
             &opts.config_path,
             &reason,
             &shared,
+            &mut sinks,
             &mut watcher,
-            &mut current,
+            current,
         )
         .await;
+        current = next;
         if let Some(tx) = reply {
             let _ = tx.send(result);
         }
     }
 
     systemd::stopping();
-    current.stop().await;
+    // Collectors and rule groups first, so nothing new is produced; then the planner and
+    // notifiers, which stop once every sender is gone: queued work is cancelled, in-flight
+    // actions finish or time out.
+    drop(current.stop().await);
+    shared.sinks.clear();
+    if tokio::time::timeout(STOP_GRACE, sinks.planner.join())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?STOP_GRACE, "actions still running at shutdown; leaving them");
+    }
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -309,17 +191,30 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// One reload: prepare the new config; on success replace the running generation.
+/// The long-lived consumers of alert transitions.
+struct Sinks {
+    planner: PlannerHandle,
+}
+
+fn watch_files(watcher: &mut watch::FileWatcher, prepared: &Prepared) {
+    for e in watcher.update(prepared.watch.clone()) {
+        tracing::warn!(error = %e, "config changes in this folder will need a SIGHUP");
+    }
+}
+
+/// One reload: prepare the new config; on success stop the running generation and start
+/// the new one (unchanged rule groups carry over), else keep running `current`.
 async fn reload(
     path: &Path,
     reason: &str,
     shared: &Shared,
+    sinks: &mut Sinks,
     watcher: &mut watch::FileWatcher,
-    current: &mut Generation,
-) -> Result<(), String> {
+    current: Generation,
+) -> (Generation, Result<(), String>) {
     tracing::info!(%reason, "reloading configuration");
     systemd::reloading();
-    let prepared = match prepare(path) {
+    let mut prepared = match prepare(path) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "new configuration rejected; the old one keeps running");
@@ -328,7 +223,7 @@ async fn reload(
                 "reload failed, running the previous configuration: {}",
                 e.lines().next().unwrap_or_default()
             ));
-            return Err(e);
+            return (current, Err(e));
         }
     };
     if prepared.config.global.listen_address != current.config.global.listen_address {
@@ -338,13 +233,17 @@ async fn reload(
             "listen_address changes take effect at the next restart"
         );
     }
-    let old = std::mem::replace(current, Generation::start(&prepared, shared));
-    old.stop().await;
-    for e in watcher.update(prepared.watch.clone()) {
-        tracing::warn!(error = %e, "config changes in this folder will need a SIGHUP");
-    }
+    let portable = pipeline::groups_portable(&current.config, &prepared.config);
+    let old_groups = current.stop().await;
+    sinks.planner.reload(
+        std::mem::take(&mut prepared.actuators),
+        prepared.config.remedy.clone(),
+    );
+    watch_files(watcher, &prepared);
+    let carry = if portable { old_groups } else { Vec::new() };
+    let next = Generation::start(prepared, shared, carry);
     record_reload(&shared.metrics, true);
     tracing::info!("configuration reloaded");
-    systemd::ready(&status_line(&current.config));
-    Ok(())
+    systemd::ready(&status_line(&next.config));
+    (next, Ok(()))
 }

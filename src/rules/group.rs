@@ -283,6 +283,24 @@ impl RuleGroup {
             .collect()
     }
 
+    /// Whether `other` was loaded from the same definition (name, file, interval, offset,
+    /// limit and every rule as written), so that a reload can keep this group running, with
+    /// its alert state, instead of starting `other` afresh.
+    pub fn same_definition(&self, other: &RuleGroup) -> bool {
+        self.name == other.name
+            && self.file == other.file
+            && self.interval == other.interval
+            && self.query_offset == other.query_offset
+            && self.limit == other.limit
+            && self.subquery_step_ms == other.subquery_step_ms
+            && self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|(a, b)| same_rule(&a.rule, &b.rule))
+    }
+
     /// Pending and firing alerts of every alerting rule.
     pub fn active_alerts(&self) -> Vec<AlertInstance> {
         self.entries
@@ -361,6 +379,26 @@ fn to_vector(v: Value) -> Result<Vec<Sample>, PromqlError> {
         _ => Err(PromqlError::Eval(
             "rule result is not a vector or scalar".into(),
         )),
+    }
+}
+
+/// Same rule as written (the caller compares what templates see beyond the rule: external
+/// labels and URL).
+fn same_rule(a: &Rule, b: &Rule) -> bool {
+    match (a, b) {
+        (Rule::Recording(x), Rule::Recording(y)) => {
+            x.name == y.name && x.expr_text == y.expr_text && x.labels == y.labels
+        }
+        (Rule::Alerting(x), Rule::Alerting(y)) => {
+            x.name == y.name
+                && x.expr_text == y.expr_text
+                && x.hold == y.hold
+                && x.keep_firing_for == y.keep_firing_for
+                && x.label_texts == y.label_texts
+                && x.annotation_texts == y.annotation_texts
+                && x.remediate == y.remediate
+        }
+        _ => false,
     }
 }
 

@@ -1,0 +1,293 @@
+//! What one config makes: [`prepare`] reads and builds every part (nothing starts, so a bad
+//! config is rejected whole), [`Generation::start`] runs the per-config tasks (collectors,
+//! rule groups, store upkeep), [`Generation::stop`] ends them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::groups::{self, GroupContext, SharedGroup};
+use super::watch::WatchSet;
+use crate::api::metrics::SelfMetrics;
+use crate::api::prom::RuleGroupView;
+use crate::api::{ApiSettings, ApiState};
+use crate::collect::{Collector, Scheduler};
+use crate::config::{Config, Severity};
+use crate::rules::group::{GroupOptions, Rule, RuleGroup};
+use crate::rules::{AlertTransition, file as rule_file};
+use crate::store::{Labels, Store};
+
+/// How long stopping a generation waits for its tasks.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// How often samples past retention are dropped.
+const GC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What outlives a reload.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub metrics: Arc<SelfMetrics>,
+    pub api: Arc<ApiState>,
+    /// Where alert transitions go: the remedy planner and the notifiers.
+    pub sinks: Vec<mpsc::Sender<AlertTransition>>,
+}
+
+/// Everything built from one config, checked, not yet running.
+pub struct Prepared {
+    pub config: Arc<Config>,
+    pub api: ApiSettings,
+    pub watch: WatchSet,
+    pub collectors: Vec<Arc<dyn Collector>>,
+    pub groups: Vec<RuleGroup>,
+    pub actuators: crate::remedy::Actuators,
+    pub retention_ms: i64,
+}
+
+/// Reads the config file and the rule files and builds everything they describe; every
+/// problem found is reported, any error rejects the config. Warnings are logged.
+pub fn prepare(path: &Path) -> Result<Prepared, String> {
+    let (config, issues) = Config::load(path).map_err(|e| e.to_string())?;
+    for issue in &issues {
+        tracing::warn!(config = %path.display(), "{issue}");
+    }
+    let mut errors: Vec<String> = Vec::new();
+
+    let token = read_token(&config).unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
+    let collectors = crate::collect::build_all(&config).unwrap_or_else(|errs| {
+        errors.extend(errs.iter().map(|e| e.to_string()));
+        Vec::new()
+    });
+    let actuators = crate::remedy::build(&config.actuators).unwrap_or_else(|e| {
+        errors.push(e.to_string());
+        Default::default()
+    });
+    let groups = match config.rule_file_paths() {
+        Err(issues) => {
+            errors.extend(issues.iter().map(|i| i.to_string()));
+            Vec::new()
+        }
+        Ok(paths) => match rule_file::load_files(&paths, &group_options(&config)) {
+            Ok(groups) => groups,
+            Err(e) => {
+                errors.push(e.to_string());
+                Vec::new()
+            }
+        },
+    };
+    for g in &groups {
+        for rule in g.rules() {
+            let Rule::Alerting(a) = rule else { continue };
+            let at = format!(
+                "{}: group {}: rule {}",
+                g.file().display(),
+                g.name(),
+                a.name()
+            );
+            if let Err(e) = crate::remedy::validate_ladder(&config.actuators, &a.remediate) {
+                errors.push(format!("{at}: {e}"));
+            }
+            for issue in config.check_remediation(a.name(), &a.remediate) {
+                if issue.severity == Severity::Warning {
+                    tracing::warn!("{}: {issue}", g.file().display());
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(format!(
+            "{}: invalid configuration:\n  {}",
+            path.display(),
+            errors.join("\n  ")
+        ));
+    }
+    let retention_ms = rule_file::retention_needed_ms(&groups);
+    Ok(Prepared {
+        api: ApiSettings::new(config.global.export_collected, token),
+        watch: watch_set(path, &config),
+        collectors,
+        groups,
+        actuators,
+        retention_ms,
+        config: Arc::new(config),
+    })
+}
+
+fn group_options(config: &Config) -> GroupOptions {
+    GroupOptions {
+        default_interval: config.global.evaluation_interval,
+        external_labels: Labels::new(config.global.external_labels.clone()),
+        external_url: format!("http://{}", config.global.listen_address),
+        subquery_step: config.global.evaluation_interval,
+    }
+}
+
+fn read_token(config: &Config) -> Result<Option<String>, String> {
+    let Some(secret) = &config.global.api_token else {
+        return Ok(None);
+    };
+    let token = secret
+        .read()
+        .map_err(|e| format!("global.api_token: {e}"))?;
+    let t = token.expose().trim();
+    if t.is_empty() {
+        return Err("global.api_token: the token is empty".to_string());
+    }
+    Ok(Some(t.to_string()))
+}
+
+/// The config file and the rule files (as globs, so new files are noticed).
+fn watch_set(path: &Path, config: &Config) -> WatchSet {
+    let abs = |p: &Path| -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        }
+    };
+    let config_path = abs(path);
+    let dir = abs(&config.dir());
+    WatchSet {
+        files: BTreeSet::from([config_path]),
+        patterns: config
+            .rule_files
+            .iter()
+            .map(|p| dir.join(p).to_string_lossy().into_owned())
+            .collect(),
+    }
+}
+
+/// Whether rule groups of `old` may carry over into `new`: templates also see the external
+/// labels and URL, which live in the config rather than in the rules.
+pub fn groups_portable(old: &Config, new: &Config) -> bool {
+    old.global.external_labels == new.global.external_labels
+        && old.global.listen_address == new.global.listen_address
+}
+
+/// The running per-config tasks.
+pub struct Generation {
+    pub config: Arc<Config>,
+    stop: watch::Sender<bool>,
+    scheduler: Scheduler,
+    groups: Vec<SharedGroup>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Generation {
+    /// Starts the collectors and rule groups of `p`. A group whose definition did not change
+    /// is taken over from `previous` with its alert state (pending timers, firing alerts).
+    pub fn start(p: Prepared, shared: &Shared, previous: Vec<SharedGroup>) -> Generation {
+        let (stop, _) = watch::channel(false);
+        let (landed_tx, landed_rx) = watch::channel(0u64);
+        shared.store.set_retention_ms(p.retention_ms);
+        shared.api.set_settings(p.api.clone());
+
+        let scheduler = Scheduler::start_notifying(
+            p.collectors,
+            shared.store.clone(),
+            shared.metrics.clone(),
+            stop.subscribe(),
+            Some(landed_tx),
+        );
+
+        let mut previous: Vec<Option<SharedGroup>> = previous.into_iter().map(Some).collect();
+        let mut kept = 0;
+        let groups: Vec<SharedGroup> = p
+            .groups
+            .into_iter()
+            .map(|g| {
+                let reuse = previous.iter_mut().find_map(|slot| {
+                    let same = slot
+                        .as_ref()
+                        .is_some_and(|old| old.lock().same_definition(&g));
+                    if same { slot.take() } else { None }
+                });
+                match reuse {
+                    Some(old) => {
+                        kept += 1;
+                        old
+                    }
+                    None => SharedGroup::new(g),
+                }
+            })
+            .collect();
+        if kept > 0 {
+            tracing::info!(kept, "unchanged rule groups keep their alert state");
+        }
+
+        let ctx = GroupContext {
+            store: shared.store.clone(),
+            metrics: shared.metrics.clone(),
+            sinks: shared.sinks.clone(),
+        };
+        let mut tasks: Vec<JoinHandle<()>> = groups
+            .iter()
+            .map(|g| {
+                tokio::spawn(groups::run(
+                    g.clone(),
+                    ctx.clone(),
+                    Some(landed_rx.clone()),
+                    stop.subscribe(),
+                ))
+            })
+            .collect();
+        tasks.push(tokio::spawn(store_gc(
+            shared.store.clone(),
+            shared.metrics.clone(),
+            stop.subscribe(),
+        )));
+        // Detectors (anomaly, SLO) start here the same way when they land: a task per
+        // detector reading the store and writing its series, ending when `stop` turns true.
+        shared.api.set_groups(
+            groups
+                .iter()
+                .map(|g| Arc::new(g.clone()) as Arc<dyn RuleGroupView>)
+                .collect(),
+        );
+        Generation {
+            config: p.config,
+            stop,
+            scheduler,
+            groups,
+            tasks,
+        }
+    }
+
+    /// Stops the collectors and rule groups and returns the groups (for [`Generation::start`]
+    /// of the next config to take over the unchanged ones).
+    pub async fn stop(self) -> Vec<SharedGroup> {
+        let _ = self.stop.send(true);
+        let all = async {
+            self.scheduler.join().await;
+            for t in self.tasks {
+                // JoinError: the task panicked (already reported) or was aborted.
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
+            tracing::warn!("collector or rule tasks did not stop in time; leaving them");
+        }
+        self.groups
+    }
+}
+
+/// Drops samples past retention (appends trim their own series; this catches series that
+/// stopped receiving samples) and keeps `medic_store_series` current.
+async fn store_gc(store: Arc<Store>, metrics: Arc<SelfMetrics>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(GC_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|v| *v) => return,
+            _ = tick.tick() => {}
+        }
+        store.gc(crate::api::prom::now_ms());
+        metrics.store_series.set(store.series_count() as i64);
+    }
+}
