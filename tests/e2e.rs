@@ -7,7 +7,9 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::{DEADLINE, Medic, client, metric_value, wait_for};
+use support::{
+    DEADLINE, Medic, Target, client, metric_value, process_exists, wait_for, write_script,
+};
 
 fn base_config(dir: &std::path::Path, extra: &str) -> String {
     format!(
@@ -81,6 +83,198 @@ async fn bad_reload_is_rejected_while_medic_keeps_running_and_sigterm_exits_0() 
     medic.signal(libc::SIGTERM);
     let status = medic.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(0), "{}", medic.logs());
+}
+
+/// A probe target starts failing → the alert fires → the exec plugin gets the protocol JSON;
+/// a hanging plugin is killed at its timeout while evaluation goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_target_fires_alert_runs_plugin_and_hanging_plugin_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = Target::start().await;
+
+    let received = d.join("received.json");
+    write_script(
+        &d.join("fix.sh"),
+        &format!(
+            "#!/bin/sh\ncat > {tmp}\nmv {tmp} {out}\necho '{{\"status\":\"ok\",\"message\":\"fixed\"}}'\n",
+            tmp = d.join("received.tmp").display(),
+            out = received.display()
+        ),
+    );
+    let hang_pid = d.join("hang.pid");
+    write_script(
+        &d.join("hang.sh"),
+        &format!(
+            "#!/bin/sh\necho $$ > {pid}\nexec sleep 600\n",
+            pid = hang_pid.display()
+        ),
+    );
+    std::fs::write(
+        d.join("rules.yaml"),
+        r#"groups:
+- name: probe
+  interval: 300ms
+  rules:
+  - alert: TargetDown
+    expr: probe_success{probe="target"} == 0
+    labels: {severity: critical}
+    annotations: {summary: "{{ $labels.instance }} is down"}
+    remediate:
+    - action: exec
+      target: fix
+      cooldown: 1h
+  - alert: TargetDownHang
+    expr: probe_success{probe="target"} == 0
+    remediate:
+    - action: exec
+      target: hang
+      cooldown: 1h
+"#,
+    )
+    .unwrap();
+    let config = base_config(
+        d,
+        &format!(
+            r#"collectors:
+  target:
+    type: http_probe
+    url: {url}
+    interval: 300ms
+    timeout: 300ms
+actuators:
+  fix:
+    type: exec
+    command: [{fix}]
+    timeout: 10s
+  hang:
+    type: exec
+    command: [{hang}]
+    timeout: 1s
+rule_files: [rules.yaml]
+"#,
+            url = target.url(),
+            fix = d.join("fix.sh").display(),
+            hang = d.join("hang.sh").display(),
+        ),
+    );
+    let medic = Medic::start(d, &config);
+
+    // Healthy first: the probe succeeds and no alert is active.
+    wait_for("probe_success 1", || async {
+        let (_, body) = medic.get("/api/v1/rules").await;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (v["data"]["groups"][0]["rules"][0]["health"] == "ok").then_some(())
+    })
+    .await;
+    assert!(!received.exists());
+
+    target.set_failing(true);
+    let alert = wait_for("the alert to fire", || async {
+        let (_, body) = medic.get("/api/v1/alerts").await;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "TargetDown" && a["state"] == "firing")
+            .cloned()
+    })
+    .await;
+    assert_eq!(alert["labels"]["severity"], "critical");
+    assert_eq!(alert["value"], "0e+00");
+    assert_eq!(
+        alert["annotations"]["summary"],
+        format!("{} is down", target.url())
+    );
+
+    // The plugin got exec protocol v1 on stdin.
+    let req: serde_json::Value = wait_for("the plugin to be called", || async {
+        let text = std::fs::read_to_string(&received).ok()?;
+        serde_json::from_str(&text).ok()
+    })
+    .await;
+    assert_eq!(req["version"], 1);
+    assert_eq!(req["action"], "exec");
+    assert_eq!(req["target"], "fix");
+    assert_eq!(req["alert"]["name"], "TargetDown");
+    assert_eq!(req["alert"]["labels"]["probe"], "target");
+    assert_eq!(req["alert"]["labels"]["instance"], target.url().as_str());
+    assert_eq!(req["dry_run"], false);
+    assert!(
+        req["idempotency_key"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty())
+    );
+    assert!(req["deadline"].is_string());
+    wait_for("the ok outcome to be counted", || async {
+        (medic
+            .metric(r#"medic_actions_total{rule="TargetDown",action="exec",outcome="ok"}"#)
+            .await
+            == Some(1.0))
+        .then_some(())
+    })
+    .await;
+
+    // A reload with unchanged rules keeps the alert's state (same activeAt, still firing).
+    medic.signal(libc::SIGHUP);
+    wait_for("the reload", || async {
+        medic
+            .logs()
+            .contains("configuration reloaded")
+            .then_some(())
+    })
+    .await;
+    let (_, body) = medic.get("/api/v1/alerts").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let kept = v["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "TargetDown")
+        .cloned()
+        .expect("alert lost across the reload");
+    assert_eq!(kept["state"], "firing");
+    assert_eq!(kept["activeAt"], alert["activeAt"]);
+
+    // The hanging plugin: started, killed at its 1 s timeout, counted as a timeout.
+    let pid: i32 = wait_for("the hanging plugin to start", || async {
+        std::fs::read_to_string(&hang_pid).ok()?.trim().parse().ok()
+    })
+    .await;
+    let evals = r#"medic_rule_evaluations_total{rule_group="probe"}"#;
+    let before = medic.metric(evals).await.unwrap();
+    wait_for("the timeout outcome", || async {
+        (medic
+            .metric(r#"medic_actions_total{rule="TargetDownHang",action="exec",outcome="timeout"}"#)
+            .await
+            == Some(1.0))
+        .then_some(())
+    })
+    .await;
+    wait_for("the hanging plugin's process to be killed", || async {
+        (!process_exists(pid)).then_some(())
+    })
+    .await;
+    // Evaluation never waited on it.
+    wait_for("evaluations to go on", || async {
+        (medic.metric(evals).await? > before).then_some(())
+    })
+    .await;
+    let (_, body) = medic.get("/api/v1/rules").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_ne!(
+        v["data"]["groups"][0]["lastEvaluation"],
+        "0001-01-01T00:00:00Z"
+    );
+
+    // Recovery resolves the alert.
+    target.set_failing(false);
+    wait_for("the alert to resolve", || async {
+        let (_, body) = medic.get("/api/v1/alerts").await;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["data"]["alerts"].as_array()?.is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,3 +188,58 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An HTTP target on loopback whose `/health` answers 200 until told to fail (500).
+pub struct Target {
+    pub addr: std::net::SocketAddr,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Target {
+    pub async fn start() -> Target {
+        use axum::{Router, http::StatusCode, routing::get};
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = failing.clone();
+        let app = Router::new().route(
+            "/health",
+            get(move || {
+                let flag = flag.clone();
+                async move {
+                    if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "down")
+                    } else {
+                        (StatusCode::OK, "up")
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Target { addr, failing }
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/health", self.addr)
+    }
+}
+
+/// Writes an executable script.
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Whether a process exists (kill(pid, 0)).
+pub fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
