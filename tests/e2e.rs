@@ -8,7 +8,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use support::{
-    DEADLINE, Medic, Target, client, metric_value, process_exists, wait_for, write_script,
+    DEADLINE, Medic, Target, WebhookSink, client, metric_value, process_exists, wait_for,
+    write_script,
 };
 
 fn base_config(dir: &std::path::Path, extra: &str) -> String {
@@ -85,13 +86,15 @@ async fn bad_reload_is_rejected_while_medic_keeps_running_and_sigterm_exits_0() 
     assert_eq!(status.code(), Some(0), "{}", medic.logs());
 }
 
-/// A probe target starts failing → the alert fires → the exec plugin gets the protocol JSON;
-/// a hanging plugin is killed at its timeout while evaluation goes on.
+/// A probe target starts failing → the alert fires → the exec plugin gets the protocol JSON
+/// and the webhook the firing payload; a hanging plugin is killed at its timeout while
+/// evaluation goes on; recovery sends the resolved payload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_target_fires_alert_runs_plugin_and_hanging_plugin_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let target = Target::start().await;
+    let hook = WebhookSink::start().await;
 
     let received = d.join("received.json");
     write_script(
@@ -151,9 +154,15 @@ actuators:
     type: exec
     command: [{hang}]
     timeout: 1s
+notifiers:
+  sink:
+    type: webhook
+    url: {hook}
+    timeout: 5s
 rule_files: [rules.yaml]
 "#,
             url = target.url(),
+            hook = hook.url(),
             fix = d.join("fix.sh").display(),
             hang = d.join("hang.sh").display(),
         ),
@@ -215,6 +224,22 @@ rule_files: [rules.yaml]
     })
     .await;
 
+    // The webhook got Alertmanager's payload for the firing alert.
+    let firing = wait_for("the firing webhook", || async {
+        hook.find("firing", "TargetDown")
+    })
+    .await;
+    assert_eq!(firing["version"], "4");
+    assert_eq!(firing["receiver"], "sink");
+    let a = &firing["alerts"][0];
+    assert_eq!(a["status"], "firing");
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert_eq!(
+        a["annotations"]["summary"],
+        format!("{} is down", target.url())
+    );
+    assert!(a["fingerprint"].as_str().is_some_and(|f| f.len() == 16));
+
     // A reload with unchanged rules keeps the alert's state (same activeAt, still firing).
     medic.signal(libc::SIGHUP);
     wait_for("the reload", || async {
@@ -275,6 +300,14 @@ rule_files: [rules.yaml]
         v["data"]["alerts"].as_array()?.is_empty().then_some(())
     })
     .await;
+    let resolved = wait_for("the resolved webhook", || async {
+        hook.find("resolved", "TargetDown")
+    })
+    .await;
+    let a = &resolved["alerts"][0];
+    assert_eq!(a["status"], "resolved");
+    assert_eq!(a["fingerprint"], firing["alerts"][0]["fingerprint"]);
+    assert_ne!(a["endsAt"], "0001-01-01T00:00:00Z");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,10 +20,12 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch as tokio_watch};
 
+use crate::alert::{Dispatcher, DispatcherHandle};
 use crate::api::metrics::SelfMetrics;
 use crate::api::{ApiState, ControlRequest};
 use crate::config::Config;
 use crate::remedy::planner::{Planner, PlannerHandle};
+use crate::rules::AlertTransition;
 use crate::store::Store;
 use pipeline::{Generation, Prepared, Shared, prepare};
 
@@ -112,24 +114,30 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     ));
     tracing::info!(address = %local, "API listening");
 
-    // The consumers of alert transitions live across reloads (they keep cooldowns and
-    // in-flight actions); a reload hands them their new settings.
+    // The consumers of alert transitions: the planner lives across reloads (it keeps
+    // cooldowns and in-flight actions) and gets new settings; the notifier dispatcher is
+    // replaced, the old one finishing its queue.
     let mut prepared = prepared;
     let (planner_tx, planner) = Planner::start(
         std::mem::take(&mut prepared.actuators),
         prepared.config.remedy.clone(),
         metrics.clone(),
     );
-    let mut shared = Shared {
+    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &metrics);
+    let shared = Shared {
         store,
         metrics: metrics.clone(),
         api,
-        sinks: vec![planner_tx],
     };
-    let mut sinks = Sinks { planner };
+    let mut sinks = Sinks {
+        planner_tx,
+        planner,
+        notify_tx,
+        dispatcher,
+    };
     let mut watcher = watch::FileWatcher::new()?;
     watch_files(&mut watcher, &prepared);
-    let mut current = Generation::start(prepared, &shared, Vec::new());
+    let mut current = Generation::start(prepared, &shared, sinks.senders(), Vec::new());
     record_reload(&metrics, true);
     let watchdog = opts.watchdog.map(|period| {
         tracing::info!(?period, "systemd watchdog enabled");
@@ -168,15 +176,19 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
 
     systemd::stopping();
     // Collectors and rule groups first, so nothing new is produced; then the planner and
-    // notifiers, which stop once every sender is gone: queued work is cancelled, in-flight
-    // actions finish or time out.
+    // the notifiers, which stop once every sender is gone: queued actions are cancelled,
+    // in-flight actions finish or time out, queued notifications are tried.
     drop(current.stop().await);
-    shared.sinks.clear();
-    if tokio::time::timeout(STOP_GRACE, sinks.planner.join())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?STOP_GRACE, "actions still running at shutdown; leaving them");
+    let Sinks {
+        planner_tx,
+        planner,
+        notify_tx,
+        dispatcher,
+    } = sinks;
+    drop((planner_tx, notify_tx));
+    let drained = async { tokio::join!(planner.join(), dispatcher.join()) };
+    if tokio::time::timeout(STOP_GRACE, drained).await.is_err() {
+        tracing::warn!(grace = ?STOP_GRACE, "actions or notifications still running at shutdown; leaving them");
     }
     if let Some(w) = watchdog {
         w.abort();
@@ -191,9 +203,29 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// The long-lived consumers of alert transitions.
+/// The consumers of alert transitions.
 struct Sinks {
+    planner_tx: mpsc::Sender<AlertTransition>,
     planner: PlannerHandle,
+    notify_tx: mpsc::Sender<AlertTransition>,
+    dispatcher: DispatcherHandle,
+}
+
+impl Sinks {
+    fn senders(&self) -> Vec<mpsc::Sender<AlertTransition>> {
+        vec![self.planner_tx.clone(), self.notify_tx.clone()]
+    }
+}
+
+fn start_dispatcher(
+    prepared: &mut Prepared,
+    metrics: &Arc<SelfMetrics>,
+) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
+    Dispatcher::start(
+        std::mem::take(&mut prepared.notifiers),
+        prepared.config.global.external_labels.clone(),
+        metrics.clone(),
+    )
 }
 
 fn watch_files(watcher: &mut watch::FileWatcher, prepared: &Prepared) {
@@ -239,9 +271,21 @@ async fn reload(
         std::mem::take(&mut prepared.actuators),
         prepared.config.remedy.clone(),
     );
+    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &shared.metrics);
+    drop(std::mem::replace(&mut sinks.notify_tx, notify_tx));
+    let old_dispatcher = std::mem::replace(&mut sinks.dispatcher, dispatcher);
+    // Nothing sends to the old dispatcher any more: it works through its queue and ends.
+    tokio::spawn(async move {
+        if tokio::time::timeout(STOP_GRACE, old_dispatcher.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!("notifications of the previous configuration still pending; dropped");
+        }
+    });
     watch_files(watcher, &prepared);
     let carry = if portable { old_groups } else { Vec::new() };
-    let next = Generation::start(prepared, shared, carry);
+    let next = Generation::start(prepared, shared, sinks.senders(), carry);
     record_reload(&shared.metrics, true);
     tracing::info!("configuration reloaded");
     systemd::ready(&status_line(&next.config));

@@ -32,8 +32,6 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub metrics: Arc<SelfMetrics>,
     pub api: Arc<ApiState>,
-    /// Where alert transitions go: the remedy planner and the notifiers.
-    pub sinks: Vec<mpsc::Sender<AlertTransition>>,
 }
 
 /// Everything built from one config, checked, not yet running.
@@ -44,6 +42,7 @@ pub struct Prepared {
     pub collectors: Vec<Arc<dyn Collector>>,
     pub groups: Vec<RuleGroup>,
     pub actuators: crate::remedy::Actuators,
+    pub notifiers: crate::alert::Notifiers,
     pub retention_ms: i64,
 }
 
@@ -65,6 +64,10 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
         Vec::new()
     });
     let actuators = crate::remedy::build(&config.actuators).unwrap_or_else(|e| {
+        errors.push(e.to_string());
+        Default::default()
+    });
+    let notifiers = crate::alert::build(&config.notifiers).unwrap_or_else(|e| {
         errors.push(e.to_string());
         Default::default()
     });
@@ -114,6 +117,7 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
         collectors,
         groups,
         actuators,
+        notifiers,
         retention_ms,
         config: Arc::new(config),
     })
@@ -180,9 +184,15 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Starts the collectors and rule groups of `p`. A group whose definition did not change
-    /// is taken over from `previous` with its alert state (pending timers, firing alerts).
-    pub fn start(p: Prepared, shared: &Shared, previous: Vec<SharedGroup>) -> Generation {
+    /// Starts the collectors and rule groups of `p`; the groups send their transitions to
+    /// `sinks`. A group whose definition did not change is taken over from `previous` with
+    /// its alert state (pending timers, firing alerts).
+    pub fn start(
+        p: Prepared,
+        shared: &Shared,
+        sinks: Vec<mpsc::Sender<AlertTransition>>,
+        previous: Vec<SharedGroup>,
+    ) -> Generation {
         let (stop, _) = watch::channel(false);
         let (landed_tx, landed_rx) = watch::channel(0u64);
         shared.store.set_retention_ms(p.retention_ms);
@@ -224,7 +234,7 @@ impl Generation {
         let ctx = GroupContext {
             store: shared.store.clone(),
             metrics: shared.metrics.clone(),
-            sinks: shared.sinks.clone(),
+            sinks,
         };
         let mut tasks: Vec<JoinHandle<()>> = groups
             .iter()

@@ -243,3 +243,52 @@ pub fn process_exists(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid, 0) == 0 }
 }
+
+/// A webhook receiver on loopback that keeps every JSON body POSTed to `/hook`.
+pub struct WebhookSink {
+    pub addr: std::net::SocketAddr,
+    received: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl WebhookSink {
+    pub async fn start() -> WebhookSink {
+        use axum::{Json, Router, routing::post};
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |Json(body): Json<serde_json::Value>| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        WebhookSink { addr, received }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// The first payload received with this `status` for this `alertname`.
+    pub fn find(&self, status: &str, alertname: &str) -> Option<serde_json::Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                p["status"] == status
+                    && p["alerts"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x["labels"]["alertname"] == alertname))
+            })
+            .cloned()
+    }
+}
