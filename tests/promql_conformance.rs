@@ -53,6 +53,64 @@ const SKIP_EXPR: &[(&str, &str)] = &[
         "native-histogram function (out of scope)",
     ),
     ("info(", "experimental info() function (not in scope)"),
+    (
+        "limit_ratio(",
+        "experimental limit_ratio aggregation (not in issue 2's scope; rejected by the evaluator)",
+    ),
+];
+
+/// Cases over series that mix floats and native histograms whose expected result depends
+/// on the native samples medic does not load (file, expression).
+const SKIP_NATIVE_DEPENDENT: &[(&str, &str)] = &[
+    ("aggregators.test", r#"count_values("version", version)"#),
+    (
+        "aggregators.test",
+        r#"count_values(((("version"))), version)"#,
+    ),
+    (
+        "aggregators.test",
+        r#"count_values without (instance)("version", version)"#,
+    ),
+    (
+        "aggregators.test",
+        r#"count_values without (instance)("job", version)"#,
+    ),
+    (
+        "aggregators.test",
+        r#"count_values by (job, group)("job", version)"#,
+    ),
+    ("aggregators.test", "group without(point)(data)"),
+    (
+        "functions.test",
+        r#"min_over_time(data_histogram{type=~"mix_samples.*"}[2m])"#,
+    ),
+    (
+        "functions.test",
+        r#"max_over_time(data_histogram{type=~"mix_samples.*"}[2m])"#,
+    ),
+    (
+        "functions.test",
+        r#"count_over_time({__name__=~"data(_histogram|_sparse|_empty)?"}[2m])"#,
+    ),
+    ("histograms.test", "histogram_quantile(0.8, series)"),
+    (
+        "histograms.test",
+        r#"histogram_quantiles(series, "q", 0.1, 0.2)"#,
+    ),
+    ("histograms.test", "histogram_fraction(-Inf, 1, series)"),
+    (
+        "limit.test",
+        "count(limitk(100, http_requests) and http_requests)",
+    ),
+    (
+        "limit.test",
+        r#"count(limitk(2, http_requests{instance=~"histogram_[0-9]"}))"#,
+    ),
+    (
+        "limit.test",
+        r#"count(limitk(1000, http_requests{instance=~"histogram_[0-9]"}))"#,
+    ),
+    ("limit.test", "count(limitk(scalar(foo), http_requests))"),
 ];
 
 #[derive(Debug, Clone)]
@@ -669,7 +727,10 @@ fn check(case: &Case, store: &Store) -> Result<(), String> {
 }
 
 /// Why a case is skipped, if it is.
-fn skip_reason(case: &Case, native_names: &HashSet<String>) -> Option<String> {
+fn skip_reason(file: &str, case: &Case, native_names: &HashSet<String>) -> Option<String> {
+    if SKIP_NATIVE_DEPENDENT.contains(&(file, case.expr.as_str())) {
+        return Some("result depends on the native histogram samples of a mixed series".into());
+    }
     if case.expects_histogram {
         return Some("expects native histogram values (out of scope)".into());
     }
@@ -722,7 +783,11 @@ fn run_file(path: &Path, verbose: bool) -> Result<Outcome, String> {
         .to_string();
     let cmds = parse_file(&text).map_err(|e| format!("{file}: {e}"))?;
     let store = Store::new(i64::MAX / 4);
+    // Names with native histogram series, and names with float series: a case is skipped
+    // when it reads a name that has only native series. Names mixing both run on their
+    // float series (float functions ignore native samples in Prometheus too).
     let mut native_names: HashSet<String> = HashSet::new();
+    let mut float_names: HashSet<String> = HashSet::new();
     let mut out = Outcome {
         counts_instant: Counts::default(),
         counts_range: Counts::default(),
@@ -733,6 +798,7 @@ fn run_file(path: &Path, verbose: bool) -> Result<Outcome, String> {
             Cmd::Clear => {
                 store.clear();
                 native_names.clear();
+                float_names.clear();
             }
             Cmd::Load {
                 step_ms,
@@ -742,6 +808,7 @@ fn run_file(path: &Path, verbose: bool) -> Result<Outcome, String> {
             } => {
                 native_names.extend(native);
                 for (labels, vals) in &series {
+                    float_names.insert(labels.name().unwrap_or("").to_string());
                     for (i, v) in vals.iter().enumerate() {
                         if let Some(f) = v.to_sample_value() {
                             store.append(labels, i as i64 * step_ms, f);
@@ -764,7 +831,9 @@ fn run_file(path: &Path, verbose: bool) -> Result<Outcome, String> {
                     When::Instant(_) => &mut out.counts_instant,
                     When::Range { .. } => &mut out.counts_range,
                 };
-                if let Some(why) = skip_reason(&case, &native_names) {
+                let native_only: HashSet<String> =
+                    native_names.difference(&float_names).cloned().collect();
+                if let Some(why) = skip_reason(&file, &case, &native_only) {
                     counts.skipped += 1;
                     if verbose {
                         let _ = writeln!(

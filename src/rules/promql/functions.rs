@@ -194,18 +194,8 @@ pub fn call(name: &str, args: Vec<Arg>, ctx: &FnCtx) -> Result<Value, PromqlErro
             let hi = a.scalar(1)?;
             a.clamp(f64::NEG_INFINITY, hi)
         }
-        // Go's math.Min / math.Max: NaN wins.
-        "min_of" | "max_of" => {
-            let (x, y) = (a.scalar(0)?, a.scalar(1)?);
-            let v = if x.is_nan() || y.is_nan() {
-                f64::NAN
-            } else if name == "min_of" {
-                x.min(y)
-            } else {
-                x.max(y)
-            };
-            Ok(scalar(ctx, v))
-        }
+        "min_of" => Ok(scalar(ctx, go_min(a.scalar(0)?, a.scalar(1)?))),
+        "max_of" => Ok(scalar(ctx, go_max(a.scalar(0)?, a.scalar(1)?))),
         "pi" => Ok(scalar(ctx, std::f64::consts::PI)),
         "time" => Ok(scalar(ctx, ctx.at_ms as f64 / 1000.0)),
         "scalar" => {
@@ -436,7 +426,7 @@ impl Args<'_> {
             self.vector(0)?;
             return Ok(Value::Vector(Vec::new()));
         }
-        self.map_values(|v| v.min(hi).max(lo))
+        self.map_values(|v| go_max(lo, go_min(hi, v)))
     }
 
     fn date(&mut self, f: impl Fn(&Civil) -> f64) -> Result<Value, PromqlError> {
@@ -528,6 +518,28 @@ fn unique(v: Vec<Sample>) -> Result<Value, PromqlError> {
         }
     }
     Ok(Value::Vector(v))
+}
+
+/// Go's `math.Min`: -Inf beats NaN, NaN beats numbers (Rust's `f64::min` ignores NaN).
+fn go_min(x: f64, y: f64) -> f64 {
+    if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else {
+        x.min(y)
+    }
+}
+
+/// Go's `math.Max`: +Inf beats NaN, NaN beats numbers.
+fn go_max(x: f64, y: f64) -> f64 {
+    if x == f64::INFINITY || y == f64::INFINITY {
+        f64::INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else {
+        x.max(y)
+    }
 }
 
 fn cmp_nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
@@ -1313,6 +1325,13 @@ mod tests {
         assert_eq!(v[0].labels.get("dst"), None);
         assert!(call("label_replace", args("(", "x"), &ctx).is_err());
         assert!(natural_cmp("a2", "a10").is_lt());
+        // clamp propagates NaN values and NaN bounds, as Go's math.Min/Max do.
+        let v = |x: f64| Arg::Vector(vec![Sample::new(Labels::default(), 0, x)]);
+        let c = |x, lo, hi| one("clamp", vec![v(x), Arg::Scalar(lo), Arg::Scalar(hi)], 0);
+        assert!(c(f64::NAN, 0.0, 1.0).unwrap().is_nan());
+        assert!(c(-5.0, 0.0, f64::NAN).unwrap().is_nan());
+        assert_eq!(c(-5.0, 0.0, 1.0), Some(0.0));
+        assert_eq!(c(5.0, 2.0, 1.0), None);
         assert!(natural_cmp("b", "a10").is_gt());
     }
 }
