@@ -29,10 +29,12 @@ fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 /// A plugin that saves its stdin to argv[1] and answers as `params.mode` says.
 const PROTOCOL_PLUGIN: &str = r#"#!/usr/bin/python3
-import json, sys
+import json, os, sys
 raw = sys.stdin.read()
 with open(sys.argv[1], "w") as f:
     f.write(raw)
+with open(sys.argv[1] + ".env", "w") as f:
+    json.dump(dict(os.environ), f)
 req = json.loads(raw)
 mode = req["params"].get("mode", "ok")
 if mode in ("ok", "failed", "noop"):
@@ -88,14 +90,14 @@ async fn exec_plugin_receives_protocol_json_and_answers() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = write_script(dir.path(), "plugin.py", PROTOCOL_PLUGIN);
     let seen = dir.path().join("seen.json");
-    let act = ExecActuator::build(
-        "plug",
-        &exec_cfg(
-            vec![plugin.display().to_string(), seen.display().to_string()],
-            Some("20s"),
-        ),
-    )
-    .unwrap();
+    let mut cfg = exec_cfg(
+        vec![plugin.display().to_string(), seen.display().to_string()],
+        Some("20s"),
+    );
+    cfg.env.insert("PLUGIN_MODE".into(), "test".into());
+    // SAFETY: set before any thread reads this variable; the name is unique to this test
+    unsafe { std::env::set_var("MEDIC_TEST_SECRET_FOR_PLUGINS", "hunter2") };
+    let act = ExecActuator::build("plug", &cfg).unwrap();
     assert_eq!(act.timeout(), Some(Duration::from_secs(20)));
 
     let req = request(serde_json::json!({"mode": "ok", "factor": 0.5}), PATIENCE);
@@ -123,6 +125,15 @@ async fn exec_plugin_receives_protocol_json_and_answers() {
         "deadline": "2026-01-02T03:04:35.678Z"
     });
     assert_eq!(got, want);
+    let env: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("seen.json.env")).unwrap())
+            .unwrap();
+    assert_eq!(env.get("PLUGIN_MODE").map(String::as_str), Some("test"));
+    assert!(env.contains_key("PATH"));
+    assert!(
+        !env.contains_key("MEDIC_TEST_SECRET_FOR_PLUGINS"),
+        "medic's environment leaked to the plugin"
+    );
 
     for (mode, status) in [
         ("failed", ActionStatus::Failed),

@@ -28,6 +28,11 @@ fn default_stderr_tail_bytes() -> usize {
     4096
 }
 
+/// The only variables of medic's environment a plugin inherits.
+const PASSED_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR",
+];
+
 /// An exec plugin.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,8 +47,9 @@ pub struct ExecConfig {
     /// `timeout` overrides it; `remedy.default_timeout` applies when both are absent.
     #[serde(default)]
     pub timeout: Option<Duration>,
-    /// Extra environment variables for the plugin (fixed values from this file only; it
-    /// otherwise inherits medic's environment).
+    /// Environment variables for the plugin (fixed values from this file only). Of medic's
+    /// own environment the plugin sees only PATH, HOME, LANG, LC_ALL, TZ, USER, LOGNAME and
+    /// TMPDIR, so secrets medic reads from its environment never reach a plugin.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Working directory of the plugin, relative to the config file's folder (medic's own
@@ -235,6 +241,12 @@ impl Actuator for ExecActuator {
         let argv = &self.cfg.command;
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
+            .env_clear()
+            .envs(
+                PASSED_ENV
+                    .iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
+            )
             .envs(&self.cfg.env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

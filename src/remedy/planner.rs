@@ -209,7 +209,7 @@ impl State {
                     cancelled: Arc::new(AtomicBool::new(false)),
                 });
                 // a reloaded rule may have a different ladder: start its rungs afresh
-                if ep.ladder.len() != t.remediate.len() || *ep.ladder != *t.remediate {
+                if !Arc::ptr_eq(&ep.ladder, &t.remediate) && *ep.ladder != *t.remediate {
                     ep.ladder = t.remediate.clone();
                     ep.ran = vec![false; t.remediate.len()];
                 }
