@@ -240,6 +240,13 @@ impl Budget {
         self.buckets.iter()
     }
 
+    /// Sum of (errors, total) over every bucket held.
+    pub fn totals(&self) -> (f64, f64) {
+        self.buckets
+            .iter()
+            .fold((0.0, 0.0), |(e, t), b| (e + b.errors, t + b.total))
+    }
+
     /// Sum of (errors, total) over the `minutes` minutes ending with the minute of `now_ms`
     /// (the current, partial minute included).
     pub fn sums(&self, now_ms: i64, minutes: i64) -> (f64, f64) {
