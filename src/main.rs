@@ -54,6 +54,21 @@ enum Command {
         #[command(subcommand)]
         command: AnomalyCommand,
     },
+    /// SLOs: print the burn-rate alerting rules generated from a configuration's `slos:`.
+    Slo {
+        #[command(subcommand)]
+        command: SloCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SloCommand {
+    /// Print the generated rule file (the one medic loads beside `rule_files`).
+    Rules {
+        /// The config file.
+        #[arg(short, long, default_value = "/etc/medic/medic.yaml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +116,13 @@ fn main() -> anyhow::Result<()> {
         Command::Anomaly {
             command: AnomalyCommand::Score { detector, file },
         } => anomaly_score(&detector, &file)?,
+        Command::Slo {
+            command: SloCommand::Rules { config },
+        } => {
+            let cfg = medic::config::Config::parse_file(&config)?;
+            let detectors = medic::detect::Detectors::build(&cfg, None)?;
+            print!("{}", detectors.slo_rule_file().unwrap_or_default());
+        }
     }
     Ok(())
 }

@@ -10,8 +10,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use medic::config::{Config, Duration};
-use medic::detect::anomaly::{AnomalyConfig, Method, Persistence};
-use medic::detect::{Detectors, SloConfig};
+use medic::detect::Detectors;
+use medic::detect::anomaly::{AnomalyConfig, Method, Persistence, Recovery};
 use medic::journal::Journal;
 use medic::store::{Labels, Store};
 use support::*;
@@ -25,6 +25,10 @@ fn plain_rolling_2sigma() -> AnomalyConfig {
         std_floor_ratio: 0.0,
         clip_anomalies: false,
         persistence: Persistence { count: 1, of: None },
+        recovery: Recovery {
+            sigma: Some(2.0),
+            count: Some(1),
+        },
         ..AnomalyConfig::default()
     }
 }
@@ -109,11 +113,18 @@ anomaly_detectors:
     window: 20
     min_samples: 10
     persistence: {count: 2}
+    recovery: {count: 1}
 "#,
     );
     let store = Store::default();
     let mut det = Detectors::build(&cfg, None).unwrap();
-    let input = |_i: i64| Labels::new([("__name__", "request_latency_seconds"), ("job", "api"), ("instance", "a")]);
+    let input = |_i: i64| {
+        Labels::new([
+            ("__name__", "request_latency_seconds"),
+            ("job", "api"),
+            ("instance", "a"),
+        ])
+    };
     let t0 = 1_700_000_000_000i64;
     let out = |name: &str| {
         Labels::new([
@@ -125,7 +136,11 @@ anomaly_detectors:
     };
     for i in 0..40 {
         let t = t0 + i * 1000;
-        let v = if i >= 38 { 5.0 } else { 0.1 + 0.01 * (i % 3) as f64 };
+        let v = if i >= 38 {
+            5.0
+        } else {
+            0.1 + 0.01 * (i % 3) as f64
+        };
         store.append(&input(i), t, v);
         assert!(det.tick(&store, t).is_empty());
         let anomaly = latest(&store, &out("medic_anomaly"), t).unwrap();
@@ -172,14 +187,20 @@ anomaly_detectors:
     store.append(&input(41), t, 5.0);
     assert!(fresh.tick(&store, t).is_empty());
     assert_eq!(latest(&store, &out("medic_anomaly"), t), Some(0.0));
-    assert!(latest(&store, &out("medic_anomaly_zscore"), t).is_none());
+    // warming up again: no z-score at this evaluation
+    let r = store.reader();
+    let id = r.lookup(&out("medic_anomaly_zscore")).unwrap();
+    assert!(r.latest(id, t, 300_000).unwrap().0 < t);
 }
 
 #[test]
 fn bad_detector_config_is_reported() {
     let cfg = config_yaml("anomaly_detectors:\n  x: {query: 'rate(foo[5m]', window: 10}\n");
     let e = Detectors::build(&cfg, None).err().unwrap().to_string();
-    assert!(e.contains("detector x") && e.contains("rate(foo[5m]"), "{e}");
+    assert!(
+        e.contains("detector x") && e.contains("rate(foo[5m]"),
+        "{e}"
+    );
     let cfg = config_yaml("anomaly_detectors:\n  y: {window: 10}\n");
     let e = Detectors::build(&cfg, None).err().unwrap().to_string();
     assert!(e.contains("detector y") && e.contains("query"), "{e}");
@@ -235,7 +256,10 @@ fn slo_series_from_a_probe() {
     let mut again = again;
     // no probe sample now: the tick records nothing new but publishes the reloaded figures
     assert!(again.tick(&store2, now).is_empty());
-    let l = Labels::new([("__name__", "medic_slo_error_budget_remaining_ratio"), ("slo", "api")]);
+    let l = Labels::new([
+        ("__name__", "medic_slo_error_budget_remaining_ratio"),
+        ("slo", "api"),
+    ]);
     assert!((latest(&store2, &l, now).unwrap() - remaining).abs() < 1e-9);
 }
 
@@ -265,7 +289,18 @@ fn slo_dir() -> std::path::PathBuf {
 }
 
 #[test]
-fn promtool_agrees_with_the_burn_rate_alert_tests() {
+fn medic_test_and_promtool_pass_the_burn_rate_alert_tests() {
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["test", "burn_rate_test.yaml"])
+        .current_dir(slo_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "medic test: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The generated rules are plain Prometheus rules: promtool runs the same test file.
     let out = Command::new("promtool")
         .args(["test", "rules", "burn_rate_test.yaml"])
@@ -274,9 +309,42 @@ fn promtool_agrees_with_the_burn_rate_alert_tests() {
         .expect("promtool (Debian package prometheus) must be installed");
     assert!(
         out.status.success(),
-        "{}{}",
+        "promtool: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn slo_alerts_carry_remediate_through_the_rule_loader() {
+    let cfg = config_yaml(
+        r#"
+slos:
+  inference:
+    objective: 99
+    sli: {probe: {query: 'probe_success{job="inference"}'}}
+    alerts:
+      page:
+        remediate:
+        - action: restart
+          target: inference-unit
+          cooldown: 10m
+      ticket: {enabled: false}
+"#,
+    );
+    let det = Detectors::build(&cfg, None).unwrap();
+    let yaml = det.slo_rule_file().unwrap();
+    let groups = medic::rules::file::parse_rule_file(
+        std::path::Path::new("<slos>"),
+        &yaml,
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].rule_count(), 1);
+    assert!(
+        yaml.contains("remediate:") && yaml.contains("target: inference-unit"),
+        "{yaml}"
     );
 }
 
@@ -288,7 +356,13 @@ fn slo_budget_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("journal.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "slo_journal_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "slo_journal_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("MEDIC_SLO_CHILD_DB", &db)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -306,10 +380,20 @@ fn slo_budget_survives_sigkill() {
             }
         }
     }
-    let reported = last_tick.expect("child reported ticks");
-    // SIGKILL: no destructor, no flush, no clean close of the SQLite file.
+    // SIGKILL mid-run: no destructor, no flush, no clean close of the SQLite file.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
+    // What it reported before dying is still in the pipe.
+    for line in lines {
+        let Ok(line) = line else { break };
+        if let Some(n) = line
+            .strip_prefix("tick ")
+            .and_then(|r| r.trim().parse().ok())
+        {
+            last_tick = Some(n);
+        }
+    }
+    let reported = last_tick.expect("child reported ticks");
 
     let journal = Journal::open(&db).unwrap();
     let cfg = config_yaml(SLO_CONFIG);

@@ -538,6 +538,16 @@ fn format_le(v: f64) -> String {
     }
 }
 
+/// A window as people say it: `30d` rather than the canonical `4w2d`.
+fn human_window(d: Duration) -> String {
+    let ms = d.as_millis_i64();
+    if ms % 86_400_000 == 0 {
+        format!("{}d", ms / 86_400_000)
+    } else {
+        d.to_string()
+    }
+}
+
 fn promql_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -595,7 +605,7 @@ pub fn burn_rate_expr(slo: &str, severity: &str) -> String {
         .filter(|(s, ..)| *s == severity)
         .map(|(_, long, short, f)| format!("({} > {f} and {} > {f})", sel(long), sel(short)))
         .collect::<Vec<_>>()
-        .join(" or ")
+        .join("\nor\n")
 }
 
 /// The rule file (YAML) with one group per SLO holding its page and ticket alerts.
@@ -609,7 +619,9 @@ pub fn rule_file_yaml<'a>(slos: impl IntoIterator<Item = &'a SloTracker>) -> Str
         })
         .collect();
     // Serialising plain strings and maps cannot fail; an empty file is the safe fallback.
-    serde_saphyr::to_string(&RuleFile { groups }).unwrap_or_default()
+    let mut opts = serde_saphyr::SerializerOptions::default();
+    opts.folded_wrap_chars = 400;
+    serde_saphyr::to_string_with_options(&RuleFile { groups }, opts).unwrap_or_default()
 }
 
 fn alert_rules(name: &str, c: &SloConfig) -> Vec<AlertRule> {
@@ -631,7 +643,8 @@ fn alert_rules(name: &str, c: &SloConfig) -> Vec<AlertRule> {
                 "summary".to_string(),
                 format!(
                     "SLO {name} ({}% over {}) is burning its error budget {{{{ printf \"%.1f\" $value }}}}x too fast",
-                    c.objective, c.window
+                    c.objective,
+                    human_window(c.window)
                 ),
             )]);
             if let Some(d) = &c.description {
@@ -708,7 +721,7 @@ mod tests {
         let e = burn_rate_expr("api", "page");
         assert_eq!(
             e,
-            "(max without (window) (medic_slo_burn_rate{slo=\"api\", window=\"1h\"}) > 14.4 and max without (window) (medic_slo_burn_rate{slo=\"api\", window=\"5m\"}) > 14.4) or (max without (window) (medic_slo_burn_rate{slo=\"api\", window=\"6h\"}) > 6 and max without (window) (medic_slo_burn_rate{slo=\"api\", window=\"30m\"}) > 6)"
+            "(max without (window) (medic_slo_burn_rate{slo=\"api\", window=\"1h\"}) > 14.4 and max without (window) (medic_slo_burn_rate{slo=\"api\", window=\"5m\"}) > 14.4)\nor\n(max without (window) (medic_slo_burn_rate{slo=\"api\", window=\"6h\"}) > 6 and max without (window) (medic_slo_burn_rate{slo=\"api\", window=\"30m\"}) > 6)"
         );
         assert!(promql::parse(&e).is_ok());
         assert!(promql::parse(&burn_rate_expr("api", "ticket")).is_ok());

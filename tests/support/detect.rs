@@ -6,15 +6,24 @@ use std::path::{Path, PathBuf};
 
 use medic::detect::anomaly::{AnomalyConfig, SeriesDetector, parse_timestamp_ms};
 
-/// `$CARGO_MANIFEST_DIR/../shared/data/nab`, where CI and the workstation keep the NAB data.
+/// `$CARGO_MANIFEST_DIR/../shared/data/nab`, where CI keeps the NAB data (shared/ beside the
+/// checkout); a git worktree one level further down finds it at `../../shared`.
 pub fn nab_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab");
-    assert!(
-        dir.join("windows.json").is_file(),
-        "NAB data not found at {} (expected shared/ beside the checkout, with windows.json)",
-        dir.display()
-    );
-    dir
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        root.join("../shared/data/nab"),
+        root.join("../../shared/data/nab"),
+    ];
+    candidates
+        .iter()
+        .find(|d| d.join("windows.json").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "NAB data not found: expected windows.json in {} (shared/ beside the checkout)",
+                candidates[0].display()
+            )
+        })
 }
 
 /// One NAB file: values and labelled windows (as index ranges, inclusive).
@@ -33,8 +42,8 @@ pub fn load_nab() -> Vec<NabFile> {
     windows
         .into_iter()
         .map(|(name, ws)| {
-            let csv = std::fs::read_to_string(dir.join(&name))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let csv =
+                std::fs::read_to_string(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             let (mut times, mut values) = (Vec::new(), Vec::new());
             for line in csv.lines().skip(1) {
                 let (t, v) = line.split_once(',').unwrap();
@@ -44,7 +53,10 @@ pub fn load_nab() -> Vec<NabFile> {
             let windows = ws
                 .iter()
                 .map(|[a, b]| {
-                    let (a, b) = (parse_timestamp_ms(a).unwrap(), parse_timestamp_ms(b).unwrap());
+                    let (a, b) = (
+                        parse_timestamp_ms(a).unwrap(),
+                        parse_timestamp_ms(b).unwrap(),
+                    );
                     let s = times.partition_point(|t| *t < a);
                     let e = times.partition_point(|t| *t <= b).saturating_sub(1);
                     (s, e)
@@ -65,7 +77,7 @@ pub fn load_nab() -> Vec<NabFile> {
 pub struct NabScore {
     pub windows: usize,
     pub detected: usize,
-    /// Alarm onsets (0 → 1) outside every window.
+    /// Alarms raised (0 → 1) outside every window.
     pub false_positives: usize,
     pub points: usize,
     /// Sum over detected windows of (first onset − window start) / window length.
@@ -84,12 +96,20 @@ impl NabScore {
     /// Detected windows over detected windows plus false alarms.
     pub fn precision(&self) -> f64 {
         let d = self.detected + self.false_positives;
-        if d == 0 { 0.0 } else { self.detected as f64 / d as f64 }
+        if d == 0 {
+            0.0
+        } else {
+            self.detected as f64 / d as f64
+        }
     }
     /// The combined criterion: F1 of window recall and alarm precision.
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
     }
     pub fn mean_delay_frac(&self) -> f64 {
         self.delay_frac_sum / self.detected.max(1) as f64
@@ -115,14 +135,17 @@ pub fn evaluate(files: &[NabFile], config: &AnomalyConfig) -> NabScore {
             let now = det.observe(&p, t, v).anomaly;
             let onset = now && !was;
             was = now;
-            if !onset || i < probation {
+            if !now || i < probation {
                 continue;
             }
+            // A window is detected when the signal is up anywhere in it; an alarm raised
+            // outside every window is a false positive.
             match f.windows.iter().position(|(s, e)| (*s..=*e).contains(&i)) {
                 Some(w) => {
                     first_hit[w].get_or_insert(i);
                 }
-                None => score.false_positives += 1,
+                None if onset => score.false_positives += 1,
+                None => {}
             }
         }
         score.points += f.values.len();
