@@ -6,10 +6,13 @@ mod support;
 
 use std::time::Duration;
 
-use medic::collect::Collector;
-use medic::collect::scrape::ScrapeConfig;
+use std::sync::Arc;
+
+use medic::api::metrics::SelfMetrics;
+use medic::collect::scrape::{ScrapeCollector, ScrapeConfig};
+use medic::collect::{BuildContext, Collector, CollectorConfig, Scheduler};
 use medic::config::GlobalConfig;
-use medic::store::{Sample, is_stale};
+use medic::store::{Sample, Store, is_stale};
 
 /// Fails a test that would otherwise hang (a guard, not a timing assertion).
 async fn guard<F: std::future::Future>(f: F) -> F::Output {
@@ -113,9 +116,13 @@ async fn start_target() -> Target {
     Target { addr, changing }
 }
 
-fn scrape(yaml: &str) -> medic::collect::scrape::ScrapeCollector {
+fn ctx<'a>(name: &'a str, global: &'a GlobalConfig) -> BuildContext<'a> {
+    BuildContext { name, global }
+}
+
+fn scrape(yaml: &str) -> ScrapeCollector {
     let cfg: ScrapeConfig = serde_saphyr::from_str(yaml).unwrap();
-    cfg.build("inference", &GlobalConfig::default()).unwrap()
+    ScrapeCollector::new(&cfg, &ctx("inference", &GlobalConfig::default())).unwrap()
 }
 
 #[tokio::test]
@@ -278,30 +285,318 @@ async fn scrape_rejects_bad_targets_with_counted_errors() {
     .await
 }
 
+/// Polls `cond` until it holds (the test's guard fails it if it never does).
+async fn eventually(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The newest sample of the only series named `name` in `store`.
+fn newest(store: &Store, name: &str) -> Option<(i64, f64)> {
+    let r = store.reader();
+    let id = *r.series_by_name(name).first()?;
+    r.samples(id, i64::MIN, i64::MAX).last()
+}
+
 #[tokio::test]
-async fn scrape_marks_vanished_series_stale() {
+async fn scrape_through_the_scheduler_ends_vanished_series() {
     guard(async {
         let t = start_target().await;
-        let c = scrape(&format!("url: http://{}/changing\n", t.addr));
-        let mut out = Vec::new();
-        c.collect(1000, &mut out).await.unwrap();
-        assert_eq!(value(&out, "a", &[]), 1.0);
+        let yaml = format!(
+            "type: scrape\nurl: http://{}/changing\ninterval: 50ms\n",
+            t.addr
+        );
+        let cfg: CollectorConfig = serde_saphyr::from_str(&yaml).unwrap();
+        let c = cfg.build(&ctx("svc", &GlobalConfig::default())).unwrap();
+        let store = Arc::new(Store::default());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let sched = Scheduler::start(vec![c], store.clone(), Arc::new(SelfMetrics::default()), rx);
+        eventually(|| newest(&store, "b").is_some_and(|s| s.1 == 2.0)).await;
         *t.changing.lock().unwrap() = "a 3\n".to_string();
-        let mut out = Vec::new();
-        c.collect(2000, &mut out).await.unwrap();
-        assert_eq!(value(&out, "a", &[]), 3.0);
-        let b = find(&out, "b", &[]).unwrap();
-        assert!(is_stale(b.value) && b.timestamp_ms == 2000);
-        // a failed scrape ends every series
+        eventually(|| newest(&store, "b").is_some_and(|s| is_stale(s.1))).await;
+        eventually(|| newest(&store, "a").is_some_and(|s| s.1 == 3.0)).await;
+        // a malformed body ends every series of the target; `up` says why
         *t.changing.lock().unwrap() = "a{ 1\n".to_string();
+        eventually(|| newest(&store, "a").is_some_and(|s| is_stale(s.1))).await;
+        assert_eq!(newest(&store, "up").unwrap().1, 0.0);
+        let r = store.reader();
+        let errs = r
+            .series_by_name("medic_scrape_errors_total")
+            .iter()
+            .find(|id| r.labels(**id).unwrap().get("reason") == Some("parse"))
+            .copied()
+            .unwrap();
+        assert!(r.samples(errs, i64::MIN, i64::MAX).last().unwrap().1 >= 1.0);
+        drop(r);
+        tx.send(true).unwrap();
+        sched.join().await;
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- redis
+
+async fn redis_conn(port: u16, password: Option<&str>) -> redis::aio::MultiplexedConnection {
+    let url = match password {
+        Some(p) => format!("redis://:{p}@127.0.0.1:{port}/"),
+        None => format!("redis://127.0.0.1:{port}/"),
+    };
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// INFO as a map, straight from the server.
+async fn server_info(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::HashMap<String, String> {
+    let info: String = redis::cmd("INFO").query_async(conn).await.unwrap();
+    info.lines()
+        .filter_map(|l| l.trim_end().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn build(yaml: &str) -> Arc<dyn Collector> {
+    let cfg: CollectorConfig = serde_saphyr::from_str(yaml).unwrap();
+    cfg.build(&ctx("cache", &GlobalConfig::default())).unwrap()
+}
+
+#[tokio::test]
+async fn redis_values_match_the_server() {
+    guard(async {
+        let server = support::redis(None);
+        let mut conn = redis_conn(server.port, None).await;
+        // load: keys, hits, misses, an expiry, then evictions under a small maxmemory
+        for i in 0..100 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(i)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        for i in 0..30 {
+            let _: Option<String> = redis::cmd("GET")
+                .arg(format!("k{i}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        for i in 0..7 {
+            let _: Option<String> = redis::cmd("GET")
+                .arg(format!("missing{i}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let _: () = redis::cmd("SET")
+            .arg("short")
+            .arg("v")
+            .arg("PX")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _: Option<String> = redis::cmd("GET")
+            .arg("short")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SELECT")
+            .arg(2)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("other")
+            .arg("db")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SELECT")
+            .arg(0)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("100mb")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+
+        let c = build(&format!(
+            "type: redis\nurl: redis://127.0.0.1:{}\n",
+            server.port
+        ));
         let mut out = Vec::new();
-        c.collect(3000, &mut out).await.unwrap();
-        assert!(is_stale(value(&out, "a", &[])));
-        assert!(find(&out, "b", &[]).is_none());
-        // samples go into a real store and read back
-        let store = medic::store::Store::default();
-        store.append_batch(&out);
-        assert!(store.series_count() >= 4);
+        c.collect(1_000, &mut out).await.unwrap();
+        let info = server_info(&mut conn).await;
+        let num = |k: &str| info[k].parse::<f64>().unwrap();
+        let inst = format!("127.0.0.1:{}", server.port);
+        let i = [("instance", inst.as_str())];
+        assert_eq!(value(&out, "redis_up", &i), 1.0);
+        assert_eq!(value(&out, "medic_redis_errors_total", &i), 0.0);
+        assert!(value(&out, "medic_redis_ping_duration_seconds", &i) > 0.0);
+        assert_eq!(
+            value(&out, "redis_keyspace_hits_total", &i),
+            num("keyspace_hits")
+        );
+        assert_eq!(value(&out, "redis_keyspace_hits_total", &i), 30.0);
+        assert_eq!(
+            value(&out, "redis_keyspace_misses_total", &i),
+            num("keyspace_misses")
+        );
+        assert_eq!(value(&out, "redis_keyspace_misses_total", &i), 8.0);
+        assert_eq!(
+            value(&out, "redis_expired_keys_total", &i),
+            num("expired_keys")
+        );
+        assert_eq!(value(&out, "redis_expired_keys_total", &i), 1.0);
+        assert_eq!(
+            value(&out, "redis_memory_max_bytes", &i),
+            100.0 * 1024.0 * 1024.0
+        );
+        assert_eq!(value(&out, "redis_db_keys", &[("db", "db0")]), 100.0);
+        assert_eq!(value(&out, "redis_db_keys", &[("db", "db2")]), 1.0);
+        assert_eq!(
+            value(&out, "redis_connected_clients", &i),
+            num("connected_clients")
+        );
+        assert_eq!(value(&out, "redis_blocked_clients", &i), 0.0);
+        // the server counts commands up to and including our INFO
+        let processed = value(&out, "redis_commands_processed_total", &i);
+        assert!(
+            processed >= 112.0 && processed <= num("total_commands_processed"),
+            "{processed}"
+        );
+        let used = value(&out, "redis_memory_used_bytes", &i);
+        assert!(
+            used > 0.0 && (used - num("used_memory")).abs() / used < 0.2,
+            "{used}"
+        );
+        assert!(
+            find(
+                &out,
+                "redis_instance_info",
+                &[
+                    ("redis_version", info["redis_version"].as_str()),
+                    ("role", "master")
+                ]
+            )
+            .is_some()
+        );
+
+        // evictions under memory pressure
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("allkeys-lru")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("2mb")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let big = "x".repeat(4096);
+        for i in 0..2000 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("big{i}"))
+                .arg(&big)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let mut out = Vec::new();
+        c.collect(2_000, &mut out).await.unwrap();
+        let info = server_info(&mut conn).await;
+        let evicted = value(&out, "redis_evicted_keys_total", &i);
+        assert!(evicted > 0.0);
+        assert_eq!(evicted, info["evicted_keys"].parse::<f64>().unwrap());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn redis_password_from_a_file_and_from_env() {
+    guard(async {
+        let server = support::redis(Some("s3cret-pw"));
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("redis.pass");
+        std::fs::write(&pw, "s3cret-pw\n").unwrap();
+        let c = build(&format!(
+            "type: redis\nurl: redis://127.0.0.1:{}\npassword: {{file: {}}}\n",
+            server.port,
+            pw.display()
+        ));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "redis_up", &[]), 1.0);
+
+        // PATH is always set; a wrong password is a down target, not a crash
+        let c = build(&format!(
+            "type: redis\nurl: redis://127.0.0.1:{}\npassword: {{env: PATH}}\n",
+            server.port
+        ));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "redis_up", &[]), 0.0);
+        assert_eq!(value(&out, "medic_redis_errors_total", &[]), 1.0);
+
+        // the config's Debug never shows an inline password
+        let cfg: CollectorConfig =
+            serde_saphyr::from_str("type: redis\npassword: {value: hunter2}\n").unwrap();
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn redis_down_or_stalled_is_up_0_with_counted_errors() {
+    guard(async {
+        let mut server = support::redis(None);
+        let c = build(&format!(
+            "type: redis\nurl: redis://127.0.0.1:{}\ninterval: 1s\ntimeout: 500ms\n",
+            server.port
+        ));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "redis_up", &[]), 1.0);
+        server.kill();
+        for round in 1..=2 {
+            let mut out = Vec::new();
+            c.collect(2_000, &mut out).await.unwrap();
+            assert_eq!(value(&out, "redis_up", &[]), 0.0);
+            assert_eq!(value(&out, "medic_redis_errors_total", &[]), round as f64);
+            assert!(find(&out, "redis_keyspace_hits_total", &[]).is_none());
+        }
+
+        // a server that accepts and never answers is cut at the round budget
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let c = build(&format!(
+            "type: redis\nurl: redis://127.0.0.1:{port}\ninterval: 1s\ntimeout: 300ms\n"
+        ));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "redis_up", &[]), 0.0);
+        assert_eq!(value(&out, "medic_redis_errors_total", &[]), 1.0);
     })
     .await
 }

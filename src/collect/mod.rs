@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 pub mod exposition;
+pub mod redis;
 pub mod scrape;
+pub mod target;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -32,6 +34,10 @@ pub enum CollectorConfig {
     Host(host::HostConfig),
     /// One HTTP(S) endpoint, probed like blackbox_exporter's `http` module.
     HttpProbe(probe::ProbeConfig),
+    /// A Prometheus/OpenMetrics text endpoint (a service's own `/metrics`), scraped.
+    Scrape(scrape::ScrapeConfig),
+    /// A Redis server, read with `INFO`, with redis_exporter's names.
+    Redis(redis::RedisConfig),
 }
 
 impl CollectorConfig {
@@ -40,6 +46,8 @@ impl CollectorConfig {
         match self {
             CollectorConfig::Host(c) => c.build(ctx),
             CollectorConfig::HttpProbe(c) => c.build(ctx),
+            CollectorConfig::Scrape(c) => c.build(ctx),
+            CollectorConfig::Redis(c) => c.build(ctx),
         }
     }
 }

@@ -7,17 +7,17 @@
 //! slow, malformed or too large shows as `up 0` plus a counted reason, never as a stall.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::exposition::{self, Format, ParseError};
-use super::{CollectError, Collector};
-use crate::config::{Duration, GlobalConfig};
-use crate::store::{Labels, METRIC_NAME, Sample, stale_nan};
+use super::target::{OutageLog, round_budget};
+use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
+use crate::config::{Duration, Secret};
+use crate::store::{Labels, METRIC_NAME, Sample};
 
 /// A size in bytes, written as a number or with a unit: `512KiB`, `10MB`, `16MiB`, `1GiB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,33 +108,39 @@ pub struct ScrapeConfig {
     /// (`reason="body_too_large"`) without reading the rest.
     #[serde(default = "default_body_size_limit")]
     pub body_size_limit: ByteSize,
-    /// File holding a bearer token sent as `Authorization: Bearer ...` (never logged).
+    /// A bearer token sent as `Authorization: Bearer ...`, as a secret:
+    /// `{file: /etc/medic/token}`, `{env: VAR}` or `{value: ...}`. Never logged.
     #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
+    pub bearer_token: Option<Secret>,
     /// How often to scrape. Default: `global.collect_interval`.
     #[serde(default)]
     pub interval: Option<Duration>,
-    /// How long one scrape may take, body included. Default: `global.collect_timeout`.
+    /// How long one scrape may take, body included. Default: `global.collect_timeout`, at
+    /// most the interval.
     #[serde(default)]
     pub timeout: Option<Duration>,
 }
 
 impl ScrapeConfig {
-    /// Builds the collector named `name`. Fails on a bad URL or an unreadable token file.
-    pub fn build(
-        &self,
-        name: &str,
-        global: &GlobalConfig,
-    ) -> Result<ScrapeCollector, CollectError> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| CollectError::Failed(format!("scrape {name}: url {:?}: {e}", self.url)))?;
+    /// Makes the collector. Fails on a bad URL or an unreadable token; connects to nothing.
+    pub fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Collector>, BuildError> {
+        Ok(Arc::new(ScrapeCollector::new(self, ctx)?))
+    }
+}
+
+impl ScrapeCollector {
+    /// Makes the collector (see [`ScrapeConfig::build`]).
+    pub fn new(cfg: &ScrapeConfig, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
+        let schedule = ctx.schedule(cfg.interval, cfg.timeout)?;
+        let url = reqwest::Url::parse(&cfg.url)
+            .map_err(|e| ctx.invalid(format!("url {:?}: {e}", cfg.url)))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(CollectError::Failed(format!(
-                "scrape {name}: url {:?}: expected an http:// or https:// URL",
-                self.url
+            return Err(ctx.invalid(format!(
+                "url {:?}: expected an http:// or https:// URL",
+                cfg.url
             )));
         }
-        let instance = match &self.instance {
+        let instance = match &cfg.instance {
             Some(i) => i.clone(),
             None => {
                 let host = url.host_str().unwrap_or("");
@@ -144,61 +150,60 @@ impl ScrapeConfig {
                 }
             }
         };
-        let job = self.job.clone().unwrap_or_else(|| name.to_string());
+        let job = cfg.job.clone().unwrap_or_else(|| ctx.name.to_string());
         let mut target: Vec<(String, String)> = vec![
             ("job".to_string(), job.clone()),
             ("instance".to_string(), instance.clone()),
         ];
-        for (k, v) in &self.labels {
+        for (k, v) in &cfg.labels {
             target.retain(|(tk, _)| tk != k);
             target.push((k.clone(), v.clone()));
         }
-        let bearer = match &self.bearer_token_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| {
-                        CollectError::Failed(format!(
-                            "scrape {name}: bearer_token_file {}: {e}",
-                            p.display()
-                        ))
-                    })?
-                    .trim()
-                    .to_string(),
-            ),
+        let bearer = match &cfg.bearer_token {
+            Some(s) => {
+                let token = s
+                    .read()
+                    .map_err(|e| ctx.invalid(format!("bearer_token: {e}")))?;
+                let mut v =
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                        .map_err(|_| ctx.invalid("bearer_token: not a valid header value"))?;
+                v.set_sensitive(true);
+                Some(v)
+            }
             None => None,
         };
-        let interval = self.interval.unwrap_or(global.collect_interval).std();
-        let timeout = self.timeout.unwrap_or(global.collect_timeout).std();
+        let budget = round_budget(schedule.timeout);
         crate::init_tls();
         let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+            .timeout(budget)
+            .connect_timeout(budget)
             .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::limited(5))
             // scraping is local by nature; an inherited HTTP_PROXY would only get in the way
             .no_proxy()
             .build()
-            .map_err(|e| CollectError::Failed(format!("scrape {name}: http client: {e}")))?;
+            .map_err(|e| ctx.invalid(format!("http client: {e}")))?;
         let base =
             |n: &str| Labels::new([(METRIC_NAME, n), ("job", &job), ("instance", &instance)]);
         Ok(ScrapeCollector {
-            name: name.to_string(),
+            name: ctx.name.to_string(),
             url,
             client,
             target,
-            honor_labels: self.honor_labels,
-            honor_timestamps: self.honor_timestamps,
-            sample_limit: self.sample_limit,
-            body_size_limit: self.body_size_limit.0,
+            honor_labels: cfg.honor_labels,
+            honor_timestamps: cfg.honor_timestamps,
+            sample_limit: cfg.sample_limit,
+            body_size_limit: cfg.body_size_limit.0,
             bearer,
-            interval,
-            timeout,
+            schedule,
+            budget,
             up_labels: base("up"),
             duration_labels: base("scrape_duration_seconds"),
             scraped_labels: base("scrape_samples_scraped"),
             error_labels: FailureReason::ALL
                 .map(|r| base("medic_scrape_errors_total").with("reason", r.as_str())),
             state: Mutex::new(State::default()),
+            outage: OutageLog::default(),
         })
     }
 }
@@ -256,7 +261,6 @@ impl From<ParseError> for ScrapeFailure {
 struct CacheEntry {
     labels: Labels,
     round: u64,
-    own_timestamp: bool,
 }
 
 #[derive(Default)]
@@ -266,7 +270,6 @@ struct State {
     cache: HashMap<Box<str>, CacheEntry>,
     round: u64,
     errors: [u64; 6],
-    last_up: Option<bool>,
     last_error: Option<ScrapeFailure>,
 }
 
@@ -280,9 +283,10 @@ pub struct ScrapeCollector {
     honor_timestamps: bool,
     sample_limit: usize,
     body_size_limit: u64,
-    bearer: Option<String>,
-    interval: StdDuration,
-    timeout: StdDuration,
+    bearer: Option<reqwest::header::HeaderValue>,
+    schedule: Schedule,
+    /// Time a round may spend on the target (within the scheduler's timeout).
+    budget: StdDuration,
     up_labels: Labels,
     duration_labels: Labels,
     scraped_labels: Labels,
@@ -290,6 +294,7 @@ pub struct ScrapeCollector {
     // Held only for the synchronous parse, never across an await, so a wait on it is bounded
     // by one parse.
     state: Mutex<State>,
+    outage: OutageLog,
 }
 
 const ACCEPT: &str =
@@ -299,6 +304,19 @@ impl ScrapeCollector {
     /// The last failure, if the last scrape failed (for `medic collect --once` and tests).
     pub fn last_error(&self) -> Option<ScrapeFailure> {
         self.lock().last_error.clone()
+    }
+
+    /// Parses a body as if this target had served it, appending its samples to `out`
+    /// (without the per-round `up`/`scrape_*` series or staleness). Returns the sample count.
+    pub fn ingest_body(
+        &self,
+        body: &str,
+        format: Format,
+        now_ms: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<usize, ScrapeFailure> {
+        let mut st = self.lock();
+        self.ingest(&mut st, body, format, now_ms, out)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -321,10 +339,10 @@ impl ScrapeCollector {
             .header(reqwest::header::ACCEPT, ACCEPT)
             .header(
                 "X-Prometheus-Scrape-Timeout-Seconds",
-                format!("{}", self.timeout.as_secs_f64()),
+                format!("{}", self.budget.as_secs_f64()),
             );
         if let Some(t) = &self.bearer {
-            req = req.bearer_auth(t);
+            req = req.header(reqwest::header::AUTHORIZATION, t.clone());
         }
         let mut resp = req.send().await.map_err(net)?;
         if !resp.status().is_success() {
@@ -405,7 +423,6 @@ impl ScrapeCollector {
                         CacheEntry {
                             labels: labels.clone(),
                             round,
-                            own_timestamp: s.timestamp_ms.is_some() && self.honor_timestamps,
                         },
                     );
                     labels
@@ -453,21 +470,21 @@ impl Collector for ScrapeCollector {
     }
 
     fn interval(&self) -> StdDuration {
-        self.interval
+        self.schedule.interval
     }
 
     fn timeout(&self) -> StdDuration {
-        self.timeout
+        self.schedule.timeout
     }
 
     async fn collect(&self, now_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {
         let started = Instant::now();
         // reqwest's own timeout covers the request; this one also covers a body that trickles.
-        let fetched = match tokio::time::timeout(self.timeout, self.fetch()).await {
+        let fetched = match tokio::time::timeout(self.budget, self.fetch()).await {
             Ok(r) => r,
             Err(_) => Err(ScrapeFailure {
                 reason: FailureReason::Timeout,
-                message: format!("GET {}: timed out after {:?}", self.url, self.timeout),
+                message: format!("GET {}: timed out after {:?}", self.url, self.budget),
             }),
         };
         let mut st = self.lock();
@@ -484,37 +501,24 @@ impl Collector for ScrapeCollector {
                 0
             }
         };
-        // series that vanished (or all of them, when the scrape failed) end with a stale
-        // marker so queries stop seeing them at once
-        st.cache.retain(|_, e| {
-            if e.round == round {
-                return true;
-            }
-            if !e.own_timestamp {
-                out.push(Sample::new(e.labels.clone(), now_ms, stale_nan()));
-            }
-            false
-        });
+        // Drop cached label sets of series this scrape no longer has. (The scheduler writes
+        // their stale markers, as it does for every collector.)
+        st.cache.retain(|_, e| e.round == round);
         let up = result.is_ok();
         match result {
             Ok(_) => {
-                if st.last_up == Some(false) {
-                    tracing::info!(collector = %self.name, url = %self.url, "scrape target is up again");
-                }
+                self.outage.ok(&self.name);
                 st.last_error = None;
             }
             Err(f) => {
                 st.errors[f.reason as usize] += 1;
-                // one warning per outage, the rest at debug: a dead target must not flood the log
-                if st.last_up != Some(false) {
-                    tracing::warn!(collector = %self.name, reason = f.reason.as_str(), "scrape failed: {}", f.message);
-                } else {
-                    tracing::debug!(collector = %self.name, reason = f.reason.as_str(), "scrape failed: {}", f.message);
-                }
+                self.outage.failed(
+                    &self.name,
+                    &format_args!("{}: {}", f.reason.as_str(), f.message),
+                );
                 st.last_error = Some(f);
             }
         }
-        st.last_up = Some(up);
         out.push(Sample::new(
             self.up_labels.clone(),
             now_ms,
@@ -541,9 +545,22 @@ impl Collector for ScrapeCollector {
 mod tests {
     use super::*;
 
+    use crate::config::GlobalConfig;
+
+    fn ctx_build(cfg: &ScrapeConfig) -> Result<ScrapeCollector, BuildError> {
+        let global = GlobalConfig::default();
+        ScrapeCollector::new(
+            cfg,
+            &BuildContext {
+                name: "svc",
+                global: &global,
+            },
+        )
+    }
+
     fn collector(yaml: &str) -> ScrapeCollector {
         let cfg: ScrapeConfig = serde_saphyr::from_str(yaml).unwrap();
-        cfg.build("svc", &GlobalConfig::default()).unwrap()
+        ctx_build(&cfg).unwrap()
     }
 
     #[test]
@@ -568,11 +585,12 @@ mod tests {
             ("instance".to_string(), "127.0.0.1:9".to_string())
         );
         assert_eq!(c.sample_limit, 50_000);
-        assert_eq!(c.interval, StdDuration::from_secs(15));
+        assert_eq!(c.schedule.interval, StdDuration::from_secs(15));
+        assert_eq!(c.budget, StdDuration::from_secs(9));
         let bad: Result<ScrapeConfig, _> = serde_saphyr::from_str("url: x\nsurprise: 1\n");
         assert!(bad.is_err());
         let cfg: ScrapeConfig = serde_saphyr::from_str("url: ftp://x/\n").unwrap();
-        assert!(cfg.build("x", &GlobalConfig::default()).is_err());
+        assert!(ctx_build(&cfg).is_err());
     }
 
     #[test]
