@@ -486,6 +486,12 @@ impl Args<'_> {
         let srcs = (3..self.args.len())
             .map(|i| self.string(i))
             .collect::<Result<Vec<_>, _>>()?;
+        // Prometheus 3 accepts any UTF-8 label name; only the empty name is invalid.
+        if srcs.iter().any(|s| s.is_empty()) {
+            return Err(eval_err(
+                "invalid source label name in label_join(): ".into(),
+            ));
+        }
         if dst.is_empty() {
             return Err(eval_err(format!(
                 "invalid destination label name in label_join(): {dst}"
@@ -986,18 +992,29 @@ pub fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<(f64, f64)>) -> f64 
     (rank_at(upper).min(total) - rank_at(lower).min(total)) / total
 }
 
-/// Prometheus' label formatting of a float (`FormatOpenMetricsFloat`).
+/// Prometheus' label formatting of a float (`FormatOpenMetricsFloat`): Go's shortest
+/// `%g` (exponent form below 1e-4 and from 1e6 on), with ".0" added to plain integers.
 fn format_float(v: f64) -> String {
     if v == f64::INFINITY {
-        "+Inf".into()
+        return "+Inf".into();
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        return "-Inf".into();
     } else if v.is_nan() {
-        "NaN".into()
-    } else if v == v.trunc() && v.abs() < 1e15 {
-        format!("{v:.1}")
+        return "NaN".into();
+    }
+    // Rust's `{:e}` gives the same shortest digits as Go: "1.5e-5", "1e0".
+    let e = format!("{v:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exp.abs());
+    }
+    let plain = format!("{v}");
+    if plain.contains('.') {
+        plain
     } else {
-        format!("{v}")
+        plain + ".0"
     }
 }
 
@@ -1325,6 +1342,16 @@ mod tests {
         assert_eq!(v[0].labels.get("dst"), None);
         assert!(call("label_replace", args("(", "x"), &ctx).is_err());
         assert!(natural_cmp("a2", "a10").is_lt());
+        for (v, want) in [
+            (0.99, "0.99"),
+            (1.0, "1.0"),
+            (0.00001, "1e-05"),
+            (1234567.0, "1.234567e+06"),
+            (100000.0, "100000.0"),
+            (-0.5, "-0.5"),
+        ] {
+            assert_eq!(format_float(v), want);
+        }
         // clamp propagates NaN values and NaN bounds, as Go's math.Min/Max do.
         let v = |x: f64| Arg::Vector(vec![Sample::new(Labels::default(), 0, x)]);
         let c = |x, lo, hi| one("clamp", vec![v(x), Arg::Scalar(lo), Arg::Scalar(hi)], 0);
