@@ -436,3 +436,30 @@ fn slo_journal_child() {
         println!("tick {}", i + 1);
     }
 }
+
+/// The YAML examples of the README's detect section are valid configs.
+#[test]
+fn readme_examples_build() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let start = readme.find("<!-- section: detect -->").unwrap();
+    let section = &readme[start..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut n = 0;
+    for block in section.split("```yaml\n").skip(1) {
+        let yaml = &block[..block.find("```").unwrap()];
+        let cfg = config_yaml(yaml);
+        let det = Detectors::build(&cfg, None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        if let Some(rules) = det.slo_rule_file() {
+            medic::rules::file::parse_rule_file(
+                std::path::Path::new("<slos>"),
+                &rules,
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{rules}"));
+        }
+        n += 1;
+    }
+    assert_eq!(n, 2);
+}
