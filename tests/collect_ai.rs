@@ -600,3 +600,127 @@ async fn redis_down_or_stalled_is_up_0_with_counted_errors() {
     })
     .await
 }
+
+// ---------------------------------------------------------------- memcached
+
+#[tokio::test]
+async fn memcached_values_match_the_server() {
+    guard(async {
+        let server = support::memcached(2);
+        let port = server.port;
+        // load in a blocking thread: sets, hits, misses, deletes, then enough to evict
+        let before = tokio::task::spawn_blocking(move || {
+            let mut m = support::Memc::connect(port);
+            for i in 0..50 {
+                m.set(&format!("k{i}"), "value");
+            }
+            for i in 0..20 {
+                assert!(m.get(&format!("k{i}")));
+            }
+            for i in 0..5 {
+                assert!(!m.get(&format!("missing{i}")));
+            }
+            assert!(m.delete("k0"));
+            assert!(!m.delete("k0"));
+            let big = "v".repeat(50_000);
+            for i in 0..200 {
+                m.set(&format!("big{i}"), &big);
+            }
+            m
+        })
+        .await
+        .unwrap();
+        let c = build(&format!("type: memcached\naddress: 127.0.0.1:{port}\n"));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        let mut m = before;
+        let stats = tokio::task::spawn_blocking(move || m.stats())
+            .await
+            .unwrap();
+        let num = |k: &str| stats[k].parse::<f64>().unwrap();
+        let inst = format!("127.0.0.1:{port}");
+        let i = [("instance", inst.as_str())];
+        assert_eq!(value(&out, "memcached_up", &i), 1.0);
+        assert_eq!(value(&out, "medic_memcached_errors_total", &i), 0.0);
+        let cmd = |c: &str, s: &str| {
+            value(
+                &out,
+                "memcached_commands_total",
+                &[("command", c), ("status", s)],
+            )
+        };
+        assert_eq!(cmd("get", "hit"), 20.0);
+        assert_eq!(cmd("get", "miss"), 5.0);
+        assert_eq!(cmd("set", "hit"), 250.0);
+        assert_eq!(cmd("delete", "hit"), 1.0);
+        assert_eq!(cmd("delete", "miss"), 1.0);
+        assert_eq!(
+            value(&out, "memcached_limit_bytes", &i),
+            2.0 * 1024.0 * 1024.0
+        );
+        assert_eq!(
+            value(&out, "memcached_limit_bytes", &i),
+            num("limit_maxbytes")
+        );
+        assert_eq!(value(&out, "memcached_current_bytes", &i), num("bytes"));
+        assert_eq!(
+            value(&out, "memcached_current_items", &i),
+            num("curr_items")
+        );
+        let evicted = value(&out, "memcached_items_evicted_total", &i);
+        assert!(evicted > 0.0);
+        assert_eq!(evicted, num("evictions"));
+        // our stats connection plus the load connection at least
+        assert!(value(&out, "memcached_current_connections", &i) >= 2.0);
+        assert!(
+            find(
+                &out,
+                "memcached_version",
+                &[("version", stats["version"].as_str())]
+            )
+            .is_some()
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn memcached_down_or_stalled_is_up_0_with_counted_errors() {
+    guard(async {
+        let mut server = support::memcached(2);
+        let c = build(&format!(
+            "type: memcached\naddress: 127.0.0.1:{}\ninterval: 1s\ntimeout: 300ms\n",
+            server.port
+        ));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "memcached_up", &[]), 1.0);
+        server.kill();
+        for round in 1..=2 {
+            let mut out = Vec::new();
+            c.collect(2_000, &mut out).await.unwrap();
+            assert_eq!(value(&out, "memcached_up", &[]), 0.0);
+            assert_eq!(
+                value(&out, "medic_memcached_errors_total", &[]),
+                round as f64
+            );
+        }
+        // accepts, never answers: cut at the round budget
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let c = build(&format!(
+            "type: memcached\naddress: 127.0.0.1:{port}\ninterval: 1s\ntimeout: 300ms\n"
+        ));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "memcached_up", &[]), 0.0);
+        assert_eq!(value(&out, "medic_memcached_errors_total", &[]), 1.0);
+    })
+    .await
+}

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 pub mod exposition;
+pub mod memcached;
 pub mod redis;
 pub mod scrape;
 pub mod target;
@@ -38,6 +39,8 @@ pub enum CollectorConfig {
     Scrape(scrape::ScrapeConfig),
     /// A Redis server, read with `INFO`, with redis_exporter's names.
     Redis(redis::RedisConfig),
+    /// A memcached server, read with `stats`, with memcached_exporter's names.
+    Memcached(memcached::MemcachedConfig),
 }
 
 impl CollectorConfig {
@@ -48,6 +51,7 @@ impl CollectorConfig {
             CollectorConfig::HttpProbe(c) => c.build(ctx),
             CollectorConfig::Scrape(c) => c.build(ctx),
             CollectorConfig::Redis(c) => c.build(ctx),
+            CollectorConfig::Memcached(c) => c.build(ctx),
         }
     }
 }

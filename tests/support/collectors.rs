@@ -97,6 +97,8 @@ pub fn memcached(memory_mb: u32) -> Server {
         let mut child = Command::new("memcached")
             .args(["-p", &port.to_string(), "-l", "127.0.0.1", "-U", "0"])
             .args(["-m", &memory_mb.to_string()])
+            // memcached refuses to run as root without naming a user; ignored otherwise
+            .args(["-u", "root"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -113,4 +115,75 @@ pub fn memcached(memory_mb: u32) -> Server {
         };
     }
     panic!("could not start memcached");
+}
+
+/// A minimal memcached text-protocol client for putting load in (not the code under test).
+pub struct Memc {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Memc {
+    pub fn connect(port: u16) -> Memc {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Memc {
+            reader: std::io::BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
+    }
+
+    fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut l = String::new();
+        self.reader.read_line(&mut l).unwrap();
+        l.trim_end().to_string()
+    }
+
+    fn send(&mut self, s: &str) {
+        use std::io::Write;
+        self.writer.write_all(s.as_bytes()).unwrap();
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.send(&format!("set {key} 0 0 {}\r\n{value}\r\n", value.len()));
+        assert_eq!(self.line(), "STORED");
+    }
+
+    /// True on a hit.
+    pub fn get(&mut self, key: &str) -> bool {
+        self.send(&format!("get {key}\r\n"));
+        let mut hit = false;
+        loop {
+            let l = self.line();
+            if l == "END" {
+                return hit;
+            }
+            if l.starts_with("VALUE ") {
+                hit = true;
+                let _data = self.line();
+            }
+        }
+    }
+
+    pub fn delete(&mut self, key: &str) -> bool {
+        self.send(&format!("delete {key}\r\n"));
+        self.line() == "DELETED"
+    }
+
+    /// The server's own `stats`, as a map.
+    pub fn stats(&mut self) -> std::collections::HashMap<String, String> {
+        self.send("stats\r\n");
+        let mut m = std::collections::HashMap::new();
+        loop {
+            let l = self.line();
+            if l == "END" {
+                return m;
+            }
+            let mut p = l.splitn(3, ' ');
+            if let (Some("STAT"), Some(k), Some(v)) = (p.next(), p.next(), p.next()) {
+                m.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
 }
