@@ -105,6 +105,20 @@ impl Labels {
     }
 }
 
+impl Labels {
+    /// Prometheus' `labels.Labels.Hash()`: XXH64 over `name 0xff value 0xff ...`.
+    pub fn prometheus_hash(&self) -> u64 {
+        let mut b = Vec::with_capacity(self.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+        for (k, v) in self.iter() {
+            b.extend_from_slice(k.as_bytes());
+            b.push(0xff);
+            b.extend_from_slice(v.as_bytes());
+            b.push(0xff);
+        }
+        super::hash::xxhash64(&b)
+    }
+}
+
 impl fmt::Display for Labels {
     /// Prometheus' text form: `name{a="b", c="d"}`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

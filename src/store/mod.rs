@@ -8,10 +8,9 @@
 mod hash;
 mod labels;
 
-pub use hash::{FastHashMap, FastHasher};
+pub use hash::{FastHashMap, FastHasher, xxhash64};
 pub use labels::{Labels, METRIC_NAME};
 
-use std::collections::VecDeque;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Prometheus' stale marker: a NaN with this exact bit pattern ends a series.
@@ -48,7 +47,8 @@ impl Sample {
     }
 }
 
-/// The samples of a window as the (at most two) contiguous parts of a ring buffer.
+/// The samples of a window as two contiguous parts (the second is empty with the current
+/// buffer layout; kept so callers need not care).
 pub type SampleSlices<'a> = (&'a [(i64, f64)], &'a [(i64, f64)]);
 
 /// Index of a series inside the store; stable for the life of the series.
@@ -56,7 +56,95 @@ pub type SeriesId = u32;
 
 struct Series {
     labels: Labels,
-    samples: VecDeque<(i64, f64)>,
+    samples: Window,
+}
+
+/// A series' samples, oldest first, in one contiguous buffer: appends push at the back,
+/// expiry advances `head`, and the expired prefix is compacted away once it is an eighth
+/// of the live part. Compared with a `VecDeque` this keeps every window one slice (range
+/// functions read it without copying) and keeps capacity within ~1/8 of the live samples
+/// instead of rounding up to a power of two.
+#[derive(Default)]
+struct Window {
+    buf: Vec<(i64, f64)>,
+    head: usize,
+}
+
+impl Window {
+    #[inline]
+    fn live(&self) -> &[(i64, f64)] {
+        &self.buf[self.head..]
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn back(&self) -> Option<&(i64, f64)> {
+        self.live().last()
+    }
+
+    fn pop_back(&mut self) {
+        if self.len() > 0 {
+            self.buf.pop();
+        }
+    }
+
+    fn push_back(&mut self, sample: (i64, f64)) {
+        if self.buf.len() == self.buf.capacity() {
+            self.compact();
+            if self.buf.len() == self.buf.capacity() {
+                // grow by a quarter: geometric (amortised O(1)) without doubling the slack
+                let extra = (self.buf.len() / 4).max(4);
+                self.buf.reserve_exact(extra);
+            }
+        }
+        self.buf.push(sample);
+    }
+
+    /// Drops samples older than `cutoff`.
+    fn expire(&mut self, cutoff: i64) {
+        let live = &self.buf[self.head..];
+        if live.first().is_some_and(|(t, _)| *t < cutoff) {
+            self.head += live.partition_point(|(t, _)| *t < cutoff);
+            if self.head >= 16 && self.head * 8 >= self.len() {
+                self.compact();
+            }
+        }
+    }
+
+    fn compact(&mut self) {
+        if self.head > 0 {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Gives back memory after a retention cut.
+    fn shrink(&mut self) {
+        self.compact();
+        let len = self.buf.len();
+        if self.buf.capacity() > 2 * len + 8 {
+            self.buf.shrink_to(len + len / 8);
+        }
+    }
+
+    /// Samples with `from < t <= to`.
+    #[inline]
+    fn range(&self, from: i64, to: i64) -> &[(i64, f64)] {
+        let live = self.live();
+        let a = live.partition_point(|(t, _)| *t <= from);
+        let b = live.partition_point(|(t, _)| *t <= to);
+        &live[a..b.max(a)]
+    }
 }
 
 #[derive(Default)]
@@ -134,9 +222,8 @@ impl Store {
         let mut dead = Vec::new();
         for (id, slot) in w.series.iter_mut().enumerate() {
             if let Some(s) = slot {
-                while s.samples.front().is_some_and(|(t, _)| *t < cutoff) {
-                    s.samples.pop_front();
-                }
+                s.samples.expire(cutoff);
+                s.samples.shrink();
                 if s.samples.is_empty() {
                     dead.push(id as SeriesId);
                 }
@@ -212,16 +299,14 @@ impl Inner {
                 _ => {}
             }
             s.samples.push_back((t, v));
-            while s.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
-                s.samples.pop_front();
-            }
+            s.samples.expire(cutoff);
         }
     }
 
     fn insert(&mut self, labels: Labels) -> SeriesId {
         let series = Series {
             labels: labels.clone(),
-            samples: VecDeque::new(),
+            samples: Window::default(),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -307,47 +392,28 @@ impl Reader<'_> {
         from_ms: i64,
         to_ms: i64,
     ) -> impl Iterator<Item = (i64, f64)> + '_ {
-        let samples = self
-            .0
-            .series
-            .get(id as usize)
-            .and_then(|s| s.as_ref())
-            .map(|s| &s.samples);
-        let empty: &[(i64, f64)] = &[];
-        let (a, b) = samples.map_or((empty, empty), |s| s.as_slices());
-        let start_a = a.partition_point(|(t, _)| *t <= from_ms);
-        let start_b = b.partition_point(|(t, _)| *t <= from_ms);
-        a[start_a..]
-            .iter()
-            .chain(b[start_b..].iter())
-            .take_while(move |(t, _)| *t <= to_ms)
-            .copied()
+        self.window(id, from_ms, to_ms).iter().copied()
     }
 
-    /// Like [`Reader::samples`] but as the (at most two) contiguous slices of the ring
-    /// buffer, for callers that want to avoid the iterator.
+    /// The samples with `from_ms < t <= to_ms` as one slice, oldest first, stale markers
+    /// included.
+    #[inline]
+    pub fn window(&self, id: SeriesId, from_ms: i64, to_ms: i64) -> &[(i64, f64)] {
+        match self.0.series.get(id as usize).and_then(|s| s.as_ref()) {
+            Some(s) => s.samples.range(from_ms, to_ms),
+            None => &[],
+        }
+    }
+
+    /// Like [`Reader::window`], as two parts (the second one empty).
     pub fn sample_slices(&self, id: SeriesId, from_ms: i64, to_ms: i64) -> SampleSlices<'_> {
-        let empty: &[(i64, f64)] = &[];
-        let Some(s) = self.0.series.get(id as usize).and_then(|s| s.as_ref()) else {
-            return (empty, empty);
-        };
-        let (a, b) = s.samples.as_slices();
-        let cut = |x: &'_ [(i64, f64)]| -> (usize, usize) {
-            (
-                x.partition_point(|(t, _)| *t <= from_ms),
-                x.partition_point(|(t, _)| *t <= to_ms),
-            )
-        };
-        let (a0, a1) = cut(a);
-        let (b0, b1) = cut(b);
-        (&a[a0..a1.max(a0)], &b[b0..b1.max(b0)])
+        (self.window(id, from_ms, to_ms), &[])
     }
 
     /// The newest sample at or before `at_ms`, not older than `lookback_ms`, unless it is a
     /// stale marker (then the series has no value at `at_ms`).
     pub fn latest(&self, id: SeriesId, at_ms: i64, lookback_ms: i64) -> Option<(i64, f64)> {
-        let (a, b) = self.sample_slices(id, at_ms - lookback_ms, at_ms);
-        let last = *b.last().or(a.last())?;
+        let last = *self.window(id, at_ms - lookback_ms, at_ms).last()?;
         (!is_stale(last.1)).then_some(last)
     }
 }

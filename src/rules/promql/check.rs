@@ -1,7 +1,6 @@
 //! Load-time checks on a parsed expression: what medic cannot evaluate, and how far back in
 //! time it reads (so the store keeps just enough history for the loaded rules).
 
-use promql_parser::parser::token;
 use promql_parser::parser::{Expr, Offset};
 
 use super::{LOOKBACK_DELTA_MS, PromqlError};
@@ -13,7 +12,6 @@ const NATIVE_HISTOGRAM_FUNCTIONS: &[&str] = &[
     "histogram_sum",
     "histogram_stddev",
     "histogram_stdvar",
-    "histogram_quantiles",
 ];
 
 /// Experimental functions (behind a feature flag in Prometheus) that medic implements.
@@ -22,6 +20,13 @@ const SUPPORTED_EXPERIMENTAL: &[&str] = &[
     "sort_by_label_desc",
     "mad_over_time",
     "double_exponential_smoothing",
+    "histogram_quantiles",
+    "max_of",
+    "min_of",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
+    "ts_of_max_over_time",
+    "ts_of_min_over_time",
     "start",
     "end",
     "range",
@@ -50,14 +55,6 @@ pub fn check_supported(expr: &Expr) -> Result<(), PromqlError> {
             check_supported(&b.rhs)
         }
         Expr::Aggregate(a) => {
-            let op = a.op.id();
-            if matches!(op, token::T_LIMITK | token::T_LIMIT_RATIO) {
-                return unsupported(format!(
-                    "the experimental aggregation {} in `{}`",
-                    token::TokenType::new(op),
-                    short(expr)
-                ));
-            }
             if let Some(p) = &a.param {
                 check_supported(p)?;
             }
@@ -154,7 +151,9 @@ mod tests {
         assert!(c("sum by (job) (rate(x[5m])) > 1").is_ok());
         let e = c("histogram_count(rate(x[5m]))").unwrap_err();
         assert!(e.to_string().contains("histogram_count"), "{e}");
-        let e = c("limitk(2, x)").unwrap_err();
-        assert!(e.to_string().contains("limitk"), "{e}");
+        let e = c("x + fill(0) y").unwrap_err();
+        assert!(e.to_string().contains("fill"), "{e}");
+        let e = c("integral(x[5m])").unwrap_err();
+        assert!(e.to_string().contains("integral"), "{e}");
     }
 }

@@ -264,9 +264,17 @@ impl Evaluator<'_, '_> {
             let Some(labels) = self.reader.labels(id) else {
                 continue;
             };
-            let (a, b) = self.reader.sample_slices(id, start, end);
-            let mut points = Vec::with_capacity(a.len() + b.len());
-            points.extend(a.iter().chain(b).filter(|(_, v)| !is_stale(*v)).copied());
+            let window = self.reader.window(id, start, end);
+            // stale markers are rare: copy the slice whole unless one is present
+            let points = if window.iter().any(|(_, v)| is_stale(*v)) {
+                window
+                    .iter()
+                    .filter(|(_, v)| !is_stale(*v))
+                    .copied()
+                    .collect()
+            } else {
+                window.to_vec()
+            };
             if !points.is_empty() {
                 series.push(Series {
                     s: RangeSeries {
@@ -375,6 +383,13 @@ impl Evaluator<'_, '_> {
                     k_param = if f < 1.0 { 0 } else { f as usize };
                 }
                 token::T_QUANTILE => q_param = self.eval_scalar(p, ts, opname)?,
+                token::T_LIMIT_RATIO => {
+                    let r = self.eval_scalar(p, ts, opname)?;
+                    if r.is_nan() {
+                        return Err(err("Ratio value is NaN"));
+                    }
+                    q_param = r.clamp(-1.0, 1.0);
+                }
                 token::T_COUNT_VALUES => match self.eval(p, ts)? {
                     V::Str(s) => value_label = s,
                     other => {
@@ -392,7 +407,9 @@ impl Evaluator<'_, '_> {
             }
         }
         let mut input = self.eval_vector(&a.expr, ts, opname)?;
-        if matches!(op, token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK) && k_param == 0 {
+        if (matches!(op, token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK) && k_param == 0)
+            || (op == token::T_LIMIT_RATIO && q_param == 0.0)
+        {
             return Ok(V::Vector(Vec::new()));
         }
         if op == token::T_COUNT_VALUES {
@@ -438,6 +455,20 @@ impl Evaluator<'_, '_> {
                     for mut e in elems {
                         e.s.timestamp_ms = ts;
                         out.push(e);
+                    }
+                }
+                token::T_LIMIT_RATIO => {
+                    // Prometheus' ratio sampler: a series is in when its label hash,
+                    // scaled to [0, 1], falls below the ratio (or above 1 + a negative one),
+                    // so r and -(1 - r) select complementary sets.
+                    for mut e in g.elems {
+                        let offset = e.s.labels.prometheus_hash() as f64 / u64::MAX as f64;
+                        let keep = (q_param >= 0.0 && offset < q_param)
+                            || (q_param < 0.0 && offset >= 1.0 + q_param);
+                        if keep {
+                            e.s.timestamp_ms = ts;
+                            out.push(e);
+                        }
                     }
                 }
                 _ => {
@@ -842,7 +873,9 @@ impl Group {
                 }
             }
             token::T_QUANTILE => self.values.push(f),
-            token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK => self.elems.push(e),
+            token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK | token::T_LIMIT_RATIO => {
+                self.elems.push(e)
+            }
             _ => {}
         }
         self.count += 1.0;

@@ -1,0 +1,137 @@
+//! Store benchmarks: ingest throughput (samples/s) at steady state, and memory per series
+//! with 10 minutes of 1 s samples (ring buffer, labels and indexes included), measured by
+//! a counting global allocator and printed.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use medic::store::{Labels, Sample, Store};
+
+/// Counts live heap bytes so the memory figure is measured, not estimated.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SERIES: usize = 10_000;
+const RETENTION_MS: i64 = 10 * 60 * 1000;
+
+/// Realistic label sets: node_exporter-like names with instance/job/device labels.
+fn series_labels() -> Vec<Labels> {
+    (0..SERIES)
+        .map(|i| {
+            Labels::new([
+                ("__name__", format!("node_metric_{}_total", i % 100)),
+                ("instance", format!("host-{:03}:9100", i / 100)),
+                ("job", "node".to_string()),
+                ("device", format!("dev{}", i % 7)),
+            ])
+        })
+        .collect()
+}
+
+/// One scrape round: every series gets a sample at `t`.
+fn round(labels: &[Labels], t: i64) -> Vec<Sample> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Sample::new(l.clone(), t, (t / 1000) as f64 + i as f64))
+        .collect()
+}
+
+fn memory_per_series(labels: &[Labels]) {
+    let before = LIVE.load(Ordering::Relaxed);
+    let store = Store::new(RETENTION_MS);
+    // 15 minutes at 1 s: past retention, so the buffers are at steady state
+    for s in 0..900 {
+        let t = s * 1000;
+        for (i, l) in labels.iter().enumerate() {
+            store.append(l, t, i as f64 + s as f64);
+        }
+    }
+    let after = LIVE.load(Ordering::Relaxed);
+    let measured = (after - before) as f64 / SERIES as f64;
+    let samples = store.sample_count() as f64 / SERIES as f64;
+    println!(
+        "store memory: {measured:.0} bytes/series measured ({:.0} estimated), \
+         {samples:.0} samples/series, {:.1} bytes/sample, {:.1} MiB for {SERIES} series",
+        store.approx_bytes() as f64 / SERIES as f64,
+        measured / samples,
+        (after - before) as f64 / (1024.0 * 1024.0),
+    );
+    drop(store);
+}
+
+fn bench(c: &mut Criterion) {
+    let labels = series_labels();
+    memory_per_series(&labels);
+
+    // steady-state store: 10 minutes of history already present
+    let store = Store::new(RETENTION_MS);
+    let mut t = 0i64;
+    while t < RETENTION_MS {
+        store.append_batch(&round(&labels, t));
+        t += 1000;
+    }
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Elements(SERIES as u64));
+    g.bench_function("append_batch_10k_series", |b| {
+        b.iter_batched(
+            || {
+                t += 1000;
+                round(&labels, t)
+            },
+            |batch| store.append_batch(black_box(&batch)),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("append_single_10k_series", |b| {
+        b.iter(|| {
+            t += 1000;
+            for (i, l) in labels.iter().enumerate() {
+                store.append(l, t, i as f64);
+            }
+        })
+    });
+    g.bench_function("read_5m_window_10k_series", |b| {
+        let r = store.reader();
+        let ids: Vec<_> = r.all_series().collect();
+        b.iter(|| {
+            let mut n = 0usize;
+            for id in &ids {
+                n += r.window(*id, t - 300_000, t).len();
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .measurement_time(std::time::Duration::from_secs(3))
+        .warm_up_time(std::time::Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);
