@@ -89,7 +89,7 @@ impl Window {
     }
 
     fn pop_back(&mut self) {
-        if self.len() > 0 {
+        if !self.is_empty() {
             self.buf.pop();
         }
     }
