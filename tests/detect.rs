@@ -463,3 +463,83 @@ fn readme_examples_build() {
     }
     assert_eq!(n, 2);
 }
+
+/// `medic anomaly score` reads a CSV and writes scores with the daemon's detector.
+#[test]
+fn anomaly_score_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("in.csv");
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..60 {
+        let v = if i == 55 { 50.0 } else { 10.0 + (i % 3) as f64 };
+        text.push_str(&format!("2024-05-01 00:{i:02}:00,{v}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args([
+            "anomaly",
+            "score",
+            "--detector",
+            "window=20,min_samples=10,persistence.count=1",
+        ])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(rows[0], "timestamp,value,anomaly_score,label");
+    assert_eq!(rows.len(), 61);
+    assert!(
+        rows[56].starts_with("2024-05-01 00:55:00,50,1.000000,1"),
+        "{}",
+        rows[56]
+    );
+    assert!(rows[1].ends_with(",0.000000,0"), "{}", rows[1]);
+    // bad input names the file, line and column
+    std::fs::write(&csv, "timestamp,value\n2024-05-01 00:00:00,ten\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["anomaly", "score"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in.csv:2:21") && err.contains("expected a number"),
+        "{err}"
+    );
+}
+
+/// `Detectors::run`, as the daemon spawns it: publishes series until told to stop, then
+/// hands itself back for a reload.
+#[tokio::test]
+async fn run_until_shutdown() {
+    let cfg = config_yaml(
+        "anomaly_detectors:\n  load:\n    query: node_load1\n    interval: 10ms\n    min_samples: 2\n",
+    );
+    let store = std::sync::Arc::new(Store::default());
+    let input = Labels::from_name("node_load1");
+    let now = medic::detect::now_ms();
+    store.append(&input, now, 1.0);
+    let det = Detectors::build(&cfg, None).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(det.run(store.clone(), rx));
+    let out = Labels::new([("__name__", "medic_anomaly_zscore"), ("detector", "load")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.reader().lookup(&out).is_none() {
+        assert!(std::time::Instant::now() < deadline, "no z-score published");
+        store.append(&input, medic::detect::now_ms(), 1.0);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tx.send(true).unwrap();
+    let back = tokio::time::timeout(std::time::Duration::from_secs(30), task)
+        .await
+        .expect("run stops on shutdown")
+        .unwrap();
+    assert!(!back.is_empty());
+}
