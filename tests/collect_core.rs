@@ -478,3 +478,75 @@ async fn https_probe_reports_certificate_expiry() {
         cert.not_after as f64
     );
 }
+
+/// Emits one series, `metric`, every 20 ms.
+struct Fixed {
+    name: &'static str,
+    metric: &'static str,
+}
+
+#[async_trait]
+impl Collector for Fixed {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn interval(&self) -> Duration {
+        Duration::from_millis(20)
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(20)
+    }
+    async fn collect(&self, now_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {
+        out.push(Sample::new(Labels::from_name(self.metric), now_ms, 1.0));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn reload_hands_over_staleness() {
+    let store = Arc::new(Store::default());
+    let metrics = Arc::new(SelfMetrics::default());
+    let fixed = |name, metric| -> Arc<dyn Collector> { Arc::new(Fixed { name, metric }) };
+    let live = |l: &Labels| {
+        let r = store.reader();
+        r.lookup(l)
+            .and_then(|id| r.latest(id, medic::collect::scheduler::now_ms() + 1000, 300_000))
+            .is_some()
+    };
+    let up = |c: &str| Labels::new([("__name__", "medic_collector_up"), ("collector", c)]);
+
+    let (tx, rx) = watch::channel(false);
+    let first = Scheduler::start(
+        vec![fixed("keep", "old_series"), fixed("drop", "dropped_series")],
+        store.clone(),
+        metrics.clone(),
+        rx,
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(true).unwrap();
+    let last = first.join().await;
+    assert!(last["keep"].contains(&Labels::from_name("old_series")));
+    assert!(last["drop"].contains(&up("drop")));
+    assert!(live(&Labels::from_name("dropped_series")) && live(&up("drop")));
+
+    // The new config keeps "keep" (now returning another series) and removes "drop".
+    let (tx, rx) = watch::channel(false);
+    let second = Scheduler::start_after(
+        vec![fixed("keep", "new_series")],
+        store.clone(),
+        metrics.clone(),
+        rx,
+        None,
+        last,
+    );
+    // The removed collector's series are stale at once.
+    assert!(!live(&Labels::from_name("dropped_series")));
+    assert!(!live(&up("drop")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(true).unwrap();
+    second.join().await;
+    // The kept collector's old series went stale at its first new round.
+    assert!(!live(&Labels::from_name("old_series")));
+    assert!(live(&Labels::from_name("new_series")));
+    assert!(live(&up("keep")));
+}

@@ -3,7 +3,7 @@
 //! round but not this one get a stale marker (Prometheus' scrape staleness), so queries stop
 //! seeing them at once instead of after the 5 minute lookback.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,10 +19,16 @@ use crate::store::{Labels, Sample, Store, stale_nan};
 /// round succeeded, 0 when it failed or timed out (like Prometheus' `up`).
 pub const COLLECTOR_UP: &str = "medic_collector_up";
 
+/// The series each collector wrote in its last round (its `medic_collector_up` included), by
+/// collector name. [`Scheduler::join`] returns it and [`Scheduler::start_after`] takes it, so a
+/// reload keeps staleness exact: a collector that stays carries on, and the series of one
+/// that was removed are marked stale at once instead of lingering for the 5 minute lookback.
+pub type LastSeries = HashMap<String, HashSet<Labels>>;
+
 /// The running collectors. Stop them by sending `true` on the shutdown channel (or dropping
 /// its sender), then [`Scheduler::join`].
 pub struct Scheduler {
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<(String, HashSet<Labels>)>>,
 }
 
 impl Scheduler {
@@ -45,28 +51,65 @@ impl Scheduler {
         shutdown: watch::Receiver<bool>,
         landed: Option<watch::Sender<u64>>,
     ) -> Scheduler {
+        Self::start_after(
+            collectors,
+            store,
+            metrics,
+            shutdown,
+            landed,
+            LastSeries::new(),
+        )
+    }
+
+    /// [`Scheduler::start_notifying`] taking over from a stopped scheduler (a reload):
+    /// `previous` is what its [`Scheduler::join`] returned. Series of collectors that are no
+    /// longer configured are marked stale now.
+    pub fn start_after(
+        collectors: Vec<Arc<dyn Collector>>,
+        store: Arc<Store>,
+        metrics: Arc<SelfMetrics>,
+        shutdown: watch::Receiver<bool>,
+        landed: Option<watch::Sender<u64>>,
+        mut previous: LastSeries,
+    ) -> Scheduler {
         let tasks = collectors
             .into_iter()
             .map(|c| {
+                let seed = previous.remove(c.name()).unwrap_or_default();
                 tokio::spawn(run_collector(
                     c,
                     store.clone(),
                     metrics.clone(),
                     shutdown.clone(),
                     landed.clone(),
+                    seed,
                 ))
             })
             .collect();
+        let now = now_ms();
+        let gone: Vec<Sample> = previous
+            .into_values()
+            .flatten()
+            .map(|l| Sample::new(l, now, stale_nan()))
+            .collect();
+        if !gone.is_empty() {
+            store.append_batch(&gone);
+        }
         Scheduler { tasks }
     }
 
-    /// Waits for every collector task to end (after shutdown was signalled).
-    pub async fn join(self) {
+    /// Waits for every collector task to end (after shutdown was signalled); what each
+    /// wrote last, for [`Scheduler::start_after`].
+    pub async fn join(self) -> LastSeries {
+        let mut last = LastSeries::new();
         for t in self.tasks {
             // A task only ends by returning; a JoinError would mean it panicked, which the
             // panic hook has already reported.
-            let _ = t.await;
+            if let Ok((name, series)) = t.await {
+                last.insert(name, series);
+            }
         }
+        last
     }
 
     /// Number of collector tasks.
@@ -98,7 +141,8 @@ async fn run_collector(
     metrics: Arc<SelfMetrics>,
     mut shutdown: watch::Receiver<bool>,
     landed: Option<watch::Sender<u64>>,
-) {
+    mut previous: HashSet<Labels>,
+) -> (String, HashSet<Labels>) {
     let name = c.name().to_string();
     let metric_labels = labels(&[("collector", &name)]);
     let up = Labels::new([("__name__", COLLECTOR_UP), ("collector", name.as_str())]);
@@ -106,7 +150,8 @@ async fn run_collector(
     let mut ticker = tokio::time::interval(c.interval());
     // A round that overran its slot delays the next tick rather than firing a burst.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut previous: HashSet<Labels> = HashSet::new();
+    // The up series is written every round; it is only handed over, not stale-checked.
+    previous.remove(&up);
     let mut out: Vec<Sample> = Vec::new();
     loop {
         tokio::select! {
@@ -150,4 +195,6 @@ async fn run_collector(
         }
         previous = current;
     }
+    previous.insert(up);
+    (name, previous)
 }
