@@ -724,3 +724,241 @@ async fn memcached_down_or_stalled_is_up_0_with_counted_errors() {
     })
     .await
 }
+
+// ---------------------------------------------------------------- processes and units
+
+/// A child process killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &std::path::Path, args: &[&str]) -> Child {
+    Child(
+        std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `ps`'s view of a process: (resident KiB, threads).
+fn ps(pid: u32) -> (f64, f64) {
+    let out = std::process::Command::new("ps")
+        .args(["-o", "rss=,nlwp=", "-p", &pid.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (v[0], v[1])
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test]
+async fn process_by_pidfile_matches_ps_and_counts_restarts() {
+    guard(async {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("svc.pid");
+        let started = now_s();
+        let child = spawn("sleep".as_ref(), &["600"]);
+        let pid = child.0.id();
+        std::fs::write(&pidfile, format!("{pid}\n")).unwrap();
+        let c = build(&format!(
+            "type: process\npidfile: {}\nlabel: svc\n",
+            pidfile.display()
+        ));
+        // let the child exec sleep before reading it
+        eventually(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .await;
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        let p = [("process", "svc")];
+        assert_eq!(value(&out, "medic_process_up", &p), 1.0);
+        assert_eq!(value(&out, "medic_process_count", &p), 1.0);
+        let (rss_kib, threads) = ps(pid);
+        assert_eq!(
+            value(&out, "medic_process_resident_memory_bytes", &p),
+            rss_kib * 1024.0
+        );
+        assert_eq!(value(&out, "medic_process_threads", &p), threads);
+        // stdin, stdout, stderr at least
+        assert!(value(&out, "medic_process_open_fds", &p) >= 3.0);
+        let start = value(&out, "medic_process_start_time_seconds", &p);
+        assert!(
+            start >= started - 2.0 && start <= now_s() + 2.0,
+            "{start} vs {started}"
+        );
+        assert!(value(&out, "medic_process_cpu_seconds_total", &[("mode", "user")]) >= 0.0);
+        assert_eq!(value(&out, "medic_process_restarts_total", &p), 0.0);
+
+        // the service restarts: a new PID in the pidfile
+        drop(child);
+        let child = spawn("sleep".as_ref(), &["600"]);
+        std::fs::write(&pidfile, format!("{}\n", child.0.id())).unwrap();
+        let mut out = Vec::new();
+        c.collect(2_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "medic_process_up", &p), 1.0);
+        assert_eq!(value(&out, "medic_process_restarts_total", &p), 1.0);
+
+        // and dies
+        drop(child);
+        let mut out = Vec::new();
+        c.collect(3_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "medic_process_up", &p), 0.0);
+        assert_eq!(value(&out, "medic_process_restarts_total", &p), 1.0);
+        assert!(find(&out, "medic_process_threads", &[]).is_none());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn process_by_name_and_by_cmdline() {
+    guard(async {
+        // a copy of sleep under a name no other process has
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("msleep{}", std::process::id());
+        let exe = dir.path().join(&name);
+        std::fs::copy(which("sleep"), &exe).unwrap();
+        let _a = spawn(&exe, &["600"]);
+        let _b = spawn(&exe, &["601"]);
+        let c = build(&format!("type: process\nname: {name}\n"));
+        let mut out = Vec::new();
+        let mut tries = 0;
+        loop {
+            out.clear();
+            c.collect(1_000, &mut out).await.unwrap();
+            if value(&out, "medic_process_count", &[]) == 2.0 || tries > 200 {
+                break;
+            }
+            tries += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(value(&out, "medic_process_count", &[]), 2.0);
+        assert_eq!(value(&out, "medic_process_threads", &[]), 2.0);
+        assert_eq!(
+            find(&out, "medic_process_up", &[])
+                .unwrap()
+                .labels
+                .get("process"),
+            Some("cache")
+        );
+
+        let marker = format!("{}.25", 600 + std::process::id() % 1000);
+        let _c = spawn("sleep".as_ref(), &[&marker]);
+        let c = build(&format!(
+            "type: process\ncmdline: '^sleep {}$'\n",
+            marker.replace('.', "\\.")
+        ));
+        let mut tries = 0;
+        loop {
+            out.clear();
+            c.collect(1_000, &mut out).await.unwrap();
+            if value(&out, "medic_process_count", &[]) == 1.0 || tries > 200 {
+                break;
+            }
+            tries += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(value(&out, "medic_process_count", &[]), 1.0);
+
+        // exactly one selector
+        let cfg: CollectorConfig =
+            serde_saphyr::from_str("type: process\nname: a\npidfile: /x\n").unwrap();
+        let err = cfg
+            .build(&ctx("p", &GlobalConfig::default()))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("exactly one"), "{err}");
+        let cfg: CollectorConfig =
+            serde_saphyr::from_str("type: process\nsystemd_unit: '--help'\n").unwrap();
+        assert!(cfg.build(&ctx("p", &GlobalConfig::default())).is_err());
+    })
+    .await
+}
+
+fn which(program: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} not on PATH"))
+}
+
+#[tokio::test]
+async fn systemd_unit_state_or_a_clear_not_available() {
+    guard(async {
+        // this host's real systemctl: systemd may or may not be running as PID 1
+        let c = build("type: process\nsystemd_unit: medic-test-no-such.service\ntimeout: 5s\ninterval: 10s\n");
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        let systemd_running = std::path::Path::new("/run/systemd/system").exists();
+        assert_eq!(
+            value(&out, "medic_systemd_available", &[]),
+            if systemd_running { 1.0 } else { 0.0 }
+        );
+        assert_eq!(value(&out, "medic_process_up", &[]), 0.0);
+        if systemd_running {
+            assert_eq!(value(&out, "node_systemd_unit_state", &[("state", "inactive")]), 1.0);
+        } else {
+            assert!(find(&out, "node_systemd_unit_state", &[]).is_none());
+        }
+
+        // a systemctl that answers for a running unit whose MainPID is our child
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn("sleep".as_ref(), &["600"]);
+        let fake = dir.path().join("systemctl");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\n[ \"$1 $2 $3 $4\" = 'show --property=ActiveState,SubState,NRestarts,MainPID -- inference.service' ] || exit 1\nprintf 'ActiveState=active\\nSubState=running\\nNRestarts=2\\nMainPID={}\\n'\n",
+                child.0.id()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let c = build(&format!(
+            "type: process\nsystemd_unit: inference.service\nsystemctl: {}\n",
+            fake.display()
+        ));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        let n = [("name", "inference.service")];
+        assert_eq!(value(&out, "medic_systemd_available", &[]), 1.0);
+        assert_eq!(value(&out, "node_systemd_unit_state", &[("name", "inference.service"), ("state", "active")]), 1.0);
+        assert_eq!(value(&out, "node_systemd_unit_state", &[("name", "inference.service"), ("state", "failed")]), 0.0);
+        assert_eq!(value(&out, "node_systemd_service_restart_total", &n), 2.0);
+        assert!(find(&out, "medic_systemd_unit_info", &[("sub_state", "running")]).is_some());
+        assert_eq!(value(&out, "medic_process_up", &[]), 1.0);
+        assert_eq!(value(&out, "medic_process_threads", &[]), 1.0);
+
+        // a systemctl that hangs is cut at the round budget
+        let hang = dir.path().join("hang");
+        std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
+        std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let c = build(&format!(
+            "type: process\nsystemd_unit: inference.service\nsystemctl: {}\ntimeout: 300ms\ninterval: 1s\n",
+            hang.display()
+        ));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "medic_systemd_available", &[]), 0.0);
+    })
+    .await
+}

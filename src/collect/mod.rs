@@ -15,6 +15,7 @@ use std::time::Duration as StdDuration;
 
 pub mod exposition;
 pub mod memcached;
+pub mod process;
 pub mod redis;
 pub mod scrape;
 pub mod target;
@@ -41,6 +42,8 @@ pub enum CollectorConfig {
     Redis(redis::RedisConfig),
     /// A memcached server, read with `stats`, with memcached_exporter's names.
     Memcached(memcached::MemcachedConfig),
+    /// A service process (by name, command line, pidfile or systemd unit), read from /proc.
+    Process(process::ProcessConfig),
 }
 
 impl CollectorConfig {
@@ -52,6 +55,7 @@ impl CollectorConfig {
             CollectorConfig::Scrape(c) => c.build(ctx),
             CollectorConfig::Redis(c) => c.build(ctx),
             CollectorConfig::Memcached(c) => c.build(ctx),
+            CollectorConfig::Process(c) => c.build(ctx),
         }
     }
 }
