@@ -352,8 +352,9 @@ async fn recv_until(
     found.unwrap_or_else(|_| panic!("notify message not received; got {seen:?}"))
 }
 
-/// Pipes a `/metrics` body through `promtool check metrics`.
-fn promtool_check(body: &str) -> (bool, String) {
+/// Pipes a `/metrics` body through `promtool check metrics`: (exit code, findings).
+/// 0: clean; 3: lint findings only; 1: the exposition does not parse.
+fn promtool_check(body: &str) -> (i32, String) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -370,23 +371,72 @@ fn promtool_check(body: &str) -> (bool, String) {
     let out = child.wait_with_output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The families of an exposition whose names start with `prefix`.
+fn families_with_prefix(body: &str, prefix: &str) -> String {
+    body.lines()
+        .filter(|l| {
+            let name = l
+                .strip_prefix("# HELP ")
+                .or_else(|| l.strip_prefix("# TYPE "))
+                .unwrap_or(l);
+            name.starts_with(prefix)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_exposition_passes_promtool() {
     let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await;
     let medic = Medic::start(
         dir.path(),
-        &base_config(dir.path(), "  export_collected: true\n"),
+        &base_config(
+            dir.path(),
+            &format!(
+                "  export_collected: true\ncollectors:\n  host:\n    type: host\n  target:\n    type: http_probe\n    url: {}\n",
+                target.url()
+            ),
+        ),
     );
-    let (status, body) = medic.get("/metrics").await;
-    assert_eq!(status, 200);
+    // Wait for both collectors' series (host: counters named *_total among them).
+    let body = wait_for("collected series on /metrics", || async {
+        let (status, body) = medic.get("/metrics").await;
+        (status == 200
+            && body.contains("\nnode_load1 ")
+            && body.contains("node_network_receive_bytes_total{")
+            && body.contains("probe_success{instance="))
+        .then_some(body)
+    })
+    .await;
     assert!(body.contains("medic_build_info{version="), "{body}");
-    let (ok, problems) = promtool_check(&body);
+    assert!(body.contains("# TYPE node_network_receive_bytes_total untyped\n"));
+    assert!(body.contains("# TYPE probe_success gauge\n"));
+    // The whole exposition parses. The only lint findings allowed are the camelCase names
+    // that medic keeps from node_exporter (node_memory_MemAvailable_bytes, ...) so existing
+    // dashboards work; node_exporter's own output gets the same findings.
+    let (code, findings) = promtool_check(&body);
     assert!(
-        ok,
-        "promtool check metrics failed:\n{problems}\n---\n{body}"
+        code == 0 || code == 3,
+        "promtool check metrics failed ({code}):\n{findings}\n---\n{body}"
+    );
+    for f in findings.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            f.starts_with("node_")
+                && f.ends_with("should be written in 'snake_case' not 'camelCase'"),
+            "unexpected promtool finding: {f}"
+        );
+    }
+    // medic's own metrics pass without any finding.
+    let own = families_with_prefix(&body, "medic_");
+    assert!(own.contains("medic_collector_duration_seconds{collector=\"host\"}"));
+    let (code, findings) = promtool_check(&own);
+    assert_eq!(
+        code, 0,
+        "promtool on medic's own metrics:\n{findings}\n---\n{own}"
     );
 
     // Prometheus asks for OpenMetrics and gets it, terminated by # EOF.

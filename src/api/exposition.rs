@@ -205,6 +205,13 @@ impl Collector for StoreExport {
                 MetricType::Gauge
             };
             let mut family = encoder.encode_descriptor(name, "Collected by medic.", None, ty)?;
+            if let [(pairs, value)] = rows.as_slice()
+                && pairs.is_empty()
+            {
+                // A lone series without labels: `name 1`, not `name{} 1`.
+                ConstGauge::new(*value).encode(family)?;
+                continue;
+            }
             for (pairs, value) in &rows {
                 let slice: &[(&str, &str)] = pairs;
                 ConstGauge::new(*value).encode(family.encode_family(&slice)?)?;
@@ -267,6 +274,7 @@ mod tests {
         store.append(&rx, 2_000, 42.0);
         let old = Labels::new([("__name__", "gone"), ("x", "y")]);
         store.append(&old, 1_000, 5.0);
+        store.append(&Labels::from_name("node_load1"), 2_000, 0.5);
         store.mark_stale(&old, 1_500);
         // a collected series named like one of medic's own is left out
         store.append(&Labels::from_name("medic_actions_total"), 2_000, 7.0);
@@ -277,6 +285,7 @@ mod tests {
             "# TYPE node_network_receive_bytes_total untyped\n\
              node_network_receive_bytes_total{device=\"we\\\"ird\\\\\"} 42.0\n"
         ));
+        assert!(text.contains("# TYPE node_load1 gauge\nnode_load1 0.5\n"));
         assert!(!text.contains("gone"));
         assert!(!text.contains("medic_actions_total 7"));
         assert!(text.contains("# TYPE medic_actions_total counter\n"));
