@@ -24,10 +24,11 @@ use crate::alert::{Dispatcher, DispatcherHandle};
 use crate::api::metrics::SelfMetrics;
 use crate::api::{ApiState, ControlRequest};
 use crate::config::Config;
+use crate::journal::Journal;
 use crate::remedy::planner::{Planner, PlannerHandle};
 use crate::rules::AlertTransition;
 use crate::store::Store;
-use pipeline::{Generation, Prepared, Shared, prepare};
+use pipeline::{Carry, Generation, Prepared, Shared, prepare};
 
 /// How long shutdown (and the hand-over at a reload) waits for running work, in-flight
 /// actions included, before leaving it behind.
@@ -52,6 +53,19 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error(transparent)]
     Watch(#[from] watch::WatchError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+/// Opens the journal in the state folder of the config at startup (a later change of
+/// `state_dir` takes effect at the next restart). A config that does not load is reported
+/// by `prepare` with all its problems, so this only looks at `state_dir`.
+fn open_journal(config_path: &Path) -> Result<Option<Journal>, DaemonError> {
+    let Ok(config) = Config::parse_file(config_path) else {
+        return Ok(None);
+    };
+    let path = config.global.state_dir.join("journal.db");
+    Ok(Some(Journal::open(&path)?))
 }
 
 fn now_secs() -> f64 {
@@ -83,7 +97,8 @@ fn record_reload(metrics: &SelfMetrics, ok: bool) {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     systemd::status("loading configuration");
-    let prepared = prepare(&opts.config_path).map_err(DaemonError::Config)?;
+    let journal = open_journal(&opts.config_path)?;
+    let prepared = prepare(&opts.config_path, journal.as_ref()).map_err(DaemonError::Config)?;
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
@@ -137,7 +152,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     };
     let mut watcher = watch::FileWatcher::new()?;
     watch_files(&mut watcher, &prepared);
-    let mut current = Generation::start(prepared, &shared, sinks.senders(), Vec::new());
+    let mut current = Generation::start(prepared, &shared, sinks.senders(), Carry::default());
     record_reload(&metrics, true);
     let watchdog = opts.watchdog.map(|period| {
         tracing::info!(?period, "systemd watchdog enabled");
@@ -161,6 +176,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         };
         let (next, result) = reload(
             &opts.config_path,
+            journal.as_ref(),
             &reason,
             &shared,
             &mut sinks,
@@ -236,8 +252,10 @@ fn watch_files(watcher: &mut watch::FileWatcher, prepared: &Prepared) {
 
 /// One reload: prepare the new config; on success stop the running generation and start
 /// the new one (unchanged rule groups carry over), else keep running `current`.
+#[allow(clippy::too_many_arguments)] // the daemon's parts, passed explicitly
 async fn reload(
     path: &Path,
+    journal: Option<&Journal>,
     reason: &str,
     shared: &Shared,
     sinks: &mut Sinks,
@@ -246,7 +264,7 @@ async fn reload(
 ) -> (Generation, Result<(), String>) {
     tracing::info!(%reason, "reloading configuration");
     systemd::reloading();
-    let mut prepared = match prepare(path) {
+    let mut prepared = match prepare(path, journal) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "new configuration rejected; the old one keeps running");
@@ -266,7 +284,10 @@ async fn reload(
         );
     }
     let portable = pipeline::groups_portable(&current.config, &prepared.config);
-    let old_groups = current.stop().await;
+    let mut carry = current.stop().await;
+    if !portable {
+        carry.groups.clear();
+    }
     sinks.planner.reload(
         std::mem::take(&mut prepared.actuators),
         prepared.config.remedy.clone(),
@@ -284,7 +305,6 @@ async fn reload(
         }
     });
     watch_files(watcher, &prepared);
-    let carry = if portable { old_groups } else { Vec::new() };
     let next = Generation::start(prepared, shared, sinks.senders(), carry);
     record_reload(&shared.metrics, true);
     tracing::info!("configuration reloaded");

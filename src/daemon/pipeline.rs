@@ -15,8 +15,11 @@ use super::watch::WatchSet;
 use crate::api::metrics::SelfMetrics;
 use crate::api::prom::RuleGroupView;
 use crate::api::{ApiSettings, ApiState};
+use crate::collect::scheduler::LastSeries;
 use crate::collect::{Collector, Scheduler};
 use crate::config::{Config, Severity};
+use crate::detect::Detectors;
+use crate::journal::Journal;
 use crate::rules::group::{GroupOptions, Rule, RuleGroup};
 use crate::rules::{AlertTransition, file as rule_file};
 use crate::store::{Labels, Store};
@@ -43,12 +46,25 @@ pub struct Prepared {
     pub groups: Vec<RuleGroup>,
     pub actuators: crate::remedy::Actuators,
     pub notifiers: crate::alert::Notifiers,
+    pub detectors: Detectors,
     pub retention_ms: i64,
 }
 
+/// What a stopped generation hands to the next one.
+#[derive(Default)]
+pub struct Carry {
+    /// Rule groups, for those whose definition did not change.
+    pub groups: Vec<SharedGroup>,
+    /// Detectors, for their baselines.
+    pub detectors: Option<Detectors>,
+    /// Series each collector returned last, so a removed collector's series go stale.
+    pub last_series: LastSeries,
+}
+
 /// Reads the config file and the rule files and builds everything they describe; every
-/// problem found is reported, any error rejects the config. Warnings are logged.
-pub fn prepare(path: &Path) -> Result<Prepared, String> {
+/// problem found is reported, any error rejects the config. Warnings are logged. SLOs keep
+/// their buckets in `journal`.
+pub fn prepare(path: &Path, journal: Option<&Journal>) -> Result<Prepared, String> {
     let (config, issues) = Config::load(path).map_err(|e| e.to_string())?;
     for issue in &issues {
         tracing::warn!(config = %path.display(), "{issue}");
@@ -71,12 +87,16 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
         errors.push(e.to_string());
         Default::default()
     });
-    let groups = match config.rule_file_paths() {
+    let detectors = Detectors::build(&config, journal)
+        .map_err(|e| errors.push(e.to_string()))
+        .ok();
+    let opts = group_options(&config);
+    let mut groups = match config.rule_file_paths() {
         Err(issues) => {
             errors.extend(issues.iter().map(|i| i.to_string()));
             Vec::new()
         }
-        Ok(paths) => match rule_file::load_files(&paths, &group_options(&config)) {
+        Ok(paths) => match rule_file::load_files(&paths, &opts) {
             Ok(groups) => groups,
             Err(e) => {
                 errors.push(e.to_string());
@@ -84,6 +104,13 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
             }
         },
     };
+    // SLOs come with generated burn-rate alerting rules.
+    if let Some(yaml) = detectors.as_ref().and_then(Detectors::slo_rule_file) {
+        match rule_file::parse_rule_file(Path::new("<slos>"), &yaml, &opts) {
+            Ok(g) => groups.extend(g),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
     for g in &groups {
         for rule in g.rules() {
             let Rule::Alerting(a) = rule else { continue };
@@ -110,6 +137,8 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
             errors.join("\n  ")
         ));
     }
+    // Present whenever no error was recorded.
+    let detectors = detectors.ok_or("detectors could not be built")?;
     let retention_ms = rule_file::retention_needed_ms(&groups);
     Ok(Prepared {
         api: ApiSettings::new(config.global.export_collected, token),
@@ -118,6 +147,7 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
         groups,
         actuators,
         notifiers,
+        detectors,
         retention_ms,
         config: Arc::new(config),
     })
@@ -179,6 +209,7 @@ pub struct Generation {
     pub config: Arc<Config>,
     stop: watch::Sender<bool>,
     scheduler: Scheduler,
+    detectors: JoinHandle<Detectors>,
     groups: Vec<SharedGroup>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -188,25 +219,30 @@ impl Generation {
     /// `sinks`. A group whose definition did not change is taken over from `previous` with
     /// its alert state (pending timers, firing alerts).
     pub fn start(
-        p: Prepared,
+        mut p: Prepared,
         shared: &Shared,
         sinks: Vec<mpsc::Sender<AlertTransition>>,
-        previous: Vec<SharedGroup>,
+        carry: Carry,
     ) -> Generation {
         let (stop, _) = watch::channel(false);
         let (landed_tx, landed_rx) = watch::channel(0u64);
         shared.store.set_retention_ms(p.retention_ms);
         shared.api.set_settings(p.api.clone());
 
-        let scheduler = Scheduler::start_notifying(
+        let scheduler = Scheduler::start_after(
             p.collectors,
             shared.store.clone(),
             shared.metrics.clone(),
             stop.subscribe(),
             Some(landed_tx),
+            carry.last_series,
         );
+        if let Some(old) = carry.detectors {
+            p.detectors.carry_state_from(old);
+        }
+        let detectors = tokio::spawn(p.detectors.run(shared.store.clone(), stop.subscribe()));
 
-        let mut previous: Vec<Option<SharedGroup>> = previous.into_iter().map(Some).collect();
+        let mut previous: Vec<Option<SharedGroup>> = carry.groups.into_iter().map(Some).collect();
         let mut kept = 0;
         let groups: Vec<SharedGroup> = p
             .groups
@@ -252,8 +288,6 @@ impl Generation {
             shared.metrics.clone(),
             stop.subscribe(),
         )));
-        // Detectors (anomaly, SLO) start here the same way when they land: a task per
-        // detector reading the store and writing its series, ending when `stop` turns true.
         shared.api.set_groups(
             groups
                 .iter()
@@ -264,26 +298,41 @@ impl Generation {
             config: p.config,
             stop,
             scheduler,
+            detectors,
             groups,
             tasks,
         }
     }
 
-    /// Stops the collectors and rule groups and returns the groups (for [`Generation::start`]
-    /// of the next config to take over the unchanged ones).
-    pub async fn stop(self) -> Vec<SharedGroup> {
+    /// Stops the collectors, detectors and rule groups and returns what the next
+    /// generation takes over.
+    pub async fn stop(self) -> Carry {
         let _ = self.stop.send(true);
         let all = async {
-            self.scheduler.join().await;
+            let last_series = self.scheduler.join().await;
+            // JoinError: the task panicked (already reported) or was aborted.
+            let detectors = self.detectors.await.ok();
             for t in self.tasks {
-                // JoinError: the task panicked (already reported) or was aborted.
                 let _ = t.await;
             }
+            (last_series, detectors)
         };
-        if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
-            tracing::warn!("collector or rule tasks did not stop in time; leaving them");
+        match tokio::time::timeout(STOP_WAIT, all).await {
+            Ok((last_series, detectors)) => Carry {
+                groups: self.groups,
+                detectors,
+                last_series,
+            },
+            Err(_) => {
+                tracing::warn!(
+                    "collector, detector or rule tasks did not stop in time; leaving them"
+                );
+                Carry {
+                    groups: self.groups,
+                    ..Carry::default()
+                }
+            }
         }
-        self.groups
     }
 }
 
