@@ -962,3 +962,197 @@ async fn systemd_unit_state_or_a_clear_not_available() {
     })
     .await
 }
+
+// ---------------------------------------------------------------- GPU
+
+use medic::collect::Schedule;
+use medic::collect::gpu::{
+    GpuBackend, GpuCollector, GpuConfig, GpuDevice, GpuError, GpuIdentity, open_nvml,
+};
+
+/// A GPU that exists only here (this host has none); readings in NVML's units.
+#[derive(Clone)]
+struct FakeGpu {
+    index: u32,
+    ecc: bool,
+}
+
+impl GpuDevice for FakeGpu {
+    fn identity(&self) -> Result<GpuIdentity, GpuError> {
+        Ok(GpuIdentity {
+            index: self.index,
+            uuid: format!("GPU-fake-{}", self.index),
+            model: "NVIDIA H100 80GB HBM3".to_string(),
+            pci_bus_id: format!("00000000:0{}:00.0", self.index + 1),
+        })
+    }
+    fn utilization(&self) -> Result<(u32, u32), GpuError> {
+        Ok((87, 41))
+    }
+    fn memory(&self) -> Result<(u64, u64), GpuError> {
+        Ok((
+            30 * 1024 * 1024 * 1024 + 512 * 1024,
+            50 * 1024 * 1024 * 1024,
+        ))
+    }
+    fn temperature_c(&self) -> Result<u32, GpuError> {
+        Ok(71)
+    }
+    fn power_mw(&self) -> Result<u32, GpuError> {
+        Ok(312_500)
+    }
+    fn sm_clock_mhz(&self) -> Result<u32, GpuError> {
+        Ok(1980)
+    }
+    fn mem_clock_mhz(&self) -> Result<u32, GpuError> {
+        Ok(2619)
+    }
+    fn ecc_volatile(&self) -> Result<(u64, u64), GpuError> {
+        if self.ecc {
+            Ok((3, 1))
+        } else {
+            Err(GpuError::NotSupported)
+        }
+    }
+    fn throttle_reasons(&self) -> Result<u64, GpuError> {
+        Ok(0x4)
+    }
+    fn processes(&self) -> Result<Vec<(u32, u64)>, GpuError> {
+        Ok(vec![(4242, 20 * 1024 * 1024 * 1024)])
+    }
+}
+
+struct FakeBackend(Vec<FakeGpu>);
+
+impl GpuBackend for FakeBackend {
+    fn devices(&self) -> Result<Vec<Box<dyn GpuDevice + '_>>, GpuError> {
+        Ok(self
+            .0
+            .iter()
+            .map(|d| Box::new(d.clone()) as Box<dyn GpuDevice>)
+            .collect())
+    }
+    fn last_xids(&self) -> std::collections::HashMap<String, u64> {
+        [("GPU-fake-1".to_string(), 79)].into_iter().collect()
+    }
+}
+
+fn gpu_cfg() -> GpuConfig {
+    serde_saphyr::from_str("hostname: gpu-box\n").unwrap()
+}
+
+fn schedule() -> Schedule {
+    Schedule {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+    }
+}
+
+#[tokio::test]
+async fn gpu_readings_map_to_dcgm_names_units_and_labels() {
+    let backend: Arc<dyn GpuBackend> = Arc::new(FakeBackend(vec![
+        FakeGpu {
+            index: 0,
+            ecc: true,
+        },
+        FakeGpu {
+            index: 1,
+            ecc: false,
+        },
+    ]));
+    let c = GpuCollector::new(
+        "gpu",
+        schedule(),
+        &gpu_cfg(),
+        Box::new(move || Ok(backend.clone())),
+    );
+    let mut out = Vec::new();
+    c.collect(1_000, &mut out).await.unwrap();
+    assert_eq!(value(&out, "medic_gpu_up", &[("Hostname", "gpu-box")]), 1.0);
+    assert_eq!(value(&out, "medic_gpu_count", &[]), 2.0);
+    let g0 = [("gpu", "0"), ("UUID", "GPU-fake-0")];
+    let s = find(&out, "DCGM_FI_DEV_GPU_UTIL", &g0).unwrap();
+    assert_eq!(s.value, 87.0);
+    assert_eq!(s.labels.get("modelName"), Some("NVIDIA H100 80GB HBM3"));
+    assert_eq!(s.labels.get("pci_bus_id"), Some("00000000:01:00.0"));
+    assert_eq!(s.labels.get("Hostname"), Some("gpu-box"));
+    assert_eq!(s.labels.get("device"), Some("nvidia0"));
+    assert_eq!(value(&out, "DCGM_FI_DEV_MEM_COPY_UTIL", &g0), 41.0);
+    // framebuffer in MiB, power in W
+    assert_eq!(value(&out, "DCGM_FI_DEV_FB_USED", &g0), 30.0 * 1024.0);
+    assert_eq!(value(&out, "DCGM_FI_DEV_FB_FREE", &g0), 50.0 * 1024.0);
+    assert_eq!(value(&out, "DCGM_FI_DEV_POWER_USAGE", &g0), 312.5);
+    assert_eq!(value(&out, "DCGM_FI_DEV_GPU_TEMP", &g0), 71.0);
+    assert_eq!(value(&out, "DCGM_FI_DEV_SM_CLOCK", &g0), 1980.0);
+    assert_eq!(value(&out, "DCGM_FI_DEV_MEM_CLOCK", &g0), 2619.0);
+    assert_eq!(value(&out, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", &g0), 3.0);
+    assert_eq!(value(&out, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", &g0), 1.0);
+    assert_eq!(value(&out, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", &g0), 4.0);
+    assert_eq!(value(&out, "DCGM_FI_DEV_XID_ERRORS", &g0), 0.0);
+    assert_eq!(value(&out, "DCGM_FI_DEV_XID_ERRORS", &[("gpu", "1")]), 79.0);
+    // a reading the GPU does not support is left out, not zero
+    assert!(find(&out, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", &[("gpu", "1")]).is_none());
+    assert_eq!(
+        value(
+            &out,
+            "medic_gpu_process_memory_used_bytes",
+            &[("gpu", "1"), ("pid", "4242")]
+        ),
+        20.0 * 1024.0 * 1024.0 * 1024.0
+    );
+}
+
+/// Collects log lines written while it is the thread's subscriber.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn gpu_real_nvml_path_degrades_cleanly_and_says_so_once() {
+    let logs = LogBuf::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // the real backend, exactly as `type: gpu` builds it
+    let cfg: CollectorConfig = serde_saphyr::from_str("type: gpu\n").unwrap();
+    assert!(cfg.build(&ctx("gpu", &GlobalConfig::default())).is_ok());
+    let c = GpuCollector::new(
+        "gpu",
+        schedule(),
+        &gpu_cfg(),
+        Box::new(|| open_nvml().map(|b| b as Arc<dyn GpuBackend>)),
+    );
+    for round in 0..3 {
+        let mut out = Vec::new();
+        c.collect(1_000 + round, &mut out).await.unwrap();
+        match c.off_reason() {
+            // no driver here: nothing but medic_gpu_up 0
+            Some(_) => {
+                assert_eq!(value(&out, "medic_gpu_up", &[]), 0.0);
+                assert_eq!(out.len(), 1, "{out:#?}");
+            }
+            None => assert_eq!(value(&out, "medic_gpu_up", &[]), 1.0),
+        }
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    if let Some(reason) = c.off_reason() {
+        // said once, not on every round
+        assert_eq!(text.matches("GPU collection off").count(), 1, "{text}");
+        if reason == medic::collect::gpu::GpuInitError::NoDriverLibrary {
+            assert!(text.contains("NVIDIA driver library not found"), "{text}");
+        }
+    }
+}

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 pub mod exposition;
+pub mod gpu;
 pub mod memcached;
 pub mod process;
 pub mod redis;
@@ -44,6 +45,8 @@ pub enum CollectorConfig {
     Memcached(memcached::MemcachedConfig),
     /// A service process (by name, command line, pidfile or systemd unit), read from /proc.
     Process(process::ProcessConfig),
+    /// Every NVIDIA GPU of the host, through NVML, with dcgm-exporter's names.
+    Gpu(gpu::GpuConfig),
 }
 
 impl CollectorConfig {
@@ -56,6 +59,7 @@ impl CollectorConfig {
             CollectorConfig::Redis(c) => c.build(ctx),
             CollectorConfig::Memcached(c) => c.build(ctx),
             CollectorConfig::Process(c) => c.build(ctx),
+            CollectorConfig::Gpu(c) => c.build(ctx),
         }
     }
 }
