@@ -54,6 +54,19 @@ enum Command {
         #[command(subcommand)]
         command: AnomalyCommand,
     },
+    /// Run the configured collectors once and print their samples in the Prometheus text
+    /// format (exit 1 if one failed). Handy to check a collector, or to try the GPU collector.
+    Collect {
+        /// The config file.
+        #[arg(short, long, default_value = "/etc/medic/medic.yaml")]
+        config: PathBuf,
+        /// Only this collector (repeatable); default all.
+        #[arg(long)]
+        only: Vec<String>,
+        /// One round and exit (what `collect` always does; accepted for clarity).
+        #[arg(long)]
+        once: bool,
+    },
     /// SLOs: print the burn-rate alerting rules generated from a configuration's `slos:`.
     Slo {
         #[command(subcommand)]
@@ -116,6 +129,11 @@ fn main() -> anyhow::Result<()> {
         Command::Anomaly {
             command: AnomalyCommand::Score { detector, file },
         } => anomaly_score(&detector, &file)?,
+        Command::Collect { config, only, .. } => {
+            if !collect_once(&config, &only)? {
+                std::process::exit(1);
+            }
+        }
         Command::Slo {
             command: SloCommand::Rules { config },
         } => {
@@ -154,6 +172,33 @@ fn run_daemon(config: PathBuf, format: LogFormatArg, level: Option<&str>) -> any
         return Err(e.into());
     }
     Ok(())
+}
+
+/// `medic collect`: one round of each collector, samples to stdout, failures to stderr.
+fn collect_once(config: &std::path::Path, only: &[String]) -> anyhow::Result<bool> {
+    medic::daemon::logging::init(medic::daemon::logging::LogFormat::Plain, Some("warn"))?;
+    medic::init_tls();
+    let (cfg, _warnings) = medic::config::Config::load(config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let results = rt
+        .block_on(medic::collect::once::collect_once(&cfg, only))
+        .map_err(anyhow::Error::msg)?;
+    let mut ok = true;
+    let mut samples = Vec::new();
+    for r in results {
+        match r.result {
+            Ok(s) => samples.extend(s),
+            Err(e) => {
+                eprintln!("collector {}: {e}", r.name);
+                ok = false;
+            }
+        }
+    }
+    print!("{}", medic::collect::once::write_exposition(&samples, None));
+    Ok(ok)
 }
 
 fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {

@@ -16,6 +16,7 @@ use std::time::Duration as StdDuration;
 pub mod exposition;
 pub mod gpu;
 pub mod memcached;
+pub mod once;
 pub mod process;
 pub mod redis;
 pub mod scrape;
