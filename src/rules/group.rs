@@ -577,6 +577,32 @@ groups:
     }
 
     #[test]
+    fn group_labels_apply_to_every_rule_and_rule_labels_win() {
+        let text = "groups:\n- name: g\n  labels: {team: ml, severity: low}\n  rules:\n  - alert: A\n    expr: x > 1\n    labels: {severity: high}\n  - record: r\n    expr: x\n";
+        let mut g = parse_rule_file(Path::new("t.yaml"), text, &GroupOptions::default())
+            .unwrap()
+            .remove(0);
+        let store = Store::default();
+        let tr = g.eval_with(&store, 0, |_, ts| {
+            let l = Labels::new([("instance", "a")]);
+            Ok(Value::Vector(vec![Sample::new(l, ts, 2.0)]))
+        });
+        // no `for`: straight to firing
+        assert_eq!(tr.len(), 1);
+        assert_eq!(tr[0].kind, Firing);
+        let a = &g.active_alerts()[0];
+        assert_eq!(a.labels.get("team"), Some("ml"));
+        assert_eq!(a.labels.get("severity"), Some("high"));
+        let rec = Labels::new([
+            ("__name__", "r"),
+            ("instance", "a"),
+            ("team", "ml"),
+            ("severity", "low"),
+        ]);
+        assert!(store.reader().lookup(&rec).is_some());
+    }
+
+    #[test]
     fn failures_recorded_in_health() {
         let store = Store::default();
         let mut g = group();
