@@ -108,28 +108,28 @@ fn rules_yaml() -> String {
             let n = g * 100 + r;
             let j = n % JOBS;
             let k = n % RACKS;
-            let th = (n / 20) as f64; // varies so that some rules fire, some do not
+            let th = (n / 20) as f64; // varies so that a minority of the rules fire
             let expr = match n % 5 {
                 0 => format!(
                     "sum by (instance) (rate(http_requests_total{{job=\"job{j}\",code=\"500\"}}[5m])) / sum by (instance) (rate(http_requests_total{{job=\"job{j}\"}}[5m])) > {}",
-                    0.05 + th / 500.0
+                    0.1 + th / 500.0
                 ),
                 1 => format!(
                     "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{job=\"job{j}\"}}[5m]))) > {}",
-                    0.1 + th / 50.0
+                    2.0 + th / 50.0
                 ),
                 2 => format!(
                     "avg by (instance) (gpu_utilization{{rack=\"r{k}\"}}) > {}",
-                    70.0 + th / 2.0
+                    90.0 + th / 5.0
                 ),
                 3 => format!(
                     "max_over_time(queue_depth{{job=\"job{j}\"}}[5m]) > {} or avg_over_time(node_load1{{rack=\"r{k}\"}}[10m]) > {}",
-                    100.0 + th,
-                    4.0 + th / 10.0
+                    140.0 + th,
+                    7.0 + th / 10.0
                 ),
                 _ => format!(
                     "rate(cache_misses_total{{rack=\"r{k}\"}}[5m]) / (rate(cache_hits_total{{rack=\"r{k}\"}}[5m]) + rate(cache_misses_total{{rack=\"r{k}\"}}[5m])) > {}",
-                    0.1 + th / 100.0
+                    0.25 + th / 100.0
                 ),
             };
             let _ = writeln!(
@@ -169,6 +169,25 @@ fn bench(c: &mut Criterion) {
     let firing: usize = groups.iter().map(|g| g.active_alerts().len()).sum();
     let failures: usize = groups.iter().map(|g| g.last_failures()).sum();
     eprintln!("active alerts: {firing}, failed rules: {failures}");
+    // Where the time goes, by kind of rule (rule n is of kind n % 5), at the last round.
+    let mut by_kind = [0.0f64; 5];
+    for (i, r) in groups
+        .iter()
+        .flat_map(|g| g.rules_snapshot().rules)
+        .enumerate()
+    {
+        by_kind[i % 5] += r.evaluation_time_s;
+    }
+    let kinds = [
+        "ratio of rates",
+        "histogram_quantile",
+        "avg by",
+        "*_over_time",
+        "cache ratio",
+    ];
+    for (k, t) in kinds.iter().zip(by_kind) {
+        eprintln!("  {k:>20}: {:.1} ms for 200 rules", t * 1000.0);
+    }
     assert_eq!(failures, 0);
     c.bench_function("rules_eval/1000_rules_10000_series_round", |b| {
         b.iter(|| {
