@@ -2,6 +2,9 @@
 //! store (as the daemon runs them), reload carry-over, SLO series, the generated burn-rate
 //! rules, and the SLO journal surviving a SIGKILL.
 
+#[path = "support/daemon.rs"]
+#[allow(dead_code)]
+mod daemon_support;
 #[path = "support/detect.rs"]
 mod support;
 
@@ -542,4 +545,54 @@ async fn run_until_shutdown() {
         .expect("run stops on shutdown")
         .unwrap();
     assert!(!back.is_empty());
+}
+
+/// `medic run` with an SLO, killed with SIGKILL and started again: the SLO's event counts in
+/// the journal are all still there and the new process carries on from them (it does not
+/// overwrite the current minute with a fresh count).
+#[test]
+fn medic_run_slo_budget_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "global:\n  listen_address: 127.0.0.1:0\n  state_dir: {}\n  evaluation_interval: 100ms\nslos:\n  api:\n    objective: 99\n    interval: 100ms\n    sli: {{probe: {{query: 'vector(0)'}}}}\n",
+        dir.path().display()
+    );
+    let db = dir.path().join("journal.db");
+    let totals = || -> (f64, f64) {
+        let Ok(j) = Journal::open(&db) else {
+            return (0.0, 0.0);
+        };
+        j.slo_buckets("api", 0)
+            .unwrap_or_default()
+            .iter()
+            .fold((0.0, 0.0), |(e, t), b| (e + b.errors, t + b.total))
+    };
+    let wait_for = |min_total: f64, floor: f64| -> (f64, f64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (e, t) = totals();
+            assert!(t >= floor, "journal total went down from {floor} to {t}");
+            if t >= min_total {
+                return (e, t);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {t} SLO events journaled"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let medic = daemon_support::Medic::start(dir.path(), &config);
+    let (_, before) = wait_for(20.0, 0.0);
+    medic.signal(libc::SIGKILL);
+    drop(medic);
+    let (errors, after_kill) = totals();
+    assert!(after_kill >= before, "{after_kill} < {before}");
+    // every event of this SLI failed
+    assert_eq!(errors, after_kill);
+
+    let medic = daemon_support::Medic::start(dir.path(), &config);
+    let (errors, total) = wait_for(after_kill + 20.0, after_kill);
+    assert_eq!(errors, total);
+    drop(medic);
 }
