@@ -3,7 +3,6 @@
 //! rules, and the SLO journal surviving a SIGKILL.
 
 #[path = "support/daemon.rs"]
-#[allow(dead_code)]
 mod daemon_support;
 #[path = "support/detect.rs"]
 mod support;
