@@ -1156,3 +1156,30 @@ async fn gpu_real_nvml_path_degrades_cleanly_and_says_so_once() {
         }
     }
 }
+
+// ---------------------------------------------------------------- docs
+
+/// Every YAML example in the README's collectors-ai section is a valid config.
+#[test]
+fn readme_examples_parse() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- section: collectors-ai -->").unwrap();
+    let end = start
+        + readme[start..]
+            .find("\n### ")
+            .unwrap_or(readme.len() - start);
+    let section = &readme[start..end];
+    let mut n = 0;
+    for block in section.split("```yaml\n").skip(1) {
+        let yaml = &block[..block.find("```").unwrap()];
+        let cfg: Result<medic::config::Config, _> = serde_saphyr::from_str(yaml);
+        assert!(
+            cfg.is_ok(),
+            "README example does not parse: {:?}\n{yaml}",
+            cfg.err()
+        );
+        n += 1;
+    }
+    assert_eq!(n, 5);
+}

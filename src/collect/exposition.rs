@@ -10,6 +10,43 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast word-at-a-time hasher (FxHash's mixing) for the parser's and the scrape cache's
+/// maps, which hash every sample's name or series text. Not DoS-resistant; the inputs come
+/// from configured targets and are bounded by the sample and body limits.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(w) ^ rest.len() as u64).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with [`FxHasher`].
+pub type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Which text format a body is in (from the response's `Content-Type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,8 +174,9 @@ where
     Parser {
         body,
         format,
-        families: HashMap::new(),
+        families: FxHashMap::default(),
         current: None,
+        current_sampled: false,
         labels: Vec::with_capacity(16),
         line_no: 0,
         line_start: 0,
@@ -179,8 +217,11 @@ pub struct OwnedSample {
 struct Parser<'a> {
     body: &'a str,
     format: Format,
-    families: HashMap<&'a str, FamilyState>,
+    families: FxHashMap<&'a str, FamilyState>,
     current: Option<(&'a str, MetricType)>,
+    /// Whether the current family is already marked as having samples (saves a map lookup
+    /// per sample in the common case of contiguous families).
+    current_sampled: bool,
     labels: Vec<(&'a str, Cow<'a, str>)>,
     line_no: usize,
     line_start: usize,
@@ -402,6 +443,7 @@ impl<'a> Parser<'a> {
                 st.typed = true;
                 st.metric_type = mt;
                 self.current = Some((name, mt));
+                self.current_sampled = false;
             }
             _ => {
                 if st.unit {
@@ -468,6 +510,7 @@ impl<'a> Parser<'a> {
         });
         let (fam, mt) = found.unwrap_or((name, MetricType::Unknown));
         self.current = Some((fam, mt));
+        self.current_sampled = false;
         (fam, mt)
     }
 
@@ -555,19 +598,22 @@ impl<'a> Parser<'a> {
 
         let (family, metric_type) = self.family_of(name);
         self.check_type(name, family, metric_type, &labels, value)?;
-        if let Some(st) = self.families.get_mut(family) {
-            st.sampled = true;
-        } else {
-            self.families.insert(
-                family,
-                FamilyState {
-                    metric_type,
-                    typed: false,
-                    helped: false,
-                    unit: false,
-                    sampled: true,
-                },
-            );
+        if !self.current_sampled {
+            self.current_sampled = true;
+            if let Some(st) = self.families.get_mut(family) {
+                st.sampled = true;
+            } else {
+                self.families.insert(
+                    family,
+                    FamilyState {
+                        metric_type,
+                        typed: false,
+                        helped: false,
+                        unit: false,
+                        sampled: true,
+                    },
+                );
+            }
         }
         let r = on_sample(&SampleRef {
             series,

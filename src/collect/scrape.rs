@@ -6,14 +6,14 @@
 //! `scrape_samples_scraped`) and `medic_scrape_errors_total{reason}`, so a target that is down,
 //! slow, malformed or too large shows as `up 0` plus a counted reason, never as a stall.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::exposition::{self, Format, ParseError};
+use super::exposition::{self, Format, FxHashMap, ParseError};
 use super::target::{OutageLog, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
 use crate::config::{Duration, Secret};
@@ -267,7 +267,7 @@ struct CacheEntry {
 struct State {
     /// Label sets built on first sight, keyed by the series' raw text, so a steady target
     /// costs no label building after its first scrape.
-    cache: HashMap<Box<str>, CacheEntry>,
+    cache: FxHashMap<Box<str>, CacheEntry>,
     round: u64,
     errors: [u64; 6],
     last_error: Option<ScrapeFailure>,
