@@ -183,8 +183,18 @@ impl ScrapeCollector {
             .no_proxy()
             .build()
             .map_err(|e| ctx.invalid(format!("http client: {e}")))?;
-        let base =
-            |n: &str| Labels::new([(METRIC_NAME, n), ("job", &job), ("instance", &instance)]);
+        // the per-round series carry the target's labels, as Prometheus' `up` does
+        let base = |n: &str| {
+            Labels::new(
+                std::iter::once((METRIC_NAME, n))
+                    .chain(target.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            )
+        };
+        let up_labels = base("up");
+        let duration_labels = base("scrape_duration_seconds");
+        let scraped_labels = base("scrape_samples_scraped");
+        let error_labels = FailureReason::ALL
+            .map(|r| base("medic_scrape_errors_total").with("reason", r.as_str()));
         Ok(ScrapeCollector {
             name: ctx.name.to_string(),
             url,
@@ -197,11 +207,10 @@ impl ScrapeCollector {
             bearer,
             schedule,
             budget,
-            up_labels: base("up"),
-            duration_labels: base("scrape_duration_seconds"),
-            scraped_labels: base("scrape_samples_scraped"),
-            error_labels: FailureReason::ALL
-                .map(|r| base("medic_scrape_errors_total").with("reason", r.as_str())),
+            up_labels,
+            duration_labels,
+            scraped_labels,
+            error_labels,
             state: Mutex::new(State::default()),
             outage: OutageLog::default(),
         })
@@ -608,6 +617,8 @@ mod tests {
         assert_eq!(l.get("exported_exported_job"), Some("inner"));
         assert_eq!(l.get("exported_job"), Some("x"));
         assert_eq!(l.get("env"), Some("prod"));
+        assert_eq!(c.up_labels.get("env"), Some("prod"));
+        assert_eq!(c.error_labels[0].get("env"), Some("prod"));
         assert_eq!(l.get("instance"), Some("h:1"));
         assert_eq!(l.name(), Some("m"));
 
