@@ -218,8 +218,8 @@ rule_files: ["rules.d/*.yaml"]
     for want in [
         "error: global.listen_address",
         "timeout 5s is longer than the interval 1s",
-        "\"no-such-actuator\" is not an actuator",
-        "\"web-hook\" is a http actuator, which cannot perform \"restart\"",
+        "target `no-such-actuator` is not an actuator",
+        "target `web-hook` is an `http` actuator, which cannot perform `restart`",
         "warning: ",
         "remediate[0] (exec): risky: no cooldown",
     ] {

@@ -344,7 +344,7 @@ mod tests {
             load::parse_yaml(Path::new("r.yaml"), "action: exec\ntarget: rollback\n").unwrap();
         let issues = c.check_remediation("Down", &[step]);
         assert_eq!(issues.len(), 2, "{issues:?}");
-        assert!(issues[0].is_error() && issues[0].message.contains("\"rollback\""));
+        assert!(issues[0].is_error() && issues[0].message.contains("`rollback`"));
         assert!(!issues[1].is_error() && issues[1].message.contains("no cooldown"));
     }
 }

@@ -108,47 +108,29 @@ impl Config {
                 out.push(Issue::error(at, e.message));
             }
         }
+        // Built (not started) to catch what only building finds: unreadable secrets,
+        // bad URLs, a plugin that is not executable.
+        if let Err(e) = crate::remedy::build(&self.actuators) {
+            out.push(Issue::error("actuators", e.to_string()));
+        }
+        if let Err(e) = crate::alert::build(&self.notifiers) {
+            out.push(Issue::error("notifiers", e.to_string()));
+        }
         if let Err(issues) = self.rule_file_paths() {
             out.extend(issues);
         }
         out
     }
 
-    /// Problems with one alerting rule's `remediate:` ladder: targets that name no actuator
-    /// are errors; a step without `cooldown` is a warning (it may run at every evaluation).
+    /// Problems with one alerting rule's `remediate:` ladder: a target that names no actuator
+    /// able to perform the action is an error; a step without `cooldown` is a warning (it may
+    /// run at every evaluation).
     pub fn check_remediation(&self, rule: &str, steps: &[RemediateStep]) -> Vec<Issue> {
         let mut out = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             let at = format!("rule {rule}: remediate[{i}] ({})", step.action);
-            if let Some(target) = &step.target
-                && let Some(actuator) = self.actuators.get(target)
-                && !actuator.accepts(&step.action)
-            {
-                out.push(Issue::error(
-                    &at,
-                    format!(
-                        "target {target:?} is a {} actuator, which cannot perform {:?}",
-                        actuator.kind(),
-                        step.action
-                    ),
-                ));
-            }
-            if let Some(target) = &step.target
-                && !self.actuators.contains_key(target)
-            {
-                let known: Vec<&str> = self.actuators.keys().map(String::as_str).collect();
-                out.push(Issue::error(
-                    &at,
-                    format!(
-                        "target {target:?} is not an actuator in {} (configured: {})",
-                        self.path.display(),
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
+            if let Err(e) = crate::remedy::validate_step(&self.actuators, step) {
+                out.push(Issue::error(&at, e.to_string()));
             }
             for (field, d) in [
                 ("timeout", step.timeout),
