@@ -781,9 +781,12 @@ async fn process_by_pidfile_matches_ps_and_counts_restarts() {
             "type: process\npidfile: {}\nlabel: svc\n",
             pidfile.display()
         ));
-        // let the child exec sleep before reading it
+        // let the child exec sleep and settle in its nanosleep (state S) before reading it:
+        // while the loader still maps libraries, its RSS moves between our read and ps's
         eventually(|| {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+                && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('S')))
         })
         .await;
         let mut out = Vec::new();
