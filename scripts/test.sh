@@ -12,6 +12,8 @@ command -v memcached >/dev/null || need+=(memcached)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v ps >/dev/null || need+=(procps)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "installing: ${need[*]}"
@@ -24,3 +26,5 @@ for svc in redis-server memcached prometheus prometheus-alertmanager; do
 done
 
 cargo test --all-targets "$@"
+# The PromQL conformance counts per file (the run above only says pass/fail).
+cargo test --test promql_conformance "$@" -- --nocapture

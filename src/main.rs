@@ -167,7 +167,11 @@ fn run_daemon(config: PathBuf, format: LogFormatArg, level: Option<&str>) -> any
         config_path: config,
         watchdog,
     };
-    if let Err(e) = runtime.block_on(medic::daemon::run(opts)) {
+    let result = runtime.block_on(medic::daemon::run(opts));
+    // A blocking read stuck in the kernel (statvfs on a dead NFS mount, a wedged GPU) must
+    // not hold up the exit: dropping the runtime would wait for it forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Err(e) = result {
         tracing::error!(error = %e, "medic stopped");
         return Err(e.into());
     }

@@ -1050,6 +1050,8 @@ async fn webhook_sends_firing_then_resolved_in_alertmanager_format() {
     let resolved_at = now_ms();
     t.alert.resolved_at_ms = Some(resolved_at);
     tx.send(t.clone()).await.unwrap();
+    // the engine re-announces a resolved alert for 15 minutes: the receiver hears it once
+    tx.send(t.clone()).await.unwrap();
 
     let d1 = next_delivery(&mut rx).await;
     let d2 = next_delivery(&mut rx).await;

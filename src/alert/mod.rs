@@ -206,7 +206,14 @@ struct Worker {
     queue: mpsc::Sender<Notification>,
     /// Last time each firing alert was sent, for `repeat_interval`.
     last_sent: HashMap<u64, i64>,
+    /// Episodes (fingerprint, fired-at ms) whose resolution was sent, and when: the rule
+    /// engine re-announces a resolved alert for 15 minutes (as Prometheus does for
+    /// Alertmanager, which deduplicates), and a receiver wants it once.
+    resolved_sent: HashMap<(u64, i64), i64>,
 }
+
+/// How long a sent resolution is remembered: past the engine's 15 minutes of re-announcing.
+const RESOLVED_MEMORY_MS: i64 = 20 * 60 * 1000;
 
 async fn dispatch(
     mut rx: mpsc::Receiver<AlertTransition>,
@@ -218,6 +225,14 @@ async fn dispatch(
     let mut tasks = JoinSet::new();
     let mut workers: Vec<Worker> = Vec::new();
     for (name, notifier) in notifiers {
+        // every outcome exported at 0 from the start, so rate() sees the first failure
+        for outcome in ["sent", "failed", "dropped"] {
+            drop(
+                metrics
+                    .notifications_total
+                    .get_or_create(&labels(&[("notifier", &name), ("outcome", outcome)])),
+            );
+        }
         let (qtx, qrx) = mpsc::channel(QUEUE_CAPACITY);
         tasks.spawn(deliver(
             name.clone(),
@@ -231,6 +246,7 @@ async fn dispatch(
             notifier,
             queue: qtx,
             last_sent: HashMap::new(),
+            resolved_sent: HashMap::new(),
         });
     }
     while let Some(t) = rx.recv().await {
@@ -250,7 +266,10 @@ async fn dispatch(
                 },
                 TransitionKind::Resolved => {
                     w.last_sent.remove(&n.fingerprint);
-                    w.notifier.send_resolved()
+                    w.resolved_sent
+                        .retain(|_, at| now.saturating_sub(*at) < RESOLVED_MEMORY_MS);
+                    let episode = (n.fingerprint, t.alert.fired_at_ms.unwrap_or_default());
+                    w.notifier.send_resolved() && w.resolved_sent.insert(episode, now).is_none()
                 }
                 TransitionKind::Pending => false,
             };

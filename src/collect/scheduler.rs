@@ -147,6 +147,8 @@ async fn run_collector(
     let metric_labels = labels(&[("collector", &name)]);
     let up = Labels::new([("__name__", COLLECTOR_UP), ("collector", name.as_str())]);
     let timeout = c.timeout();
+    // exported at 0 from the start, so rate() and increase() see the first error
+    drop(metrics.collector_errors.get_or_create(&metric_labels));
     let mut ticker = tokio::time::interval(c.interval());
     // A round that overran its slot delays the next tick rather than firing a burst.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -143,11 +143,11 @@ impl Config {
             match step.cooldown {
                 None => out.push(Issue::warning(
                     &at,
-                    "risky: no cooldown, so the action may repeat at every evaluation while the alert fires",
+                    "risky: no cooldown, so the action runs again each time the alert flaps (fires, resolves, fires)",
                 )),
                 Some(d) if d.0.is_zero() => out.push(Issue::warning(
                     &at,
-                    "risky: cooldown 0s, so the action may repeat at every evaluation while the alert fires",
+                    "risky: cooldown 0s, so the action runs again each time the alert flaps (fires, resolves, fires)",
                 )),
                 _ => {}
             }

@@ -127,6 +127,8 @@ pub async fn run(
     let interval = interval.max(Duration::from_millis(1));
     let gap = min_gap(interval);
     let metric_labels = labels(&[("rule_group", &name)]);
+    // exported at 0 from the start, so rate() and increase() see the first failure
+    drop(ctx.metrics.rule_eval_failures.get_or_create(&metric_labels));
     // The first evaluation comes at once (after a reload a kept group goes on promptly).
     let mut next = Instant::now();
     let mut earliest = next;

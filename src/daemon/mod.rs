@@ -30,8 +30,9 @@ use crate::rules::AlertTransition;
 use crate::store::Store;
 use pipeline::{Carry, Generation, Prepared, Shared, prepare};
 
-/// How long shutdown (and the hand-over at a reload) waits for running work, in-flight
-/// actions included, before leaving it behind.
+/// How long shutdown (and the hand-over at a reload) waits for queued notifications and
+/// the API before leaving them behind. In-flight actions are not cut by it: each is bounded
+/// by its own timeout, and shutdown waits for it.
 pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Options of `medic run`.
@@ -202,10 +203,15 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         dispatcher,
     } = sinks;
     drop((planner_tx, notify_tx));
-    let drained = async { tokio::join!(planner.join(), dispatcher.join()) };
-    if tokio::time::timeout(STOP_GRACE, drained).await.is_err() {
-        tracing::warn!(grace = ?STOP_GRACE, "actions or notifications still running at shutdown; leaving them");
-    }
+    let notifications = async {
+        if tokio::time::timeout(STOP_GRACE, dispatcher.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?STOP_GRACE, "notifications still pending at shutdown; dropped");
+        }
+    };
+    tokio::join!(planner.join(), notifications);
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -178,12 +178,15 @@ fn read_token(config: &Config) -> Result<Option<String>, String> {
 
 /// The config file and the rule files (as globs, so new files are noticed).
 fn watch_set(path: &Path, config: &Config) -> WatchSet {
+    // Absolute, and without `.` components: inotify reports `dir/name` of the watched
+    // folder, which `Path::components` has already cleaned, and globs compare literally.
     let abs = |p: &Path| -> PathBuf {
-        if p.is_absolute() {
+        let p = if p.is_absolute() {
             p.to_path_buf()
         } else {
             std::env::current_dir().unwrap_or_default().join(p)
-        }
+        };
+        p.components().collect()
     };
     let config_path = abs(path);
     let dir = abs(&config.dir());
@@ -192,7 +195,7 @@ fn watch_set(path: &Path, config: &Config) -> WatchSet {
         patterns: config
             .rule_files
             .iter()
-            .map(|p| dir.join(p).to_string_lossy().into_owned())
+            .map(|p| abs(&dir.join(p)).to_string_lossy().into_owned())
             .collect(),
     }
 }

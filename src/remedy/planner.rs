@@ -74,16 +74,18 @@ impl PlannerHandle {
     /// Swaps in new actuators and settings (config reload). Cooldowns and running episodes
     /// are kept; actions already running finish with the old actuators.
     pub fn reload(&self, actuators: Actuators, config: RemedyConfig) {
-        let new = Settings {
-            actuators: Arc::new(actuators),
-            semaphore: Arc::new(Semaphore::new(config.max_concurrent_actions.max(1))),
-            config,
-        };
-        *self
+        let mut settings = self
             .shared
             .settings
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = new;
+            .unwrap_or_else(|e| e.into_inner());
+        // The same limit keeps the same semaphore, so running actions still count against
+        // it; a new limit starts a new one (actions running then are not counted in it).
+        if config.max_concurrent_actions != settings.config.max_concurrent_actions {
+            settings.semaphore = Arc::new(Semaphore::new(config.max_concurrent_actions.max(1)));
+        }
+        settings.actuators = Arc::new(actuators);
+        settings.config = config;
     }
 
     /// Every action's record as it ends (the journal and tests listen here).
@@ -171,10 +173,17 @@ async fn run(mut rx: mpsc::Receiver<AlertTransition>, shared: Arc<Shared>) {
         }
         next_due = st.advance();
     }
-    // Shutting down: nothing new starts; running actions finish or time out.
+    // Shutting down: nothing new starts (actions waiting for a slot are cancelled);
+    // running actions finish or time out.
     for ep in st.episodes.values() {
         ep.cancelled.store(true, Ordering::SeqCst);
     }
+    st.shared
+        .settings
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .semaphore
+        .close();
     while st.tasks.join_next().await.is_some() {}
 }
 
@@ -318,7 +327,7 @@ impl State {
             .iter()
             .map(|(k, v)| Ok((k.clone(), render_json(v, &data)?)))
             .collect::<Result<serde_json::Map<_, _>, TemplateError>>();
-        let req = ActionRequest {
+        let mut req = ActionRequest {
             version: 1,
             action: step.action.clone(),
             target: target.clone(),
@@ -402,7 +411,13 @@ impl State {
             // waiting for a slot is bounded by the action's own timeout
             let permit = match tokio::time::timeout(timeout, semaphore.acquire_owned()).await {
                 Ok(Ok(p)) => p,
-                _ => {
+                Ok(Err(_closed)) => {
+                    record.outcome = "cancelled";
+                    record.message = "medic is shutting down: not started".into();
+                    finish(&shared, record);
+                    return;
+                }
+                Err(_) => {
                     record.outcome = "busy";
                     record.message = format!(
                         "not started: {} actions were running for {timeout:?}",
@@ -426,6 +441,8 @@ impl State {
                 dry_run = req.dry_run,
                 "remediation action starting"
             );
+            // the deadline the plugin is told is the one the actuator enforces from now
+            req.deadline = rfc3339_ms(now_ms().saturating_add(timeout.as_millis() as i64));
             let t0 = Instant::now();
             let out = match tokio::time::timeout(timeout + BACKSTOP_GRACE, actuator.act(&req)).await
             {

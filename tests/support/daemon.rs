@@ -30,12 +30,27 @@ impl Medic {
     }
 
     pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Medic {
+        Self::spawn(dir, config, env, false)
+    }
+
+    /// Starts medic in `dir` as `medic run -c medic.yaml`: paths relative to the working
+    /// directory, as an operator types them.
+    #[allow(dead_code)] // not every test binary uses every helper
+    pub fn start_relative(dir: &Path, config: &str) -> Medic {
+        Self::spawn(dir, config, &[], true)
+    }
+
+    fn spawn(dir: &Path, config: &str, env: &[(&str, &str)], relative: bool) -> Medic {
         let config_path = dir.join("medic.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_medic"));
-        cmd.args(["run", "-c"])
-            .arg(&config_path)
-            .args(["--log-format", "json", "--log-level", "info"])
+        cmd.args(["run", "-c"]);
+        if relative {
+            cmd.current_dir(dir).arg("medic.yaml");
+        } else {
+            cmd.arg(&config_path);
+        }
+        cmd.args(["--log-format", "json", "--log-level", "info"])
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
