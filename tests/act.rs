@@ -446,6 +446,74 @@ async fn planner_runs_the_ladder_by_when_unresolved_after() {
     );
 }
 
+/// Every action is in the journal: `running` before the actuator is called, its outcome
+/// after; one a previous run left `running` is marked `interrupted` at start, not retried.
+#[tokio::test]
+async fn planner_journals_actions_and_marks_interrupted_ones() {
+    use medic::journal::{ActionStatus as JStatus, Journal, NewAction};
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("journal.db")).unwrap();
+    let left = journal
+        .action_begin(&NewAction {
+            incident_id: None,
+            action: "restart",
+            target: Some("fix"),
+            idempotency_key: "old/run/1",
+            params: "{}",
+            dry_run: false,
+            started_ms: now_ms() - 60_000,
+        })
+        .unwrap();
+    let (cfg, log) = logging_actuator(
+        dir.path(),
+        "fix",
+        r#"echo '{"status":"noop","message":"nothing to do"}'"#,
+    );
+    let actuators = medic::remedy::build(&BTreeMap::from([("fix".to_string(), cfg)])).unwrap();
+    let (tx, handle) = Planner::start_journaled(
+        actuators,
+        RemedyConfig::default(),
+        Arc::new(SelfMetrics::default()),
+        Some(journal.reopen().unwrap()),
+    );
+    let old = journal
+        .actions_recent(10)
+        .unwrap()
+        .into_iter()
+        .find(|a| a.id == left)
+        .unwrap();
+    assert_eq!(old.status, JStatus::Interrupted);
+    let mut rx = handle.subscribe();
+    let ladder: Arc<[RemediateStep]> = vec![step(
+        r#"{action: check, target: fix, params: {unit: "u-{{ $labels.instance }}"}}"#,
+    )]
+    .into();
+    tx.send(transition(
+        TransitionKind::Firing,
+        "J",
+        "x",
+        now_ms(),
+        &ladder,
+    ))
+    .await
+    .unwrap();
+    let r = next_record(&mut rx).await;
+    assert_eq!(r.outcome, "noop", "{r:?}");
+    drop(tx);
+    handle.join().await;
+    assert_eq!(log_lines(&log).len(), 1);
+    let rows = journal.actions_recent(10).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let a = rows.iter().find(|a| a.id != left).unwrap();
+    assert_eq!(a.action, "check");
+    assert_eq!(a.target.as_deref(), Some("fix"));
+    assert_eq!(a.idempotency_key, r.idempotency_key);
+    assert_eq!(a.params, r#"{"unit":"u-x"}"#);
+    assert_eq!(a.status, JStatus::Noop);
+    assert_eq!(a.message.as_deref(), Some("noop: nothing to do"));
+    assert!(a.finished_ms.is_some_and(|f| f >= a.started_ms));
+}
+
 #[tokio::test]
 async fn planner_respects_cooldown_across_episodes() {
     let dir = tempfile::tempdir().unwrap();

@@ -372,6 +372,25 @@ async fn rule_file_edits_reload_with_relative_paths() {
         medic.metric("medic_config_last_reload_successful").await,
         Some(1.0)
     );
+    // /api/v1/rules filters by type as Prometheus does, and refuses an unknown one
+    let rules = |q: &'static str| {
+        let m = &medic;
+        async move {
+            let (status, body) = m.get(&format!("/api/v1/rules{q}")).await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            (status, v)
+        }
+    };
+    let (status, v) = rules("?type=alert").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["data"]["groups"][0]["rules"][0]["name"], "A");
+    let (_, v) = rules("?type=record").await;
+    assert_eq!(v["data"]["groups"][0]["rules"], serde_json::json!([]));
+    let (status, v) = rules("?type=bogus").await;
+    assert_eq!(
+        (status, &v["errorType"]),
+        (400, &serde_json::json!("bad_data"))
+    );
     std::fs::write(d.join("rules.yaml"), good.replace("> 2", "> ")).unwrap();
     wait_for("the broken rule file to be rejected", || async {
         (medic.metric("medic_config_last_reload_successful").await == Some(0.0)).then_some(())

@@ -181,12 +181,22 @@ struct RulesQuery {
     kind: Option<String>,
 }
 
-async fn rules_handler(
-    State(st): State<Arc<ApiState>>,
-    Query(q): Query<RulesQuery>,
-) -> Json<Envelope<RulesData>> {
+async fn rules_handler(State(st): State<Arc<ApiState>>, Query(q): Query<RulesQuery>) -> Response {
+    let kind = q.kind.as_deref().filter(|k| !k.is_empty());
+    if let Some(k) = kind
+        && k != "alert"
+        && k != "record"
+    {
+        // Prometheus' answer to an unknown type
+        let body = serde_json::json!({
+            "status": "error",
+            "errorType": "bad_data",
+            "error": format!("unsupported type {k:?}"),
+        });
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
     let mut groups = st.group_snapshots();
-    if let Some(kind) = q.kind.as_deref() {
+    if let Some(kind) = kind {
         for g in &mut groups {
             g.rules.retain(|r| {
                 matches!(
@@ -196,7 +206,7 @@ async fn rules_handler(
             });
         }
     }
-    Json(Envelope::success(RulesData { groups }))
+    Json(Envelope::success(RulesData { groups })).into_response()
 }
 
 /// Compares without an early exit, so response timing does not leak the token.

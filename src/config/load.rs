@@ -60,7 +60,7 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Yam
         if !rendered.contains(&name) {
             rendered = format!("{name}: {rendered}");
         }
-        let message = e.without_snippet().to_string();
+        let mut message = bare_message(&e.without_snippet().to_string());
         let mut line = loc.as_ref().map(|l| l.line());
         let mut column = loc.as_ref().map(|l| l.column());
         // Serde buffers internally tagged enums (`type: ...`) before it reads the variant, so
@@ -71,11 +71,13 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Yam
         {
             line = Some(fl);
             column = Some(fc);
-            let detail = message
-                .split_once(": unknown field")
-                .map(|(_, rest)| format!("unknown field{rest}"))
-                .unwrap_or_else(|| message.clone());
-            rendered = render_at(&name, text, fl, fc, &detail);
+            if let Some((_, rest)) = message.split_once(": unknown field") {
+                message = format!("unknown field{rest}");
+            }
+        }
+        // One shape for every error: `error: file:line:column: message` and the line.
+        if let (Some(l), Some(c)) = (line, column) {
+            rendered = render_at(&name, text, l, c, &message);
         }
         YamlError {
             path: path.to_path_buf(),
@@ -85,6 +87,28 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Yam
             rendered,
         }
     })
+}
+
+/// The parser's message without the location it writes into it (`line 2 column 21: ...`,
+/// `... at line 4, column 3`), which the rendered error gives once, up front.
+fn bare_message(message: &str) -> String {
+    let mut m = message.trim();
+    if let Some(rest) = m.strip_prefix("line ")
+        && let Some((loc, msg)) = rest.split_once(": ")
+        && loc
+            .split(" column ")
+            .all(|n| n.trim().parse::<u64>().is_ok())
+    {
+        m = msg;
+    }
+    if let Some((msg, loc)) = m.rsplit_once(" at line ")
+        && loc
+            .split(", column ")
+            .all(|n| n.trim().parse::<u64>().is_ok())
+    {
+        m = msg;
+    }
+    m.to_string()
 }
 
 /// The field name of serde's "unknown field `x`" message.
@@ -159,4 +183,61 @@ pub fn deserialize_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::E
 /// `deserialize_with` for an optional path relative to the config file's folder.
 pub fn deserialize_opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     Ok(Option::<PathBuf>::deserialize(d)?.map(resolve))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // only deserialized
+    struct Inner {
+        interval: crate::config::Duration,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(tag = "type", deny_unknown_fields)]
+    #[allow(dead_code)]
+    enum Tagged {
+        #[serde(rename = "a")]
+        A { timeout: Option<String> },
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Top {
+        inner: Option<Inner>,
+        things: Option<std::collections::BTreeMap<String, Tagged>>,
+    }
+
+    fn err(text: &str) -> YamlError {
+        parse_yaml::<Top>(Path::new("m.yaml"), text).unwrap_err()
+    }
+
+    #[test]
+    fn every_error_starts_with_file_line_column_once() {
+        let e = err("inner:\n  interval: 15x\n");
+        let first = e.to_string().lines().next().unwrap().to_string();
+        assert!(
+            first.starts_with("error: m.yaml:2:13: invalid duration \"15x\""),
+            "{e}"
+        );
+        assert_eq!((e.line, e.column), (Some(2), Some(13)));
+
+        let e = err("things:\n  x:\n    type: a\n    tiemout: 1s\n");
+        let first = e.to_string().lines().next().unwrap().to_string();
+        assert!(
+            first.starts_with("error: m.yaml:4:5: unknown field `tiemout`"),
+            "{e}"
+        );
+        assert!(!first.contains(" at line "), "{first}");
+        assert!(e.to_string().contains("4 |     tiemout: 1s"), "{e}");
+
+        let e = err("inner: [\n");
+        let first = e.to_string().lines().next().unwrap().to_string();
+        assert!(first.starts_with("error: m.yaml:"), "{e}");
+        assert!(!first.contains("line "), "{first}");
+    }
 }

@@ -134,10 +134,18 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     // cooldowns and in-flight actions) and gets new settings; the notifier dispatcher is
     // replaced, the old one finishing its queue.
     let mut prepared = prepared;
-    let (planner_tx, planner) = Planner::start(
+    let planner_journal = match journal.as_ref().map(Journal::reopen).transpose() {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "journal: actions will not be recorded");
+            None
+        }
+    };
+    let (planner_tx, planner) = Planner::start_journaled(
         std::mem::take(&mut prepared.actuators),
         prepared.config.remedy.clone(),
         metrics.clone(),
+        planner_journal,
     );
     let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &metrics);
     let shared = Shared {

@@ -7,11 +7,12 @@
 //! Actions run in spawned tasks behind a semaphore (`max_concurrent_actions`), each bounded
 //! by its timeout, so the planner never waits on an actuator and never blocks the sender.
 //! A resolved alert cancels its rungs that have not started; running ones finish or time
-//! out. `revert_on_resolve` and `verify_within` are not acted on yet (a later issue).
+//! out. Every action that runs is written to the journal before it runs and when it ends.
+//! `revert_on_resolve` and `verify_within` are not acted on yet (a later issue).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration as StdDuration, Instant};
 
 use tokio::sync::{Semaphore, broadcast, mpsc};
@@ -22,6 +23,7 @@ use super::{
     rfc3339_ms,
 };
 use crate::api::metrics::{SelfMetrics, labels};
+use crate::journal::{ActionStatus as JournalStatus, Journal, NewAction};
 use crate::rules::template::{TemplateData, TemplateError, render};
 use crate::rules::{AlertInstance, AlertTransition, RemediateStep, TransitionKind};
 use crate::store::Labels;
@@ -62,6 +64,8 @@ struct Shared {
     settings: RwLock<Settings>,
     metrics: Arc<SelfMetrics>,
     records: broadcast::Sender<ActionRecord>,
+    /// Where every action is written before it runs and again when it ends.
+    journal: Option<Arc<Mutex<Journal>>>,
 }
 
 /// Handle to a running planner.
@@ -111,6 +115,33 @@ impl Planner {
         config: RemedyConfig,
         metrics: Arc<SelfMetrics>,
     ) -> (mpsc::Sender<AlertTransition>, PlannerHandle) {
+        Self::start_journaled(actuators, config, metrics, None)
+    }
+
+    /// [`Planner::start`] writing every action to `journal` (before it runs, and when it
+    /// ends). Actions a previous run left `running` are marked `interrupted` first and
+    /// reported, never retried.
+    pub fn start_journaled(
+        actuators: Actuators,
+        config: RemedyConfig,
+        metrics: Arc<SelfMetrics>,
+        journal: Option<Journal>,
+    ) -> (mpsc::Sender<AlertTransition>, PlannerHandle) {
+        if let Some(j) = &journal {
+            match j.actions_interrupt_running(now_ms()) {
+                Ok(gone) => {
+                    for a in gone {
+                        tracing::warn!(
+                            action = %a.action,
+                            target = a.target.as_deref().unwrap_or(""),
+                            key = %a.idempotency_key,
+                            "medic stopped while this action was running; recorded as interrupted, not retried"
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "journal: cannot mark interrupted actions"),
+            }
+        }
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (records, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
@@ -121,6 +152,7 @@ impl Planner {
             }),
             metrics,
             records,
+            journal: journal.map(|j| Arc::new(Mutex::new(j))),
         });
         let task = tokio::spawn(run(rx, shared.clone()));
         (tx, PlannerHandle { shared, task })
@@ -442,7 +474,9 @@ impl State {
                 "remediation action starting"
             );
             // the deadline the plugin is told is the one the actuator enforces from now
-            req.deadline = rfc3339_ms(now_ms().saturating_add(timeout.as_millis() as i64));
+            let begun_ms = now_ms();
+            req.deadline = rfc3339_ms(begun_ms.saturating_add(timeout.as_millis() as i64));
+            let journal_id = journal_begin(&shared, &req, begun_ms).await;
             let t0 = Instant::now();
             let out = match tokio::time::timeout(timeout + BACKSTOP_GRACE, actuator.act(&req)).await
             {
@@ -458,6 +492,9 @@ impl State {
             record.message = out.message;
             record.stderr_tail = out.stderr_tail;
             record.data = out.data;
+            if let Some(id) = journal_id {
+                journal_finish(&shared, id, &record).await;
+            }
             shared
                 .metrics
                 .action_duration
@@ -469,6 +506,75 @@ impl State {
             finish(&shared, record);
         });
     }
+}
+
+/// Runs `f` on the journal on the blocking pool (SQLite waits for other writers); `None`
+/// without a journal or when the write failed (logged: the action still runs, a fix matters
+/// more than its record).
+async fn with_journal<T: Send + 'static>(
+    shared: &Shared,
+    what: &'static str,
+    f: impl FnOnce(&Journal) -> Result<T, crate::journal::JournalError> + Send + 'static,
+) -> Option<T> {
+    let journal = shared.journal.clone()?;
+    let res = tokio::task::spawn_blocking(move || {
+        let j = journal.lock().unwrap_or_else(|e| e.into_inner());
+        f(&j)
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "journal: cannot record {what}");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "journal: cannot record {what}");
+            None
+        }
+    }
+}
+
+async fn journal_begin(shared: &Shared, req: &ActionRequest, started_ms: i64) -> Option<i64> {
+    let (action, target, key) = (
+        req.action.clone(),
+        req.target.clone(),
+        req.idempotency_key.clone(),
+    );
+    let (params, dry_run) = (req.params.to_string(), req.dry_run);
+    with_journal(shared, "the action's start", move |j| {
+        j.action_begin(&NewAction {
+            incident_id: None,
+            action: &action,
+            target: Some(&target),
+            idempotency_key: &key,
+            params: &params,
+            dry_run,
+            started_ms,
+        })
+    })
+    .await
+}
+
+async fn journal_finish(shared: &Shared, id: i64, record: &ActionRecord) {
+    let status = match record.outcome {
+        "ok" => JournalStatus::Ok,
+        "noop" | "dry_run" => JournalStatus::Noop,
+        _ => JournalStatus::Failed,
+    };
+    // the journal's status is coarser than the outcome: keep the outcome in the message
+    let message = format!("{}: {}", record.outcome, record.message);
+    let tail = record.stderr_tail.clone();
+    with_journal(shared, "the action's end", move |j| {
+        j.action_finish(
+            id,
+            status,
+            Some(&message),
+            (!tail.is_empty()).then_some(tail.as_str()),
+            now_ms(),
+        )
+    })
+    .await;
 }
 
 /// Renders every string inside `v` as a template.
