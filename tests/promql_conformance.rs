@@ -1,7 +1,9 @@
 //! PromQL conformance: runs every Prometheus test file in `../shared/conformance/promql/`
 //! (Prometheus' own test language) against medic's evaluator and prints
-//! passed/failed/skipped per file. `CONFORMANCE_VERBOSE=1` prints each failing case
-//! (file:line, expression, expected vs got) and each skipped case with its reason.
+//! passed/failed/skipped per file, the totals and the skipped cases counted by reason
+//! (`cargo test --test promql_conformance -- --nocapture` shows them).
+//! `CONFORMANCE_VERBOSE=1` also prints each failing case (file:line, expression, expected vs
+//! got) and each skipped case with its reason.
 //!
 //! The language, as Prometheus' `promql/promqltest/test.go` defines it:
 //! - `load <step>` / `load_with_nhcb <step>` + series lines in expanding notation
@@ -20,7 +22,7 @@
 //! produced by medic, so `expect warn|info` lines are not checked. Values compare with
 //! Prometheus' tolerance (relative 1e-6, NaN equals NaN).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -53,10 +55,6 @@ const SKIP_EXPR: &[(&str, &str)] = &[
         "native-histogram function (out of scope)",
     ),
     ("info(", "experimental info() function (not in scope)"),
-    (
-        "limit_ratio(",
-        "experimental limit_ratio aggregation (not in issue 2's scope; rejected by the evaluator)",
-    ),
 ];
 
 /// Cases over series that mix floats and native histograms whose expected result depends
@@ -111,6 +109,44 @@ const SKIP_NATIVE_DEPENDENT: &[(&str, &str)] = &[
         r#"count(limitk(1000, http_requests{instance=~"histogram_[0-9]"}))"#,
     ),
     ("limit.test", "count(limitk(scalar(foo), http_requests))"),
+    // limit_ratio over all of http_requests: the expected count (8) includes its two
+    // native histogram series
+    (
+        "limit.test",
+        "count(limit_ratio(1.0, http_requests) and http_requests)",
+    ),
+    (
+        "limit.test",
+        "count(limit_ratio(-1.0, http_requests) and http_requests)",
+    ),
+    (
+        "limit.test",
+        "count(limit_ratio(1.1, http_requests) and http_requests)",
+    ),
+    (
+        "limit.test",
+        "count(limit_ratio(-1.1, http_requests) and http_requests)",
+    ),
+    (
+        "limit.test",
+        "count(limit_ratio(0.2, http_requests) or limit_ratio(-0.8, http_requests))",
+    ),
+    (
+        "limit.test",
+        "count(limit_ratio(0.5, http_requests) or limit_ratio(-0.5, http_requests))",
+    ),
+    (
+        "limit.test",
+        "count(limit_ratio(0.8, http_requests) or limit_ratio(-0.2, http_requests))",
+    ),
+    (
+        "limit.test",
+        "count(limit_ratio(time() % 17/17, http_requests) or limit_ratio( - (1.0 - (time() % 17/17)), http_requests))",
+    ),
+    (
+        "limit.test",
+        "count(limit_ratio(scalar(bar), http_requests))",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -644,8 +680,10 @@ fn check(case: &Case, store: &Store) -> Result<(), String> {
             Ok(v) => Err(format!("expected an error, got {v:?}")),
             Err(e) => {
                 let e = e.strip_prefix("parse error: ").unwrap_or(&e).to_string();
+                // `expected_fail_message` / `expect fail msg:` match exactly, as in
+                // Prometheus' promqltest; `expected_fail_regexp` / `regex:` search.
                 if let Some(m) = &case.fail_msg {
-                    if !e.contains(m.as_str()) {
+                    if e != *m {
                         return Err(format!("expected error {m:?}, got {e:?}"));
                     }
                 }
@@ -726,17 +764,23 @@ fn check(case: &Case, store: &Store) -> Result<(), String> {
     }
 }
 
-/// Why a case is skipped, if it is.
-fn skip_reason(file: &str, case: &Case, native_names: &HashSet<String>) -> Option<String> {
+/// Why a case is skipped, if it is: the reason (one of a few, counted in the summary) and
+/// a detail for the verbose listing.
+fn skip_reason(
+    file: &str,
+    case: &Case,
+    native_names: &HashSet<String>,
+) -> Option<(String, String)> {
+    let plain = |why: &str| Some((why.to_string(), String::new()));
     if SKIP_NATIVE_DEPENDENT.contains(&(file, case.expr.as_str())) {
-        return Some("result depends on the native histogram samples of a mixed series".into());
+        return plain("result depends on the native histogram samples of a mixed series");
     }
     if case.expects_histogram {
-        return Some("expects native histogram values (out of scope)".into());
+        return plain("expects native histogram values (out of scope)");
     }
     for (pat, why) in SKIP_EXPR {
         if case.expr.contains(pat) {
-            return Some((*why).to_string());
+            return plain(why);
         }
     }
     // Metric names in the expression (identifiers outside strings that are neither label
@@ -746,9 +790,9 @@ fn skip_reason(file: &str, case: &Case, native_names: &HashSet<String>) -> Optio
     let ident = regex::Regex::new(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(=~|!~|!=|=|\()?").unwrap();
     for c in ident.captures_iter(&bare) {
         if c.get(2).is_none() && native_names.contains(&c[1]) {
-            return Some(format!(
-                "reads native histogram series {} (out of scope)",
-                &c[1]
+            return Some((
+                "reads a native histogram series (out of scope)".into(),
+                c[1].to_string(),
             ));
         }
     }
@@ -760,7 +804,7 @@ fn skip_reason(file: &str, case: &Case, native_names: &HashSet<String>) -> Optio
             let pattern = c[1].replace("\\\\", "\\");
             if let Ok(r) = regex::Regex::new(&format!("^(?:{pattern})$")) {
                 if native_names.iter().any(|n| r.is_match(n)) {
-                    return Some("selects native histogram series by name regex".into());
+                    return plain("selects native histogram series by name regex (out of scope)");
                 }
             }
         }
@@ -771,6 +815,8 @@ fn skip_reason(file: &str, case: &Case, native_names: &HashSet<String>) -> Optio
 struct Outcome {
     counts_instant: Counts,
     counts_range: Counts,
+    /// Skipped cases by reason.
+    skips: BTreeMap<String, usize>,
     report: String,
 }
 
@@ -791,6 +837,7 @@ fn run_file(path: &Path, verbose: bool) -> Result<Outcome, String> {
     let mut out = Outcome {
         counts_instant: Counts::default(),
         counts_range: Counts::default(),
+        skips: BTreeMap::new(),
         report: String::new(),
     };
     for cmd in cmds {
@@ -833,15 +880,21 @@ fn run_file(path: &Path, verbose: bool) -> Result<Outcome, String> {
                 };
                 let native_only: HashSet<String> =
                     native_names.difference(&float_names).cloned().collect();
-                if let Some(why) = skip_reason(&file, &case, &native_only) {
+                if let Some((why, detail)) = skip_reason(&file, &case, &native_only) {
                     counts.skipped += 1;
                     if verbose {
+                        let detail = if detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [{detail}]")
+                        };
                         let _ = writeln!(
                             out.report,
-                            "  SKIP {file}:{} {}: {why}",
+                            "  SKIP {file}:{} {}: {why}{detail}",
                             case.line, case.expr
                         );
                     }
+                    *out.skips.entry(why).or_default() += 1;
                     continue;
                 }
                 match check(&case, &store) {
@@ -877,6 +930,33 @@ fn parses_series_lines_and_compares_like_prometheus() {
     assert!(almost_equal(f64::NAN, f64::NAN));
 }
 
+#[test]
+fn expected_failure_messages_match_exactly_and_regexps_search() {
+    // As promqltest: `expect fail msg:` / `expected_fail_message` compare the whole error,
+    // `regex:` / `expected_fail_regexp` search it.
+    let store = Store::default();
+    let case = |msg: Option<&str>, re: Option<&str>| Case {
+        line: 1,
+        expr: "topk(NaN, x)".into(),
+        when: When::Instant(0),
+        expected: Expected::Nothing,
+        ordered: false,
+        fail: true,
+        fail_msg: msg.map(str::to_string),
+        fail_regex: re.map(|r| regex::Regex::new(r).unwrap()),
+        range_vector: None,
+        expects_histogram: false,
+    };
+    assert_eq!(
+        check(&case(Some("Parameter value is NaN"), None), &store),
+        Ok(())
+    );
+    assert!(check(&case(Some("Parameter value"), None), &store).is_err());
+    assert_eq!(check(&case(None, Some("value is")), &store), Ok(()));
+    assert!(check(&case(None, Some("^value")), &store).is_err());
+    assert_eq!(check(&case(None, None), &store), Ok(()));
+}
+
 /// Fails when the in-scope instant pass rate is under issue 2's goal (95%).
 #[test]
 fn promql_conformance() {
@@ -897,6 +977,7 @@ fn promql_conformance() {
     assert!(!files.is_empty(), "no .test files in {}", dir.display());
 
     let (mut ti, mut tr) = (Counts::default(), Counts::default());
+    let mut skips: BTreeMap<String, usize> = BTreeMap::new();
     println!(
         "{:<28} {:>24} {:>24}",
         "file", "instant pass/fail/skip", "range pass/fail/skip"
@@ -911,11 +992,18 @@ fn promql_conformance() {
             format!("{}/{}/{}", r.passed, r.failed, r.skipped),
         );
         print!("{}", o.report);
+        for (why, n) in o.skips {
+            *skips.entry(why).or_default() += n;
+        }
         for (t, c) in [(&mut ti, i), (&mut tr, r)] {
             t.passed += c.passed;
             t.failed += c.failed;
             t.skipped += c.skipped;
         }
+    }
+    println!("skipped, by reason (instant and range):");
+    for (why, n) in &skips {
+        println!("  {n:>4}  {why}");
     }
     let rate = |c: Counts| c.passed as f64 / (c.passed + c.failed).max(1) as f64;
     println!(

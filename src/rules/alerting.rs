@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::template::{Template, TemplateData};
+use super::template::{RenderContext, Template, TemplateData};
 use super::{AlertInstance, AlertState, AlertTransition, RemediateStep, TransitionKind};
 use crate::config::Duration;
 use crate::store::{Labels, METRIC_NAME, Sample};
@@ -113,13 +113,15 @@ impl AlertingRule {
     /// Advances the state machine with the expression's result at `ts`.
     ///
     /// `limit` > 0 caps the number of pending + firing alerts: above it every alert is
-    /// dropped and the evaluation fails, as in Prometheus.
+    /// dropped and the evaluation fails, as in Prometheus. `ctx` is what templates reach
+    /// (the store, for `query`).
     pub fn eval_vector(
         &mut self,
         group: &str,
         result: &[Sample],
         ts: i64,
         limit: usize,
+        ctx: &RenderContext,
     ) -> Result<AlertEval, String> {
         // 1. Turn every returned series into a candidate alert: its labels (without
         //    `__name__`) plus the rule's templated labels and `alertname`, its annotations
@@ -139,14 +141,14 @@ impl AlertingRule {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             for (k, t) in &self.labels {
-                pairs.push((k.clone(), expand(t, &data)));
+                pairs.push((k.clone(), expand(t, &data, ctx)));
             }
             pairs.push(("alertname".into(), self.name.clone()));
             let labels = Labels::new(pairs);
             let annotations = self
                 .annotations
                 .iter()
-                .map(|(k, t)| (k.clone(), expand(t, &data)))
+                .map(|(k, t)| (k.clone(), expand(t, &data, ctx)))
                 .collect();
             if candidates.contains_key(&labels) {
                 return Err(
@@ -365,8 +367,8 @@ impl AlertingRule {
 
 /// Renders a template; a failure becomes the text, as Prometheus does, so an alert is never
 /// lost to a bad annotation.
-fn expand(t: &Template, data: &TemplateData) -> String {
-    match t.render(data) {
+fn expand(t: &Template, data: &TemplateData, ctx: &RenderContext) -> String {
+    match t.render_in(data, ctx) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "expanding alert template failed");

@@ -43,15 +43,17 @@ pub struct RuleFileConfig {
 pub struct RuleGroupConfig {
     /// The group's name, unique within the file.
     pub name: Spanned<String>,
-    /// How often the group is evaluated; the global evaluation interval when absent.
+    /// How often the group is evaluated; the global evaluation interval when absent or 0
+    /// (as in Prometheus).
     #[serde(default)]
     pub interval: Option<Duration>,
     /// Evaluate the expressions this long in the past (for data that arrives late).
     #[serde(default)]
     pub query_offset: Option<Duration>,
     /// At most this many series per recording rule and alerts per alerting rule; a rule
-    /// producing more fails its evaluation. 0 means no limit.
-    #[serde(default)]
+    /// producing more fails its evaluation. 0 (or, as in Prometheus, a negative number)
+    /// means no limit.
+    #[serde(default, deserialize_with = "limit_or_none")]
     pub limit: usize,
     /// Labels added to every rule's result (a rule's own labels win).
     #[serde(default)]
@@ -82,14 +84,22 @@ pub struct RuleConfig {
     #[serde(default)]
     pub keep_firing_for: Option<Duration>,
     /// Labels added to (or overriding) the result's labels; templated in alerting rules.
+    /// (Values located so that template errors point at them.)
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, Spanned<String>>,
     /// Alerting rules: annotations, templated (`{{ $labels.x }}`, `{{ $value }}`, ...).
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    /// Alerting rules (medic): the remediation ladder run while the alert fires.
+    pub annotations: BTreeMap<String, Spanned<String>>,
+    /// Alerting rules (medic): the remediation ladder run while the alert fires (each step
+    /// located, for messages).
     #[serde(default)]
-    pub remediate: Option<Spanned<Vec<RemediateStep>>>,
+    pub remediate: Option<Spanned<Vec<Spanned<RemediateStep>>>>,
+}
+
+/// Prometheus' `limit: int`: a negative limit is no limit, like 0.
+fn limit_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = i64::deserialize(d)?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// A problem in a rule file, located as precisely as the file allows.
@@ -171,15 +181,21 @@ pub fn check_files(paths: &[PathBuf]) -> Result<usize, RuleFileErrors> {
     Ok(groups.iter().map(|g| g.rule_count()).sum())
 }
 
-/// How far back the store must keep samples for these groups: the longest range any
-/// expression reads (ranges, offsets, subqueries, query offsets) plus the lookback delta.
+/// How far back the store must keep samples for these groups: what the loaded rules read,
+/// the longest of range + offset + 5 m lookback over every selector (subquery ranges
+/// included) plus the group's query offset. See [`promql::max_lookback_ms`].
+///
+/// Floor: the 5 m lookback, for when no rule reads any series (no rules, or only rules
+/// like `vector(1)`): an instant query through the HTTP API (or a template's `query`)
+/// still looks back 5 m, and with less the store would drop what it needs between two
+/// samples.
 pub fn retention_needed_ms(groups: &[RuleGroup]) -> i64 {
     groups
         .iter()
         .map(|g| g.max_lookback_ms())
         .max()
         .unwrap_or(0)
-        .max(crate::store::DEFAULT_RETENTION_MS)
+        .max(promql::LOOKBACK_DELTA_MS)
 }
 
 /// Parses one rule file's text (the path is for messages and for the groups' `file`).
@@ -206,8 +222,12 @@ pub fn parse_rule_file(
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
-        // The location is already in our prefix; keep the message and the snippet.
-        let text = e.to_string();
+        // The location is already in our prefix; keep the message and the snippet, whose
+        // header names the file (not serde-saphyr's `<input>`).
+        let name = path.display().to_string();
+        let text = e.render_with_options(serde_saphyr::render_options! {
+            source_name: Some(name.as_str()),
+        });
         let text = match text.strip_prefix("error: line ") {
             Some(rest) => rest.split_once(": ").map_or(text.as_str(), |(_, m)| m),
             None => text.as_str(),
@@ -245,7 +265,11 @@ pub fn parse_rule_file(
                 Err(es) => errors.extend(es.into_iter().map(|(l, c, m)| err(l, c, m))),
             }
         }
-        let interval = g.interval.unwrap_or(opts.default_interval);
+        // `interval: 0s` is "the default", as in Prometheus (a zero model.Duration is unset).
+        let interval = g
+            .interval
+            .filter(|d| d.as_millis_i64() > 0)
+            .unwrap_or(opts.default_interval);
         if interval.as_millis_i64() <= 0 {
             errors.push(err(
                 gl,
@@ -335,29 +359,52 @@ fn build_rule(
             e(format!("invalid annotation name: {k}"));
         }
     }
-    // Labels: the group's, then the rule's (the rule wins).
-    let mut labels = group_labels.clone();
-    labels.extend(r.labels.clone());
+    // Labels: the group's, then the rule's (the rule wins); each with where it was written
+    // (a group label's errors point at the rule).
+    let mut located: BTreeMap<String, (String, u64, u64)> = group_labels
+        .iter()
+        .map(|(k, v)| (k.clone(), (v.clone(), line, col)))
+        .collect();
+    for (k, v) in &r.labels {
+        let (l, c) = (v.referenced.line(), v.referenced.column());
+        located.insert(k.clone(), (v.value.clone(), l, c));
+    }
+    let labels: BTreeMap<String, String> = located
+        .iter()
+        .map(|(k, (v, _, _))| (k.clone(), v.clone()))
+        .collect();
+    let annotations: BTreeMap<String, String> = r
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
     let mut label_tmpls = Vec::new();
     let mut ann_tmpls = Vec::new();
     if is_alert {
-        for (k, v) in &labels {
+        // Template errors point at the label's or annotation's value.
+        for (k, (v, l, c)) in &located {
             match Template::parse(v) {
                 Ok(t) => label_tmpls.push((k.clone(), t)),
-                Err(err) => e(format!("label {k:?}: {err}")),
+                Err(err) => errors.push((*l, *c, format!("{what} {name:?}: label {k:?}: {err}"))),
             }
         }
         for (k, v) in &r.annotations {
-            match Template::parse(v) {
+            match Template::parse(&v.value) {
                 Ok(t) => ann_tmpls.push((k.clone(), t)),
-                Err(err) => e(format!("annotation {k:?}: {err}")),
+                Err(err) => errors.push((
+                    v.referenced.line(),
+                    v.referenced.column(),
+                    format!("{what} {name:?}: annotation {k:?}: {err}"),
+                )),
             }
         }
     }
     let mut remediate = Vec::new();
     if let Some(steps) = &r.remediate {
-        let (sl, sc) = (steps.referenced.line(), steps.referenced.column());
-        for (i, s) in steps.value.iter().enumerate() {
+        for (i, step) in steps.value.iter().enumerate() {
+            // each step's errors point at the step itself
+            let (sl, sc) = (step.referenced.line(), step.referenced.column());
+            let s = &step.value;
             if !ACTION_KINDS.contains(&s.action.as_str()) {
                 errors.push((
                     sl,
@@ -381,7 +428,7 @@ fn build_rule(
                 }
             }
         }
-        remediate = steps.value.clone();
+        remediate = steps.value.iter().map(|s| s.value.clone()).collect();
     }
     let expr = match &r.expr {
         None => {
@@ -422,7 +469,7 @@ fn build_rule(
             remediate.into(),
             opts,
             labels,
-            r.annotations.clone(),
+            annotations,
         ))
     } else {
         Rule::Recording(RecordingRule::new(
@@ -549,9 +596,17 @@ groups:
             errs[0]
         );
         assert!(errs[0].message.contains("histogram_count"), "{}", errs[0]);
+        // range + offset + 5 m lookback, plus the group's query offset
         let text = "groups:\n- name: g\n  query_offset: 1m\n  rules:\n  - record: r\n    expr: rate(x[30m] offset 5m)\n  - alert: A\n    expr: up == 0\n";
         let groups = parse(text).unwrap();
-        assert_eq!(retention_needed_ms(&groups), (30 + 5 + 1) * 60_000);
+        assert_eq!(retention_needed_ms(&groups), (30 + 5 + 5 + 1) * 60_000);
+        // no floor above the formula: a short range needs little
+        let text = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(x[1m]) > 0\n";
+        assert_eq!(retention_needed_ms(&parse(text).unwrap()), (1 + 5) * 60_000);
+        // nothing read at all: the API's 5 m lookback
+        assert_eq!(retention_needed_ms(&[]), 5 * 60_000);
+        let text = "groups:\n- name: g\n  rules:\n  - record: one\n    expr: vector(1)\n";
+        assert_eq!(retention_needed_ms(&parse(text).unwrap()), 5 * 60_000);
     }
 
     #[test]
@@ -561,5 +616,84 @@ groups:
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].message.contains("annotation \"s\""));
         assert!(errs[1].message.contains("repeated"));
+    }
+
+    #[test]
+    fn zero_interval_is_the_default_and_negative_limit_is_no_limit() {
+        // as in Prometheus: `interval: 0s` is unset, a negative limit is no limit
+        let text = "groups:\n- name: g\n  interval: 0s\n  limit: -1\n  rules:\n  - alert: A\n    expr: up == 0\n";
+        let opts = GroupOptions {
+            default_interval: Duration::from_secs(15),
+            ..GroupOptions::default()
+        };
+        let groups = parse_rule_file(Path::new("r.yaml"), text, &opts).unwrap();
+        assert_eq!(groups[0].interval_ms(), 15_000);
+        assert_eq!(groups[0].rules_snapshot().limit, 0);
+        let text = "groups:\n- name: g\n  limit: 3\n  rules: []\n";
+        assert_eq!(parse(text).unwrap()[0].rules_snapshot().limit, 3);
+    }
+
+    #[test]
+    fn template_and_remediate_errors_point_at_their_own_lines() {
+        let text = r#"groups:
+- name: g
+  rules:
+  - alert: A
+    expr: up == 0
+    labels:
+      severity: '{{ nope }}'
+    annotations:
+      ok: fine
+      summary: "{{ $undefined }}"
+    remediate:
+    - action: restart
+      target: svc
+    - action: nuke
+    -   action: exec
+        params: {cmd: "{{ bad"}
+"#;
+        let errs = parse(text).unwrap_err().0;
+        let got: Vec<(u64, u64, &str)> = errs
+            .iter()
+            .map(|e| (e.line, e.column, e.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert_eq!((got[0].0, got[0].1), (7, 17), "{got:?}");
+        assert!(
+            got[0]
+                .2
+                .contains("label \"severity\": template: 1:1: function \"nope\" not defined"),
+            "{got:?}"
+        );
+        assert_eq!((got[1].0, got[1].1), (10, 16), "{got:?}");
+        assert!(
+            got[1].2.contains("undefined variable \"$undefined\""),
+            "{got:?}"
+        );
+        assert_eq!((got[2].0, got[2].1), (14, 7), "{got:?}");
+        assert!(
+            got[2].2.contains("remediate[1]: unknown action \"nuke\""),
+            "{got:?}"
+        );
+        assert_eq!((got[3].0, got[3].1), (15, 9), "{got:?}");
+        assert!(got[3].2.contains("remediate[2].params.cmd"), "{got:?}");
+    }
+
+    #[test]
+    fn yaml_error_snippets_name_the_file() {
+        let errs = parse_rule_file(
+            Path::new("rules/bad.yaml"),
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    exprr: up\n",
+            &GroupOptions::default(),
+        )
+        .unwrap_err()
+        .0;
+        let shown = errs[0].to_string();
+        assert!(
+            shown.starts_with("rules/bad.yaml:5:5: invalid YAML: unknown field `exprr`"),
+            "{shown}"
+        );
+        assert!(shown.contains("--> rules/bad.yaml:5:5"), "{shown}");
+        assert!(!shown.contains("<input>"), "{shown}");
     }
 }

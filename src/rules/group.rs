@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::alerting::AlertingRule;
 use super::promql::{self, Expr, PromqlError, Value};
 use super::recording::RecordingRule;
+use super::template::RenderContext;
 use super::{AlertInstance, AlertState, AlertTransition};
 use crate::config::Duration;
 use crate::store::{Labels, Sample, Store};
@@ -202,30 +203,55 @@ impl RuleGroup {
         self.last_duration_s
     }
 
-    /// How far back the group's expressions read, query offset included.
+    /// How far back the group's expressions read, query offset included (0 for a group
+    /// without rules).
     pub fn max_lookback_ms(&self) -> i64 {
         self.entries
             .iter()
-            .map(|e| promql::max_lookback_ms(e.rule.expr()))
+            .map(|e| promql::max_lookback_ms(e.rule.expr()) + self.query_offset.as_millis_i64())
             .max()
-            .unwrap_or(promql::LOOKBACK_DELTA_MS)
-            + self.query_offset.as_millis_i64()
+            .unwrap_or(0)
     }
 
     /// Evaluates every rule at `at_ms` over `store`, writes recording results and `ALERTS`
     /// series into it and returns the alert transitions.
+    ///
+    /// Each rule's query takes its own read view of the store, released before the rule's
+    /// results are written, so a recording rule's output is visible to the rules after it
+    /// in the same round (as in Prometheus); templates' `query` runs at `at_ms` the same way.
     pub fn eval(&mut self, store: &Store, at_ms: i64) -> Vec<AlertTransition> {
         let opts = promql::EvalOptions {
             default_step_ms: self.subquery_step_ms,
             ..promql::EvalOptions::default()
         };
-        self.eval_with(store, at_ms, |expr, t| {
-            promql::eval_instant_with(store, expr, t, &opts)
-        })
+        let tmpl_query = |q: &str| template_query(store, q, at_ms, &opts);
+        let ctx = RenderContext {
+            query: Some(&tmpl_query),
+        };
+        self.eval_in(
+            store,
+            at_ms,
+            |expr, t| promql::eval_instant_with(store, expr, t, &opts),
+            &ctx,
+        )
     }
 
-    /// [`RuleGroup::eval`] with the query supplied (tests feed vectors directly).
-    pub fn eval_with<Q>(&mut self, store: &Store, at_ms: i64, mut query: Q) -> Vec<AlertTransition>
+    /// [`RuleGroup::eval`] with the query supplied (tests feed vectors directly); templates
+    /// cannot `query`.
+    pub fn eval_with<Q>(&mut self, store: &Store, at_ms: i64, query: Q) -> Vec<AlertTransition>
+    where
+        Q: FnMut(&Expr, i64) -> Result<Value, PromqlError>,
+    {
+        self.eval_in(store, at_ms, query, &RenderContext::default())
+    }
+
+    fn eval_in<Q>(
+        &mut self,
+        store: &Store,
+        at_ms: i64,
+        mut query: Q,
+        ctx: &RenderContext,
+    ) -> Vec<AlertTransition>
     where
         Q: FnMut(&Expr, i64) -> Result<Value, PromqlError>,
     {
@@ -239,15 +265,15 @@ impl RuleGroup {
             let written = match (result, &mut e.rule) {
                 (Err(err), _) => Err(err.to_string()),
                 (Ok(v), Rule::Recording(r)) => r.apply(&v, query_ts, self.limit),
-                (Ok(v), Rule::Alerting(a)) => {
-                    a.eval_vector(&self.name, &v, at_ms, self.limit).map(|out| {
+                (Ok(v), Rule::Alerting(a)) => a
+                    .eval_vector(&self.name, &v, at_ms, self.limit, ctx)
+                    .map(|out| {
                         transitions.extend(out.transitions);
                         out.series
                             .into_iter()
                             .map(|s| Sample::new(s.labels, query_ts, s.value))
                             .collect()
-                    })
-                }
+                    }),
             };
             e.last_eval_ms = Some(at_ms);
             match written {
@@ -365,6 +391,21 @@ impl RuleGroup {
             evaluation_time_s: self.last_duration_s,
         }
     }
+}
+
+/// Templates' `query`: `q` evaluated at `at_ms`, as Prometheus' rule query function does
+/// (a scalar becomes one sample without labels; other results are errors).
+fn template_query(
+    store: &Store,
+    q: &str,
+    at_ms: i64,
+    opts: &promql::EvalOptions,
+) -> Result<Vec<Sample>, String> {
+    let expr = promql::parse(q).map_err(|e| e.to_string())?;
+    promql::check_supported(&expr).map_err(|e| e.to_string())?;
+    promql::eval_instant_with(store, &expr, at_ms, opts)
+        .and_then(to_vector)
+        .map_err(|e| e.to_string())
 }
 
 /// A rule's result as an instant vector: a scalar becomes one sample without labels, as in
@@ -617,5 +658,133 @@ groups:
         assert_eq!(snap.rules[0].state, Some(AlertState::Pending));
         assert_eq!(snap.rules[0].alerts.len(), 1);
         assert_eq!(snap.rules[1].kind, "recording");
+    }
+
+    fn load(text: &str) -> RuleGroup {
+        parse_rule_file(Path::new("t.yaml"), text, &GroupOptions::default())
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn limit_fails_rules_producing_too_many_series_or_alerts() {
+        let mut g = load(
+            "groups:\n- name: g\n  limit: 2\n  rules:\n  - record: up:copy\n    expr: up\n  - alert: Down\n    expr: up == 0\n",
+        );
+        let store = Store::default();
+        for i in ["a", "b"] {
+            store.append(&Labels::new([("__name__", "up"), ("instance", i)]), 0, 0.0);
+        }
+        // two series: within the limit
+        let tr = g.eval(&store, 1000);
+        assert_eq!(g.last_failures(), 0, "{:?}", g.last_errors());
+        assert_eq!(tr.len(), 2);
+        assert_eq!(g.active_alerts().len(), 2);
+        // three: both rules fail, the alerts are dropped, nothing is written
+        store.append(
+            &Labels::new([("__name__", "up"), ("instance", "c")]),
+            2000,
+            0.0,
+        );
+        let tr = g.eval(&store, 3000);
+        assert!(tr.is_empty(), "{tr:?}");
+        assert_eq!(
+            g.last_errors(),
+            [
+                ("up:copy", "exceeded limit 2 with 3 series"),
+                ("Down", "exceeded limit of 2 with 3 alerts"),
+            ]
+        );
+        assert!(g.active_alerts().is_empty());
+        let r = store.reader();
+        let c = Labels::new([("__name__", "up:copy"), ("instance", "c")]);
+        assert!(r.lookup(&c).is_none());
+        drop(r);
+        // a negative limit (Prometheus) is no limit
+        let mut g =
+            load("groups:\n- name: g\n  limit: -1\n  rules:\n  - alert: Down\n    expr: up == 0\n");
+        g.eval(&store, 3000);
+        assert_eq!(g.last_failures(), 0);
+        assert_eq!(g.active_alerts().len(), 3);
+    }
+
+    #[test]
+    fn query_offset_shifts_queries_and_written_samples_not_templates() {
+        let mut g = load(
+            r#"groups:
+- name: g
+  query_offset: 1m
+  rules:
+  - record: x:copy
+    expr: x
+  - alert: High
+    expr: x > 5
+    annotations:
+      value: '{{ $value }}'
+      now: '{{ query "x" | first | value }} at {{ query "time()" | first | value }}'
+"#,
+        );
+        let store = Store::new(i64::MAX / 4);
+        let x = Labels::from_name("x");
+        // x is 1 up to 60 s, 10 up to 120 s, 20 after
+        for t in (0..=180).step_by(10) {
+            let v = match t {
+                0..=60 => 1.0,
+                61..=120 => 10.0,
+                _ => 20.0,
+            };
+            store.append(&x, t * 1000, v);
+        }
+        // at 120 s the queries run at 60 s: x is 1, below the threshold
+        assert!(g.eval(&store, 120_000).is_empty());
+        let r = store.reader();
+        let copy = r.lookup(&Labels::from_name("x:copy")).unwrap();
+        // the recorded sample is stamped with the query time, as in Prometheus
+        assert_eq!(r.window(copy, i64::MIN, i64::MAX), &[(60_000, 1.0)]);
+        drop(r);
+        // at 180 s they run at 120 s (x = 10): the alert fires with that value; templates'
+        // `query` runs at the evaluation time itself (x = 20 at 180 s), as in Prometheus
+        let tr = g.eval(&store, 180_000);
+        assert_eq!(tr.len(), 1, "{tr:?}");
+        let a = &tr[0].alert;
+        assert_eq!(a.value, 10.0);
+        assert_eq!(a.active_at_ms, 180_000);
+        assert_eq!(a.annotations["value"], "10");
+        assert_eq!(a.annotations["now"], "20 at 180");
+        let r = store.reader();
+        let alerts = r
+            .lookup(&Labels::new([
+                ("__name__", "ALERTS"),
+                ("alertname", "High"),
+                ("alertstate", "firing"),
+            ]))
+            .unwrap();
+        assert_eq!(r.window(alerts, i64::MIN, i64::MAX), &[(120_000, 1.0)]);
+        assert_eq!(
+            r.window(copy, i64::MIN, i64::MAX),
+            &[(60_000, 1.0), (120_000, 10.0)]
+        );
+        // and the group's lookback (for retention) includes the offset
+        assert_eq!(g.max_lookback_ms(), 5 * 60_000 + 60_000);
+    }
+
+    #[test]
+    fn template_query_failure_renders_in_the_annotation() {
+        let mut g = load(
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: vector(1)\n    annotations:\n      bad: '{{ query \"sum(\" }}'\n      empty: '{{ query \"nothing\" | first | value }}'\n",
+        );
+        let store = Store::default();
+        let tr = g.eval(&store, 0);
+        let ann = &tr[0].alert.annotations;
+        assert!(
+            ann["bad"].starts_with(
+                "<error expanding template: template: error calling query: parse error"
+            ),
+            "{ann:?}"
+        );
+        assert_eq!(
+            ann["empty"],
+            "<error expanding template: template: error calling first: first() called on vector with no elements>"
+        );
     }
 }

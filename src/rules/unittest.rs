@@ -18,6 +18,7 @@ use super::AlertState;
 use super::file::{RuleFileErrors, load_files};
 use super::group::{GroupOptions, Rule, RuleGroup};
 use super::promql::{self, Value, notation::parse_series_values};
+use super::template::go_duration;
 use crate::config::Duration;
 use crate::store::{Labels, Sample, Store};
 
@@ -308,12 +309,11 @@ impl TestGroup {
             for g in &mut groups {
                 g.eval(&store, ts);
                 for (rule, e) in g.last_errors() {
-                    {
-                        eval_errs.push(format!(
-                            "    rule: {rule}, time: {}, err: {e}",
-                            Duration::from_millis(ts as u64)
-                        ));
-                    }
+                    // promtool prints a Go time.Duration here ("1m0s"), unlike elsewhere
+                    eval_errs.push(format!(
+                        "    rule: {rule}, time: {}, err: {e}",
+                        go_duration(ts.saturating_mul(1_000_000))
+                    ));
                 }
             }
             if !eval_errs.is_empty() {
@@ -338,8 +338,13 @@ impl TestGroup {
             }
             ts += step;
         }
+        // As the rules above: subqueries without a step use the evaluation interval.
+        let opts = promql::EvalOptions {
+            default_step_ms: step,
+            ..promql::EvalOptions::default()
+        };
         for case in &self.promql_expr_test {
-            if let Some(e) = check_expr(case, &store) {
+            if let Some(e) = check_expr(case, &store, &opts) {
                 errs.push(e);
             }
         }
@@ -391,11 +396,11 @@ impl TestGroup {
     }
 }
 
-fn check_expr(case: &PromqlTestCase, store: &Store) -> Option<String> {
+fn check_expr(case: &PromqlTestCase, store: &Store, opts: &promql::EvalOptions) -> Option<String> {
     let t = case.eval_time.as_millis_i64();
     let head = format!("    expr: {:?}, time: {}", case.expr, case.eval_time);
     let got = promql::parse(&case.expr)
-        .and_then(|e| promql::eval_instant(store, &e, t))
+        .and_then(|e| promql::eval_instant_with(store, &e, t, opts))
         .map_err(|e| e.to_string())
         .and_then(|v| match v {
             Value::Vector(v) => Ok(v),

@@ -1,9 +1,11 @@
 //! The in-memory time-series store: series identified by their label set, samples in
 //! per-series ring buffers, retention derived from what the loaded rules read.
 //!
-//! Writers (collectors, detectors, recording rules) append; the rule engine reads through a
-//! [`Reader`], which holds the read lock for one evaluation so a round sees one consistent
-//! state.
+//! Writers (collectors, detectors, recording rules) append; queries read through a
+//! [`Reader`], which holds the read lock while it lives, so one query (one rule's
+//! expression) sees one consistent state. A rule group takes a reader per rule, not one per
+//! round: the lock is released between rules so that a recording rule's results can be
+//! written and seen by the rules after it, as in Prometheus.
 
 mod hash;
 mod labels;
@@ -536,12 +538,67 @@ mod tests {
         let got: Vec<_> = a.iter().chain(b).map(|p| p.0).collect();
         assert_eq!(got, vec![3100, 3200, 3300, 3400, 3500]);
         assert_eq!(r.latest(id, 3550, 300_000), Some((3500, 35.0)));
-        drop(r);
-        assert!(store_bytes_positive(&store));
     }
 
-    fn store_bytes_positive(s: &Store) -> bool {
-        s.approx_bytes() > 0 && s.sample_count() > 0
+    #[test]
+    fn approx_bytes_is_what_the_layout_implies() {
+        use std::mem::size_of;
+        const N: usize = 100;
+        const K: usize = 1000;
+        let store = Store::new(i64::MAX / 4);
+        let labels: Vec<Labels> = (0..N)
+            .map(|i| {
+                Labels::new([
+                    ("__name__", "m".to_string()),
+                    ("instance", format!("h{i:03}")),
+                ])
+            })
+            .collect();
+        for t in 0..K as i64 {
+            for l in &labels {
+                store.append(l, t * 1000, 1.0);
+            }
+        }
+        assert_eq!(store.sample_count(), N * K);
+        // Each sample is a (timestamp, value) pair of 16 bytes in its series' buffer, which
+        // grows by a quarter (at least 4) when full; each label set is one Arc (16 bytes of
+        // counts) of String pairs plus the strings' bytes; the indexes hold one entry per
+        // series (tables up to twice their entries).
+        assert_eq!(size_of::<(i64, f64)>(), 16);
+        let label_bytes: usize = labels
+            .iter()
+            .map(|l| {
+                16 + l.len() * size_of::<(String, String)>()
+                    + l.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            })
+            .sum();
+        let per_series_index = size_of::<Option<Series>>()
+            + size_of::<(Labels, SeriesId)>()
+            + 1
+            + size_of::<SeriesId>();
+        let name_index = "m".len() + size_of::<(String, Vec<SeriesId>)>() + 1;
+        let samples = N * K * 16;
+        let lower = samples + label_bytes + N * per_series_index + name_index;
+        let upper =
+            samples * 5 / 4 + N * 4 * 16 + label_bytes + 2 * N * per_series_index + 4 * name_index;
+        let got = store.approx_bytes();
+        assert!(
+            (lower..=upper).contains(&got),
+            "{got} bytes, expected {lower}..={upper}"
+        );
+        // After a retention cut, buffers are trimmed to the live samples plus an eighth.
+        store.set_retention_ms(100_000);
+        store.gc((K as i64 - 1) * 1000);
+        let live = store.sample_count();
+        assert_eq!(live, N * 101);
+        let after = store.approx_bytes();
+        let lower = live * 16 + label_bytes + N * per_series_index + name_index;
+        let upper =
+            live * 16 * 9 / 8 + N * 16 + label_bytes + 2 * N * per_series_index + 4 * name_index;
+        assert!(
+            (lower..=upper).contains(&after),
+            "{after} bytes after the cut, expected {lower}..={upper}"
+        );
     }
 
     #[test]

@@ -92,24 +92,32 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         Some(Offset::Pos(d)) => d.as_millis() as i64,
         // reading the future reaches less far back
-        Some(Offset::Neg(_)) | None => 0,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        None => 0,
     }
 }
 
-/// How far before the evaluation time `expr` reads samples: the longest chain of
-/// range + offset + subquery range, plus the 5 m lookback for instant selectors. `@` pins
-/// a selector to a fixed time, which retention cannot serve in general; it counts as if
-/// absent.
+/// How far before the evaluation time `expr` reads samples, so the store keeps just what
+/// the loaded expressions read. Every selector counts its range (0 for an instant
+/// selector) + its offset + the 5 m lookback; a subquery adds its range + offset to what
+/// its inner expression reads (its first step lies inside its range, so the step adds
+/// nothing). The longest chain wins. A negative offset shortens the chain (never below
+/// 0). `@` pins a selector to a fixed time, which retention cannot serve in general; it
+/// counts as if absent.
+///
+/// Public: besides the rule engine, the anomaly detectors size their own queries' history
+/// with it.
 pub fn max_lookback_ms(expr: &Expr) -> i64 {
     match expr {
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => 0,
-        Expr::VectorSelector(vs) => offset_ms(&vs.offset) + LOOKBACK_DELTA_MS,
-        Expr::MatrixSelector(ms) => offset_ms(&ms.vs.offset) + ms.range.as_millis() as i64,
+        Expr::VectorSelector(vs) => (offset_ms(&vs.offset) + LOOKBACK_DELTA_MS).max(0),
+        Expr::MatrixSelector(ms) => {
+            (ms.range.as_millis() as i64 + offset_ms(&ms.vs.offset) + LOOKBACK_DELTA_MS).max(0)
+        }
         Expr::Paren(p) => max_lookback_ms(&p.expr),
         Expr::Unary(u) => max_lookback_ms(&u.expr),
         Expr::Subquery(s) => {
-            let step = s.step.map(|d| d.as_millis() as i64).unwrap_or(0);
-            offset_ms(&s.offset) + s.range.as_millis() as i64 + step + max_lookback_ms(&s.expr)
+            (s.range.as_millis() as i64 + offset_ms(&s.offset) + max_lookback_ms(&s.expr)).max(0)
         }
         Expr::Binary(b) => max_lookback_ms(&b.lhs).max(max_lookback_ms(&b.rhs)),
         Expr::Aggregate(a) => {
@@ -133,16 +141,26 @@ mod tests {
 
     #[test]
     fn lookback_follows_ranges_offsets_and_subqueries() {
+        const M: i64 = 60_000;
         let m = |s: &str| max_lookback_ms(&parse(s).unwrap());
-        assert_eq!(m("up"), 300_000);
-        assert_eq!(m("rate(x[10m])"), 600_000);
-        assert_eq!(m("rate(x[10m] offset 1h)"), 600_000 + 3_600_000);
-        assert_eq!(m("x offset -5m"), 300_000);
+        // range (0 for an instant selector) + offset + 5 m lookback, for every selector
+        assert_eq!(m("up"), 5 * M);
+        assert_eq!(m("rate(x[10m])"), (10 + 5) * M);
+        assert_eq!(m("rate(x[10m] offset 1h)"), (10 + 60 + 5) * M);
+        assert_eq!(m("x offset 2m"), (2 + 5) * M);
+        assert_eq!(m("x offset -3m"), (5 - 3) * M);
+        assert_eq!(m("x offset -10m"), 0);
+        // a subquery adds its range and offset to what its inner expression reads
+        assert_eq!(m("max_over_time(rate(x[1m])[30m:1m])"), (30 + 1 + 5) * M);
         assert_eq!(
-            m("max_over_time(rate(x[1m])[30m:1m])"),
-            1_800_000 + 60_000 + 60_000
+            m("max_over_time(rate(x[1m])[30m:1m] offset 10m)"),
+            (30 + 10 + 1 + 5) * M
         );
-        assert_eq!(m("a / on(x) (b + max_over_time(c[2h]) * 0)"), 7_200_000);
+        assert_eq!(m("min_over_time(up[1h:])"), (60 + 5) * M);
+        // the longest chain wins
+        assert_eq!(m("a / on(x) (b + max_over_time(c[2h]) * 0)"), (120 + 5) * M);
+        assert_eq!(m("topk(3, x) + vector(1)"), 5 * M);
+        assert_eq!(m("vector(1)"), 0);
     }
 
     #[test]

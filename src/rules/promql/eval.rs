@@ -414,7 +414,10 @@ impl Evaluator<'_, '_> {
         }
         if op == token::T_COUNT_VALUES {
             if !valid_label_name(&value_label) {
-                return Err(err(format!("invalid label name {value_label:?}")));
+                return Err(err(format!(
+                    "invalid label name {}",
+                    super::gostr::go_quote(&value_label)
+                )));
             }
             for e in &mut input {
                 e.s.labels = e.s.labels.with(&value_label, &format_value(e.s.value));
@@ -1001,9 +1004,10 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
-fn valid_label_name(s: &str) -> bool {
-    // Prometheus 3 accepts any UTF-8 label name; only the empty name is invalid.
-    !s.is_empty()
+/// Prometheus 3's label name check: any non-empty UTF-8 name (a literal's byte escapes can
+/// make one that is not UTF-8).
+pub(crate) fn valid_label_name(s: &str) -> bool {
+    super::gostr::is_utf8_name(s)
 }
 
 // ----- binary operator helpers ----------------------------------------------------

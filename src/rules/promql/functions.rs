@@ -14,6 +14,8 @@
 
 use std::collections::HashMap;
 
+use super::eval::valid_label_name;
+use super::gostr::go_display;
 use super::{PromqlError, RangeSeries, Value};
 use crate::store::{Labels, Sample, is_stale};
 
@@ -459,9 +461,10 @@ impl Args<'_> {
                 "invalid regular expression in label_replace(): {re_src}"
             ))
         })?;
-        if dst.is_empty() {
+        if !valid_label_name(&dst) {
             return Err(eval_err(format!(
-                "invalid destination label name in label_replace(): {dst}"
+                "invalid destination label name in label_replace(): {}",
+                go_display(&dst)
             )));
         }
         let out = v
@@ -486,15 +489,17 @@ impl Args<'_> {
         let srcs = (3..self.args.len())
             .map(|i| self.string(i))
             .collect::<Result<Vec<_>, _>>()?;
-        // Prometheus 3 accepts any UTF-8 label name; only the empty name is invalid.
-        if srcs.iter().any(|s| s.is_empty()) {
-            return Err(eval_err(
-                "invalid source label name in label_join(): ".into(),
-            ));
-        }
-        if dst.is_empty() {
+        // Prometheus 3 accepts any non-empty UTF-8 label name.
+        if let Some(bad) = srcs.iter().find(|s| !valid_label_name(s)) {
             return Err(eval_err(format!(
-                "invalid destination label name in label_join(): {dst}"
+                "invalid source label name in label_join(): {}",
+                go_display(bad)
+            )));
+        }
+        if !valid_label_name(&dst) {
+            return Err(eval_err(format!(
+                "invalid destination label name in label_join(): {}",
+                go_display(&dst)
             )));
         }
         let out = v

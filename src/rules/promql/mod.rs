@@ -4,6 +4,7 @@
 mod check;
 mod eval;
 pub mod functions;
+pub(crate) mod gostr;
 pub mod kahan;
 pub mod notation;
 
@@ -45,9 +46,10 @@ pub enum PromqlError {
     Eval(String),
 }
 
-/// Parses an expression.
+/// Parses an expression. String literals are Go strings: byte escapes (`"\xc5"`) decode to
+/// bytes as in Prometheus (see [`gostr`]).
 pub fn parse(input: &str) -> Result<Expr, PromqlError> {
-    promql_parser::parser::parse(input).map_err(PromqlError::Parse)
+    promql_parser::parser::parse(&gostr::decode_literals(input)).map_err(PromqlError::Parse)
 }
 
 /// Default step of subqueries without an explicit resolution (Prometheus uses the global
@@ -98,8 +100,10 @@ pub fn eval_instant_with(
     eval_with_reader(&store.reader(), expr, at_ms, opts)
 }
 
-/// Evaluates over an already held read view, so a rule group can evaluate every rule of a
-/// round against one consistent state and take the lock once.
+/// Evaluates over an already held read view (the read lock stays held until the reader is
+/// dropped, so several queries can share one consistent state). Rule groups do not hold
+/// one across a round: each rule's query takes its own, so that recording results written
+/// between rules are visible to the rules after them.
 pub fn eval_with_reader(
     reader: &Reader<'_>,
     expr: &Expr,
