@@ -46,7 +46,7 @@ pub enum Direction {
 #[serde(deny_unknown_fields)]
 pub struct Persistence {
     /// Raise when at least this many of the last `of` points are outside the band
-    /// (default 3).
+    /// (default 5: chosen on the NAB evaluation, see README).
     pub count: u32,
     /// The number of recent points considered (at most 64); defaults to `count`, which
     /// means `count` consecutive points.
@@ -56,7 +56,7 @@ pub struct Persistence {
 
 impl Default for Persistence {
     fn default() -> Self {
-        Persistence { count: 3, of: None }
+        Persistence { count: 5, of: None }
     }
 }
 
@@ -64,11 +64,13 @@ impl Default for Persistence {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Recovery {
-    /// A point counts as recovered when its z-score is within this many spreads (default 1;
-    /// at most `sigma`). Below `sigma`, the signal stays up until the series is well inside.
+    /// A point counts as recovered when its z-score is within this many spreads (default
+    /// 0.75 × `sigma`, i.e. 1.5; at most `sigma`). Below `sigma`, the signal stays up until
+    /// the series is well inside.
     #[serde(default)]
     pub sigma: Option<f64>,
-    /// Consecutive recovered points needed to clear (default 60).
+    /// Consecutive recovered points needed to clear (default 3). Keep it short: on plain
+    /// noise a run of n points within 1.5σ has probability 0.87ⁿ, so a long run latches.
     #[serde(default)]
     pub count: Option<u32>,
 }
@@ -196,7 +198,7 @@ impl AnomalyConfig {
         if !(alpha > 0.0 && alpha <= 1.0) {
             return Err(bad(format!("alpha must be in (0, 1], got {alpha}")));
         }
-        let recovery_sigma = self.recovery.sigma.unwrap_or(self.sigma.min(1.0));
+        let recovery_sigma = self.recovery.sigma.unwrap_or(0.75 * self.sigma);
         if !(recovery_sigma.is_finite() && recovery_sigma >= 0.0 && recovery_sigma <= self.sigma) {
             return Err(bad(format!(
                 "recovery.sigma must be between 0 and sigma ({}), got {recovery_sigma}",
@@ -222,7 +224,7 @@ impl AnomalyConfig {
             persist_count: self.persistence.count,
             persist_mask: if of == 64 { u64::MAX } else { (1u64 << of) - 1 },
             recovery_sigma,
-            recovery_count: self.recovery.count.unwrap_or(60).max(1),
+            recovery_count: self.recovery.count.unwrap_or(3).max(1),
             alpha,
             clip: self.clip_anomalies,
             season_ms: self.seasonality.map(|s| s.as_millis_i64()),
