@@ -251,6 +251,75 @@ anomaly_detectors:
     assert!(r.latest(id, t, 300_000).unwrap().0 < t);
 }
 
+/// Samples of `labels` in the store (every one ever written within retention).
+fn sample_count(store: &Store, labels: &Labels) -> usize {
+    let r = store.reader();
+    r.lookup(labels).map_or(0, |id| {
+        r.samples(id, i64::MIN, i64::MAX)
+            .filter(|(_, v)| !medic::store::is_stale(*v))
+            .count()
+    })
+}
+
+/// A 60 s collector and a 15 s detector: each scrape is one point, however often the
+/// detector looks (an instant query returns the same sample for 5 minutes); a series that
+/// vanishes stops being fed. Both for a plain selector and for a computed query.
+#[test]
+fn detector_feeds_each_input_point_once() {
+    for query in ["cpu_temp", "max by (instance) (cpu_temp) * 1"] {
+        let cfg = config_yaml(&format!(
+            "anomaly_detectors:\n  temp:\n    query: '{query}'\n    interval: 15s\n    window: 30\n    min_samples: 10\n    std_floor: 0.5\n    persistence: {{count: 3}}\n"
+        ));
+        let store = Store::new(24 * 3_600_000);
+        let mut det = Detectors::build(&cfg, None).unwrap();
+        let input = Labels::new([("__name__", "cpu_temp"), ("instance", "a")]);
+        let out =
+            |name: &str| Labels::new([("__name__", name), ("instance", "a"), ("detector", "temp")]);
+        let t0 = 1_700_000_000_000i64;
+        let scrapes = 40;
+        for tick in 0..scrapes * 4 {
+            let t = t0 + tick * 15_000;
+            if tick % 4 == 0 {
+                let i = tick / 4;
+                // one anomalous scrape (at 30): persistence 3 must not fire on it
+                let v = if i == 30 { 90.0 } else { 50.0 + (i % 2) as f64 };
+                store.append(&input, t, v);
+            }
+            assert!(det.tick(&store, t).is_empty());
+        }
+        assert_eq!(
+            sample_count(&store, &out("medic_anomaly")),
+            scrapes as usize,
+            "{query}: one point per scrape"
+        );
+        let r = store.reader();
+        let id = r.lookup(&out("medic_anomaly")).unwrap();
+        assert!(
+            r.samples(id, i64::MIN, i64::MAX).all(|(_, v)| v == 0.0),
+            "{query}: a single anomalous scrape raised the signal"
+        );
+        let z = r.lookup(&out("medic_anomaly_zscore")).unwrap();
+        assert_eq!(
+            r.samples(z, i64::MIN, i64::MAX)
+                .filter(|(_, v)| *v > 2.0)
+                .count(),
+            1,
+            "{query}"
+        );
+        drop(r);
+        // The series vanishes: 10 more minutes of ticks feed nothing.
+        let t_end = t0 + scrapes * 4 * 15_000;
+        for tick in 0..40 {
+            assert!(det.tick(&store, t_end + tick * 15_000).is_empty());
+        }
+        assert_eq!(
+            sample_count(&store, &out("medic_anomaly")),
+            scrapes as usize,
+            "{query}: a vanished series was fed"
+        );
+    }
+}
+
 #[test]
 fn bad_detector_config_is_reported() {
     let cfg = config_yaml("anomaly_detectors:\n  x: {query: 'rate(foo[5m]', window: 10}\n");

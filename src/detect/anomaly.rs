@@ -84,7 +84,8 @@ pub struct AnomalyConfig {
     /// detectors in `medic.yaml`; not used by `medic anomaly score`.
     #[serde(default)]
     pub query: Option<String>,
-    /// How often the query is evaluated (one sample per series per evaluation). Defaults to
+    /// How often the query is evaluated; a series is fed only when it has a newer input
+    /// sample than the last one fed, so one scrape is one point. Defaults to
     /// `global.evaluation_interval`.
     #[serde(default)]
     pub interval: Option<Duration>,
@@ -772,6 +773,78 @@ struct Tracked {
     /// Output label sets, built once: zscore, upper, lower, anomaly.
     out: [Labels; 4],
     last_seen_ms: i64,
+    /// Timestamp of the newest input sample fed (per-series mode).
+    last_input_ms: i64,
+}
+
+/// How the detector tells that new input data arrived, so each input point is fed once
+/// however often the detector is evaluated (an instant query returns the last sample again
+/// until a newer one comes, for the 5 m lookback).
+enum Freshness {
+    /// The query is a plain selector: each series is fed when its own newest sample is newer
+    /// than the last one fed.
+    PerSeries,
+    /// Any other query: every series is fed when the newest sample among the series its
+    /// selectors match (`max(timestamp(sel))` for each) has advanced.
+    Newest(Vec<Expr>),
+    /// No selector at all (`vector(1)`): the value is computed anew at each evaluation.
+    Always,
+}
+
+impl Freshness {
+    fn of(expr: &Expr) -> Result<Freshness, promql::PromqlError> {
+        let mut sels = Vec::new();
+        collect_selectors(expr, &mut sels);
+        if sels.is_empty() {
+            return Ok(Freshness::Always);
+        }
+        if let Expr::VectorSelector(vs) = unwrap_parens(expr)
+            && vs.offset.is_none()
+            && vs.at.is_none()
+        {
+            return Ok(Freshness::PerSeries);
+        }
+        let exprs = sels
+            .into_iter()
+            .map(|mut vs| {
+                // the newest raw sample, wherever offset/@ make the query read
+                vs.offset = None;
+                vs.at = None;
+                promql::parse(&format!("max(timestamp({vs}))"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Freshness::Newest(exprs))
+    }
+}
+
+fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}
+
+/// Every vector selector of `e` (those inside range selectors included).
+fn collect_selectors(e: &Expr, out: &mut Vec<promql_parser::parser::VectorSelector>) {
+    match e {
+        Expr::VectorSelector(vs) => out.push(vs.clone()),
+        Expr::MatrixSelector(ms) => out.push(ms.vs.clone()),
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::Subquery(s) => collect_selectors(&s.expr, out),
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+            collect_selectors(&a.expr, out);
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_selectors(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
 }
 
 /// One configured anomaly detector and the state of each series it follows.
@@ -780,6 +853,9 @@ pub struct AnomalyDetector {
     config: AnomalyConfig,
     params: Params,
     expr: Expr,
+    freshness: Freshness,
+    /// The newest input timestamp fed (`Freshness::Newest`).
+    last_input_ms: i64,
     interval_ms: i64,
     series: HashMap<Labels, Tracked>,
 }
@@ -800,6 +876,13 @@ impl AnomalyDetector {
             query: query.to_string(),
             message: e.to_string(),
         })?;
+        let query_err = |e: promql::PromqlError| DetectError::Query {
+            detector: name.to_string(),
+            query: query.to_string(),
+            message: e.to_string(),
+        };
+        promql::check_supported(&expr).map_err(query_err)?;
+        let freshness = Freshness::of(&expr).map_err(query_err)?;
         let interval_ms = config
             .interval
             .unwrap_or(default_interval)
@@ -810,6 +893,8 @@ impl AnomalyDetector {
             config: config.clone(),
             params,
             expr,
+            freshness,
+            last_input_ms: i64::MIN,
             interval_ms,
             series: HashMap::new(),
         })
@@ -835,16 +920,54 @@ impl AnomalyDetector {
     /// Takes over the per-series state of `old` (same name and config, before a reload).
     pub fn adopt(&mut self, old: AnomalyDetector) {
         self.series = old.series;
+        self.last_input_ms = old.last_input_ms;
     }
 
-    /// Evaluates the query at `now_ms`, feeds each series and returns the output samples.
-    /// Series absent for `window` evaluations are forgotten and their outputs marked stale.
+    /// How far back the query reads (for the store's retention).
+    pub fn lookback_needed_ms(&self) -> i64 {
+        promql::max_lookback_ms(&self.expr)
+    }
+
+    /// Evaluates the query at `now_ms`, feeds each series that has a new input point and
+    /// returns the output samples. Series absent for `window` evaluations are forgotten and
+    /// their outputs marked stale.
     pub fn evaluate(&mut self, store: &Store, now_ms: i64) -> Result<Vec<Sample>, DetectError> {
-        let value =
-            promql::eval_instant(store, &self.expr, now_ms).map_err(|e| DetectError::Eval {
+        let reader = store.reader();
+        let opts = promql::EvalOptions::default();
+        let eval = |e: &Expr| {
+            promql::eval_with_reader(&reader, e, now_ms, &opts).map_err(|e| DetectError::Eval {
                 detector: self.name.clone(),
                 message: e.to_string(),
-            })?;
+            })
+        };
+        // For a computed query: the time of the newest input sample, or None when nothing
+        // arrived since the last point fed.
+        let batch_t = match &self.freshness {
+            Freshness::PerSeries => None,
+            Freshness::Always => Some(now_ms),
+            Freshness::Newest(exprs) => {
+                let mut newest = None::<f64>;
+                for e in exprs {
+                    if let Value::Vector(v) = eval(e)? {
+                        for s in v.iter().filter(|s| s.value.is_finite()) {
+                            newest = Some(newest.map_or(s.value, |n| n.max(s.value)));
+                        }
+                    }
+                }
+                newest
+                    .map(|secs| (secs * 1000.0).round() as i64)
+                    .filter(|t| *t > self.last_input_ms)
+            }
+        };
+        if let Freshness::Newest(_) = self.freshness {
+            match batch_t {
+                // Nothing new: nothing to feed, and nothing learnt about which series are
+                // still there.
+                None => return Ok(Vec::new()),
+                Some(t) => self.last_input_ms = t,
+            }
+        }
+        let value = eval(&self.expr)?;
         let input = match value {
             Value::Vector(v) => v,
             Value::Scalar { value, .. } => vec![Sample::new(Labels::default(), now_ms, value)],
@@ -860,6 +983,18 @@ impl AnomalyDetector {
         };
         let mut out = Vec::with_capacity(input.len() * 4);
         for s in input {
+            // The input point's own time: the sample's for a plain selector, the newest
+            // input's otherwise.
+            let input_t = match batch_t {
+                Some(t) => t,
+                None => match reader
+                    .lookup(&s.labels)
+                    .and_then(|id| reader.latest(id, now_ms, promql::LOOKBACK_DELTA_MS))
+                {
+                    Some((t, _)) => t,
+                    None => continue,
+                },
+            };
             let tracked = match self.series.get_mut(&s.labels) {
                 Some(t) => t,
                 None => {
@@ -870,11 +1005,16 @@ impl AnomalyDetector {
                         state: SeriesDetector::new(&self.params),
                         out: out_labels,
                         last_seen_ms: now_ms,
+                        last_input_ms: i64::MIN,
                     })
                 }
             };
             tracked.last_seen_ms = now_ms;
-            let v = tracked.state.observe(&self.params, now_ms, s.value);
+            if input_t <= tracked.last_input_ms {
+                continue; // this point was fed already
+            }
+            tracked.last_input_ms = input_t;
+            let v = tracked.state.observe(&self.params, input_t, s.value);
             if v.warm {
                 out.push(Sample::new(tracked.out[0].clone(), now_ms, v.z));
                 out.push(Sample::new(tracked.out[1].clone(), now_ms, v.upper));
