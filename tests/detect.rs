@@ -333,6 +333,89 @@ fn bad_detector_config_is_reported() {
     assert!(e.contains("detector y") && e.contains("query"), "{e}");
 }
 
+/// `medic check -c` rejects what `medic run` rejects: every bad detector and SLO is named,
+/// unsupported PromQL included; `Detectors::build` reports all of them, not the first.
+#[test]
+fn check_validates_detectors_and_slos() {
+    let text = r#"
+anomaly_detectors:
+  tiny: {query: 'node_load1', window: 1}
+  native: {query: 'histogram_count(rate(x[5m]))'}
+  fine: {query: 'node_load1'}
+slos:
+  perfect:
+    objective: 100
+    sli: {probe: {name: api}}
+  native:
+    objective: 99
+    sli:
+      events:
+        error_query: 'histogram_sum(rate(e[5m]))'
+        total_query: 'sum(rate(t[5m]))'
+"#;
+    let cfg = config_yaml(text);
+    let e = Detectors::build(&cfg, None).err().unwrap();
+    assert_eq!(e.0.len(), 4, "{e}");
+    let msg = e.to_string();
+    for want in [
+        "detector tiny",
+        "window must be at least 2",
+        "detector native",
+        "histogram_count",
+        "slo perfect",
+        "objective",
+        "slo native",
+        "histogram_sum",
+    ] {
+        assert!(msg.contains(want), "{want:?} missing in {msg}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.yaml");
+    std::fs::write(&path, text).unwrap();
+    let mut out = Vec::new();
+    let ok = medic::config::check::check_config(&path, &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(!ok, "{out}");
+    for want in [
+        "anomaly_detectors.tiny",
+        "anomaly_detectors.native",
+        "slos.perfect",
+        "slos.native",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in {out}");
+    }
+    // A good config still passes.
+    std::fs::write(&path, "anomaly_detectors:\n  fine: {query: 'node_load1'}\n").unwrap();
+    let mut out = Vec::new();
+    assert!(medic::config::check::check_config(&path, &mut out).unwrap());
+}
+
+/// The store keeps what detector and SLO queries read.
+#[test]
+fn detectors_report_the_lookback_they_need() {
+    let cfg = config_yaml(
+        r#"
+anomaly_detectors:
+  a: {query: 'avg_over_time(x[2h])'}
+slos:
+  s:
+    objective: 99
+    sli:
+      events:
+        error_query: 'sum(rate(e[{{.window}}] offset 1h))'
+        total_query: 'sum(rate(t[{{.window}}]))'
+        rate_window: 10m
+"#,
+    );
+    let det = Detectors::build(&cfg, None).unwrap();
+    assert!(det.lookback_needed_ms() >= 2 * 3_600_000);
+    let cfg = config_yaml(
+        "slos:\n  s:\n    objective: 99\n    sli: {events: {error_query: 'sum(rate(e[5m] offset 3h))', total_query: 'sum(rate(t[5m]))'}}\n",
+    );
+    let det = Detectors::build(&cfg, None).unwrap();
+    assert!(det.lookback_needed_ms() >= 3 * 3_600_000 + 300_000);
+}
+
 const SLO_CONFIG: &str = r#"
 slos:
   api:

@@ -43,6 +43,41 @@ pub enum DetectError {
     Journal(#[from] crate::journal::JournalError),
 }
 
+impl DetectError {
+    /// Where in `medic.yaml` the error is (`anomaly_detectors.NAME`, `slos.NAME`), if it is
+    /// about one detector.
+    pub fn config_path(&self) -> Option<String> {
+        let (DetectError::Config { detector, .. }
+        | DetectError::Query { detector, .. }
+        | DetectError::Eval { detector, .. }) = self
+        else {
+            return None;
+        };
+        Some(match detector.strip_prefix("slo ") {
+            Some(slo) => format!("slos.{slo}"),
+            None => format!("anomaly_detectors.{detector}"),
+        })
+    }
+}
+
+/// Every error found building the detectors of a config.
+#[derive(Debug)]
+pub struct DetectErrors(pub Vec<DetectError>);
+
+impl std::fmt::Display for DetectErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n  ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DetectErrors {}
+
 /// Every configured detector, ready to run.
 pub struct Detectors {
     anomaly: Vec<Sched<AnomalyDetector>>,
@@ -56,30 +91,54 @@ struct Sched<T> {
 }
 
 impl Detectors {
-    /// Builds the detectors of `cfg`. SLOs keep their minute buckets in `journal` (and
-    /// reload them from it); without a journal they live in memory only.
-    pub fn build(cfg: &Config, journal: Option<&Journal>) -> Result<Detectors, DetectError> {
+    /// Builds the detectors of `cfg`, reporting every error (not just the first). SLOs keep
+    /// their minute buckets in `journal` (and reload them from it); without a journal they
+    /// live in memory only.
+    pub fn build(cfg: &Config, journal: Option<&Journal>) -> Result<Detectors, DetectErrors> {
         let default_interval: Duration = cfg.global.evaluation_interval;
+        let mut errors = Vec::new();
         let mut anomaly = Vec::new();
         for (name, c) in &cfg.anomaly_detectors {
-            let det = AnomalyDetector::build(name, c, default_interval)?;
-            anomaly.push(Sched {
-                interval_ms: det.interval_ms(),
-                det,
-                next_ms: i64::MIN,
-            });
+            match AnomalyDetector::build(name, c, default_interval) {
+                Ok(det) => anomaly.push(Sched {
+                    interval_ms: det.interval_ms(),
+                    det,
+                    next_ms: i64::MIN,
+                }),
+                Err(e) => errors.push(e),
+            }
         }
         let mut slos = Vec::new();
         for (name, c) in &cfg.slos {
-            let journal = journal.map(|j| j.reopen()).transpose()?;
-            let det = SloTracker::build(name, c, default_interval, journal)?;
-            slos.push(Sched {
-                interval_ms: det.interval_ms(),
-                det,
-                next_ms: i64::MIN,
-            });
+            let built = journal
+                .map(|j| j.reopen())
+                .transpose()
+                .map_err(DetectError::from)
+                .and_then(|journal| SloTracker::build(name, c, default_interval, journal));
+            match built {
+                Ok(det) => slos.push(Sched {
+                    interval_ms: det.interval_ms(),
+                    det,
+                    next_ms: i64::MIN,
+                }),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(DetectErrors(errors));
         }
         Ok(Detectors { anomaly, slos })
+    }
+
+    /// How far back the detectors' queries read, for the store's retention (the daemon takes
+    /// the max of this and the rules' need).
+    pub fn lookback_needed_ms(&self) -> i64 {
+        self.anomaly
+            .iter()
+            .map(|s| s.det.lookback_needed_ms())
+            .chain(self.slos.iter().map(|s| s.det.lookback_needed_ms()))
+            .max()
+            .unwrap_or(0)
     }
 
     /// After a reload: takes over the state of each detector of `old` whose name and config

@@ -328,11 +328,13 @@ impl SloTracker {
             return Err(bad("window must be at least 1m".into()));
         }
         let parse = |q: &str| {
-            promql::parse(q).map_err(|e| DetectError::Query {
-                detector: format!("slo {name}"),
-                query: q.to_string(),
-                message: e.to_string(),
-            })
+            promql::parse(q)
+                .and_then(|e| promql::check_supported(&e).map(|()| e))
+                .map_err(|e| DetectError::Query {
+                    detector: format!("slo {name}"),
+                    query: q.to_string(),
+                    message: e.to_string(),
+                })
         };
         let s = &config.sli;
         let source = match (&s.events, &s.probe, &s.latency) {
@@ -418,6 +420,16 @@ impl SloTracker {
 
     pub fn budget(&self) -> &Budget {
         &self.budget
+    }
+
+    /// How far back the SLI queries read (for the store's retention).
+    pub fn lookback_needed_ms(&self) -> i64 {
+        match &self.source {
+            Source::Rates { errors, total } => {
+                promql::max_lookback_ms(errors).max(promql::max_lookback_ms(total))
+            }
+            Source::Probe(e) => promql::max_lookback_ms(e),
+        }
     }
 
     /// Takes over the in-memory counts of `old` (same name and config, before a reload).
