@@ -646,8 +646,12 @@ pub struct SeriesDetector {
     recent: u64,
     raised: bool,
     calm: u32,
-    /// `(timestamp, value)` of the last period, for the seasonal baseline.
+    /// `(timestamp, value)` of the last period, for the seasonal baseline; anomalous points
+    /// are remembered as what was expected, so a spike does not echo one period later.
     history: VecDeque<(i64, f64)>,
+    /// Typical spacing of the input (ms), for the seasonal baseline: a reference further
+    /// than this from one period ago is stale (there was a gap).
+    spacing_ms: f64,
 }
 
 impl SeriesDetector {
@@ -659,6 +663,7 @@ impl SeriesDetector {
             raised: false,
             calm: 0,
             history: VecDeque::new(),
+            spacing_ms: 0.0,
         }
     }
 
@@ -680,20 +685,28 @@ impl SeriesDetector {
         }
         let (x, offset) = match p.season_ms {
             None => (value, 0.0),
-            Some(period) => match self.seasonal_reference(t_ms, value, period) {
+            Some(period) => match self.seasonal_reference(t_ms, period) {
                 Some(reference) => (value - reference, reference),
-                None => return cold,
+                None => {
+                    self.history.push_back((t_ms, value));
+                    return cold;
+                }
             },
         };
         if self.seen < p.min_samples {
             self.model.push(x);
             self.seen += 1;
+            if p.season_ms.is_some() {
+                self.history.push_back((t_ms, value));
+            }
             return cold;
         }
         let (center, spread) = self.model.estimate();
+        // The relative floor is relative to the level of the series itself (for the
+        // seasonal baseline: the expected value, not the mean difference, which is ≈ 0).
         let spread = spread
             .max(p.std_floor)
-            .max(p.std_floor_ratio * center.abs());
+            .max(p.std_floor_ratio * (offset + center).abs());
         let z = if spread > 0.0 {
             (x - center) / spread
         } else if x == center {
@@ -726,6 +739,16 @@ impl SeriesDetector {
         };
         self.model.push(learned);
         self.seen += 1;
+        if p.season_ms.is_some() {
+            // An anomalous point is remembered as expected: kept raw (or at the band
+            // edge), it would make the same time next period look anomalous in turn.
+            let remembered = if outside && p.clip {
+                offset + center
+            } else {
+                value
+            };
+            self.history.push_back((t_ms, remembered));
+        }
         Verdict {
             warm: true,
             z,
@@ -737,20 +760,27 @@ impl SeriesDetector {
     }
 
     /// The value one period before `t_ms` (the newest sample at or before `t_ms - period`),
-    /// after recording `(t_ms, value)`.
-    fn seasonal_reference(&mut self, t_ms: i64, value: f64, period: i64) -> Option<f64> {
+    /// or None when there is none close enough to that time (not a period of data yet, or a
+    /// gap in the data back then). The caller records the point afterwards.
+    fn seasonal_reference(&mut self, t_ms: i64, period: i64) -> Option<f64> {
+        if let Some(&(last, _)) = self.history.back() {
+            // Typical spacing: an average that a single gap moves little (a step counts at
+            // most twice the current estimate).
+            let dt = (t_ms - last).max(0) as f64;
+            self.spacing_ms = if self.spacing_ms == 0.0 {
+                dt
+            } else {
+                self.spacing_ms + 0.1 * (dt.min(2.0 * self.spacing_ms) - self.spacing_ms)
+            };
+        }
         let target = t_ms - period;
         // Keep one sample at or before the target, drop older ones.
         while self.history.len() >= 2 && self.history[1].0 <= target {
             self.history.pop_front();
         }
-        let reference = self
-            .history
-            .front()
-            .filter(|(t, _)| *t <= target)
-            .map(|(_, v)| *v);
-        self.history.push_back((t_ms, value));
-        reference
+        let &(t_ref, v) = self.history.front()?;
+        // Jitter allowed up to 1.5 spacings; further back, the data had a gap there.
+        (t_ref <= target && (target - t_ref) as f64 <= 1.5 * self.spacing_ms + 1.0).then_some(v)
     }
 
     /// Approximate memory held by this series' state, in bytes.
@@ -1416,6 +1446,89 @@ mod tests {
         assert!(v[12..16].iter().all(|v| v.warm && !v.outside));
         assert!(v[16].outside && v[16].anomaly);
         assert!((v[16].upper - (0.0 + 0.0 + 2.0 * 0.5)).abs() < 1e-12);
+    }
+
+    /// A period of 4 points (1 s apart) plus a little deterministic noise.
+    fn seasonal_series(n: usize, pattern: [f64; 4]) -> Vec<f64> {
+        let mut state = 12345u32;
+        (0..n)
+            .map(|i| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                pattern[i % 4] + ((state >> 16) % 100) as f64 / 100.0 - 0.5
+            })
+            .collect()
+    }
+
+    fn seasonal_params(f: impl FnOnce(&mut AnomalyConfig)) -> Params {
+        params(|c| {
+            c.method = Method::Zscore;
+            c.window = 8;
+            c.min_samples = Some(8);
+            c.seasonality = Some(Duration::from_secs(4));
+            // wide enough that the ±0.5 noise is never outside
+            c.sigma = 4.0;
+            c.recovery.sigma = Some(4.0);
+            f(c)
+        })
+    }
+
+    #[test]
+    fn seasonal_relative_floor_uses_the_level() {
+        // Exactly periodic at ~1000: the differences are 0, their spread 0; the 1 % floor
+        // must be 1 % of the level (≈ 10), not of the mean difference (0).
+        let p = seasonal_params(|c| c.std_floor_ratio = 0.01);
+        let mut xs: Vec<f64> = (0..16)
+            .map(|i| [1000.0, 1010.0, 1020.0, 1010.0][i % 4])
+            .collect();
+        xs.push(1005.0); // expected 1000: 0.5σ
+        xs.push(1070.0); // expected 1010: 6σ
+        let v = run(&p, &xs);
+        assert!(v[15].warm);
+        assert!((v[16].z - 0.5).abs() < 1e-12, "{}", v[16].z);
+        assert!(!v[16].outside);
+        // the window of differences is now 0 ×7 and 5: centre 0.625, floor 1 % of 1010.625
+        let z = (60.0 - 0.625) / (0.01 * 1010.625);
+        assert!((v[17].z - z).abs() < 1e-9 && v[17].outside, "{}", v[17].z);
+    }
+
+    #[test]
+    fn seasonal_spike_does_not_echo_a_period_later() {
+        let mut xs = seasonal_series(40, [0.0, 10.0, 20.0, 10.0]);
+        xs[24] += 100.0;
+        let clipped = run(&seasonal_params(|c| c.clip_anomalies = true), &xs);
+        assert!(clipped[24].outside);
+        // one period later the spike is the reference: remembered as expected, not raw
+        assert!(
+            clipped[28].warm && !clipped[28].outside,
+            "{:?}",
+            clipped[28]
+        );
+        // (remembered raw, 28 would be ≈ 100 below its reference: z ≈ -250)
+        assert!(clipped[25..].iter().all(|v| !v.outside));
+    }
+
+    #[test]
+    fn seasonal_reference_is_not_used_across_a_gap() {
+        let p = seasonal_params(|_| {});
+        let xs = seasonal_series(40, [0.0, 10.0, 20.0, 10.0]);
+        let mut d = SeriesDetector::new(&p);
+        let mut v = Vec::new();
+        // 20 points at 0..19 s, a 10 s gap, then 20 more at 30..49 s (same phase: 30 % 4 = 2)
+        for (i, x) in xs[..20].iter().enumerate() {
+            v.push(d.observe(&p, i as i64 * 1000, *x));
+        }
+        for (i, x) in xs[22..].iter().enumerate() {
+            v.push(d.observe(&p, (30 + i as i64) * 1000, *x));
+        }
+        assert!(v[19].warm);
+        // 30..33 s: one period back (26..29 s) is inside the gap: no fresh reference
+        assert!(v[20..24].iter().all(|v| !v.warm), "{:?}", &v[20..24]);
+        // from 34 s on, the references are the points after the gap
+        assert!(
+            v[24..].iter().all(|v| v.warm && !v.outside),
+            "{:?}",
+            &v[24..]
+        );
     }
 
     #[test]
