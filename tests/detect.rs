@@ -473,6 +473,98 @@ fn slo_series_from_a_probe() {
     assert!((latest(&store2, &l, now).unwrap() - remaining).abs() < 1e-9);
 }
 
+/// Builds one SLO from YAML and feeds it minute by minute over `store`, where `scrape(t)`
+/// appends the collected series every 15 s; returns the tracker after `minutes` minutes.
+fn run_slo(
+    yaml: &str,
+    minutes: i64,
+    mut scrape: impl FnMut(&Store, i64),
+) -> (medic::detect::SloTracker, Store, i64) {
+    let cfg: medic::detect::SloConfig = serde_saphyr::from_str(yaml).unwrap();
+    let mut slo =
+        medic::detect::SloTracker::build("s", &cfg, Duration::from_secs(60), None).unwrap();
+    let store = Store::new(24 * 3_600_000);
+    let t0 = 1_700_000_000_000i64 / 60_000 * 60_000;
+    let mut t = t0;
+    for step in 0..minutes * 4 {
+        t = t0 + step * 15_000;
+        scrape(&store, t);
+        // the SLI is sampled each minute, once the rate windows have data
+        if step % 4 == 3 && step >= 8 {
+            slo.evaluate(&store, t).unwrap();
+        }
+    }
+    (slo, store, t)
+}
+
+/// The events SLI over real counters: rate × interval events per evaluation, the ratio of
+/// the bad and all rates.
+#[test]
+fn slo_events_sli_over_counters() {
+    let yaml = r#"
+objective: 99
+interval: 1m
+sli:
+  events:
+    error_query: 'sum(rate(req_total{code=~"5.."}[{{.window}}]))'
+    total_query: 'sum(rate(req_total[{{.window}}]))'
+    rate_window: 2m
+"#;
+    let ok = Labels::new([("__name__", "req_total"), ("code", "200")]);
+    let bad = Labels::new([("__name__", "req_total"), ("code", "500")]);
+    // 9.8 good and 0.2 bad requests a second
+    let (slo, _, now) = run_slo(yaml, 60, |store, t| {
+        let secs = (t - 1_700_000_000_000i64 / 60_000 * 60_000) as f64 / 1000.0;
+        store.append(&ok, t, 9.8 * secs);
+        store.append(&bad, t, 0.2 * secs);
+    });
+    let b = slo.budget();
+    // 58 evaluations (minutes 2..59), each 60 s of 10 requests/s, 2 % of them bad
+    let (errors, total) = b.totals();
+    assert!((total - 58.0 * 600.0).abs() < 1e-6, "{total}");
+    assert!((errors - 58.0 * 12.0).abs() < 1e-6, "{errors}");
+    assert!((b.error_ratio(now, 30) - 0.02).abs() < 1e-9);
+    // burn 0.02 / 0.01 = 2; remaining 1 - 2 = -1 over the (1 h of data in the) window
+    assert!((b.burn_rate(now, 60) - 2.0).abs() < 1e-9);
+    assert!((b.remaining(now) + 1.0).abs() < 1e-9);
+}
+
+/// The latency SLI over a classic histogram whose `le` is spelled `1.0`: `threshold: 1`
+/// finds the bucket; a threshold that is no bucket bound is warned about.
+#[test]
+fn slo_latency_sli_over_a_histogram() {
+    let bucket = |le: &str| Labels::new([("__name__", "lat_bucket"), ("job", "api"), ("le", le)]);
+    let count = Labels::new([("__name__", "lat_count"), ("job", "api")]);
+    // 10 requests/s: 6 within 0.5 s, 9 within 1 s
+    let scrape = |store: &Store, t: i64| {
+        let secs = (t - 1_700_000_000_000i64 / 60_000 * 60_000) as f64 / 1000.0;
+        store.append(&bucket("0.5"), t, 6.0 * secs);
+        store.append(&bucket("1.0"), t, 9.0 * secs);
+        store.append(&bucket("+Inf"), t, 10.0 * secs);
+        store.append(&count, t, 10.0 * secs);
+    };
+    let yaml = |threshold: &str| {
+        format!(
+            "objective: 99.5\nsli:\n  latency: {{metric: lat, matchers: 'job=\"api\"', threshold: {threshold}, rate_window: 2m}}\n"
+        )
+    };
+    for (threshold, ratio) in [("1", 0.1), ("1.0", 0.1), ("0.5", 0.4), ("+.inf", 0.0)] {
+        let (slo, _, now) = run_slo(&yaml(threshold), 30, scrape);
+        let b = slo.budget();
+        assert!(
+            (b.error_ratio(now, 30) - ratio).abs() < 1e-9,
+            "threshold {threshold}: {}",
+            b.error_ratio(now, 30)
+        );
+        assert!((b.totals().1 - 28.0 * 600.0).abs() < 1e-6);
+        assert!(!slo.latency_bucket_missing(), "{threshold}");
+    }
+    // 0.75 s is no bucket bound: no request would ever count as slow; it says so.
+    let (slo, _, now) = run_slo(&yaml("0.75"), 30, scrape);
+    assert!(slo.latency_bucket_missing());
+    assert_eq!(slo.budget().error_ratio(now, 30), 0.0);
+}
+
 #[test]
 fn generated_burn_rate_rules_load_and_match_the_committed_file() {
     let cfg = config_yaml(&std::fs::read_to_string(slo_dir().join("medic.yaml")).unwrap());
