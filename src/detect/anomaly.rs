@@ -314,8 +314,11 @@ pub struct Params {
 // Baseline models
 
 /// Rolling mean and variance over a ring buffer, O(1) per update: Welford's update with
-/// removal of the sample leaving the window, recomputed exactly (two passes) every few
-/// windows so rounding error cannot accumulate over a long run.
+/// removal of the sample leaving the window. Rounding error of the sliding update grows with
+/// the magnitude of its terms, not with the variance (after a jump from 1e9 to noise of
+/// 1e-3 it dwarfs M2), so that magnitude is tracked and the window recomputed exactly (two
+/// passes) once ε × magnitude is no longer small against M2; at most once per `window / 32`
+/// updates, which keeps the cost O(1) amortised.
 #[derive(Debug, Clone)]
 pub struct RollingStats {
     buf: Box<[f64]>,
@@ -324,7 +327,13 @@ pub struct RollingStats {
     mean: f64,
     m2: f64,
     since_exact: usize,
+    /// Sum of the magnitudes of the sliding updates since the last exact pass: their
+    /// rounding error is at most a few ε times this.
+    err: f64,
 }
+
+/// Recompute once the rounding error bound reaches this share of M2.
+const REL_ERROR_BOUND: f64 = 1e-4;
 
 impl RollingStats {
     pub fn new(window: usize) -> Self {
@@ -335,6 +344,7 @@ impl RollingStats {
             mean: 0.0,
             m2: 0.0,
             since_exact: 0,
+            err: 0.0,
         }
     }
 
@@ -358,13 +368,19 @@ impl RollingStats {
                 self.head = 0;
             }
             let old_mean = self.mean;
-            self.mean += (x - old) / cap as f64;
-            self.m2 += (x - old) * (x - self.mean + old - old_mean);
+            let dx = x - old;
+            self.mean += dx / cap as f64;
+            let (a, b) = (x - self.mean, old - old_mean);
+            self.m2 += dx * (a + b);
+            // the terms' size (and the mean's, whose own rounding feeds every later term)
+            self.err += dx.abs() * (a.abs() + b.abs() + self.mean.abs());
             if self.m2 < 0.0 {
                 self.m2 = 0.0;
             }
             self.since_exact += 1;
-            if self.since_exact >= 8 * cap {
+            if self.err * f64::EPSILON > REL_ERROR_BOUND * self.m2
+                && self.since_exact >= (cap / 32).max(1)
+            {
                 self.recompute();
             }
         }
@@ -372,6 +388,7 @@ impl RollingStats {
 
     fn recompute(&mut self) {
         self.since_exact = 0;
+        self.err = 0.0;
         let n = self.len as f64;
         let vals = &self.buf[..self.len.min(self.buf.len())];
         let mean = vals.iter().sum::<f64>() / n;
@@ -1249,6 +1266,41 @@ mod tests {
         // the window always holds 0..9 + 1e9: mean 1e9 + 4.5, variance 8.25
         assert!((s.mean() - (base + 4.5)).abs() < 1e-6);
         assert!((s.std() - 8.25f64.sqrt()).abs() < 1e-6, "{}", s.std());
+    }
+
+    #[test]
+    fn rolling_stats_recover_after_a_jump_from_a_large_level() {
+        // 1e9 for two windows, then noise of σ = 1e-3 around 0: once the window holds only
+        // noise, the std must be the window's exact std (not 0 or 15× too small).
+        let window = 1000;
+        let mut s = RollingStats::new(window);
+        let mut state = 99u64;
+        let mut noise = || {
+            let mut u = || {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+            };
+            let (u1, u2) = (u(), u());
+            1e-3 * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        };
+        let mut xs: Vec<f64> = (0..2 * window).map(|_| 1e9 + noise()).collect();
+        xs.extend((0..10_000).map(|_| noise()));
+        let mut worst: f64 = 0.0;
+        for (i, x) in xs.iter().enumerate() {
+            s.push(*x);
+            // from one window + window/32 after the jump on, the window is all noise
+            if i >= 3 * window + window / 32 {
+                let w = &xs[i + 1 - window..=i];
+                let mean = w.iter().sum::<f64>() / window as f64;
+                let var = w.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / window as f64;
+                let rel = (s.std() - var.sqrt()).abs() / var.sqrt();
+                worst = worst.max(rel);
+                assert!((s.mean() - mean).abs() < 1e-2 * var.sqrt(), "mean at {i}");
+            }
+        }
+        assert!(worst < 1e-3, "std off by {:.2e} (relative)", worst);
     }
 
     #[test]
