@@ -513,6 +513,25 @@ impl RollingMedian {
     }
 }
 
+impl RollingMedian {
+    /// The MAD scaled to a standard deviation; when more than half the window equals the
+    /// median (a mostly-zero series) the MAD is 0, and the mean absolute deviation scaled
+    /// the same way (× √(π/2)) is used instead, as in the usual modified z-score.
+    pub fn spread(&self) -> f64 {
+        let mad = self.mad();
+        if mad > 0.0 || self.sorted.is_empty() {
+            return mad * MAD_TO_STD;
+        }
+        let med = self.median();
+        let mean_ad =
+            self.sorted.iter().map(|v| (v - med).abs()).sum::<f64>() / self.sorted.len() as f64;
+        mean_ad * MEAN_AD_TO_STD
+    }
+}
+
+/// √(π/2): scales a mean absolute deviation to a standard deviation for normal data.
+pub const MEAN_AD_TO_STD: f64 = 1.253_314_137_315_500_3;
+
 fn median_sorted(s: &[f64]) -> f64 {
     let n = s.len();
     match n {
@@ -522,12 +541,17 @@ fn median_sorted(s: &[f64]) -> f64 {
     }
 }
 
-/// Exponentially weighted mean and variance (West's incremental form).
+/// Exponentially weighted mean and variance (West's incremental form), bias-corrected:
+/// the first sample starts with weight 1, so early on the weighted (population) variance is
+/// far too small (with α = 2/1001, 0.39 of the true value after 120 samples); it is divided
+/// by 1 − Σwᵢ² (the unbiased estimate for reliability weights; for equal weights, n − 1).
 #[derive(Debug, Clone)]
 pub struct Ewma {
     alpha: f64,
     mean: f64,
     var: f64,
+    /// Σwᵢ² of the current weights (1 after the first sample, → α/(2−α) in steady state).
+    w2: f64,
     n: u64,
 }
 
@@ -537,6 +561,7 @@ impl Ewma {
             alpha,
             mean: 0.0,
             var: 0.0,
+            w2: 1.0,
             n: 0,
         }
     }
@@ -546,11 +571,14 @@ impl Ewma {
         if self.n == 0 {
             self.mean = x;
             self.var = 0.0;
+            self.w2 = 1.0;
         } else {
             let d = x - self.mean;
             let inc = self.alpha * d;
             self.mean += inc;
             self.var = (1.0 - self.alpha) * (self.var + d * inc);
+            let keep = 1.0 - self.alpha;
+            self.w2 = keep * keep * self.w2 + self.alpha * self.alpha;
         }
         self.n += 1;
     }
@@ -559,8 +587,14 @@ impl Ewma {
         self.mean
     }
 
+    /// The bias-corrected standard deviation (0 from a single sample).
     pub fn std(&self) -> f64 {
-        self.var.sqrt()
+        let denom = 1.0 - self.w2;
+        if denom > 0.0 {
+            (self.var / denom).sqrt()
+        } else {
+            0.0
+        }
     }
 }
 
@@ -585,7 +619,7 @@ impl Model {
     fn estimate(&self) -> (f64, f64) {
         match self {
             Model::Zscore(m) => (m.mean(), m.std()),
-            Model::Robust(m) => (m.median(), m.mad() * MAD_TO_STD),
+            Model::Robust(m) => (m.median(), m.spread()),
             Model::Ewma(m) => (m.mean(), m.std()),
         }
     }
@@ -1330,12 +1364,83 @@ mod tests {
         let mut e = Ewma::new(0.5);
         e.push(10.0);
         assert_eq!((e.mean(), e.std()), (10.0, 0.0));
-        e.push(14.0); // d=4 inc=2 mean=12 var=0.5*(0+8)=4
+        // d=4 inc=2 mean=12 var=0.5*(0+8)=4; Σw² = 0.25·1 + 0.25 = 0.5 → 4 / 0.5 = 8, the
+        // sample variance of {10, 14}
+        e.push(14.0);
         assert_eq!(e.mean(), 12.0);
-        assert_eq!(e.std(), 2.0);
-        e.push(12.0); // d=0 → var 0.5*4 = 2
+        assert!((e.std() - 8f64.sqrt()).abs() < 1e-12);
+        // d=0 → var 0.5*4 = 2; Σw² = 0.25·0.5 + 0.25 = 0.375 → 2 / 0.625 = 3.2
+        e.push(12.0);
         assert_eq!(e.mean(), 12.0);
-        assert!((e.std() - 2f64.sqrt()).abs() < 1e-12);
+        assert!((e.std() - 3.2f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ewma_variance_is_unbiased_after_warm_up() {
+        // α = 2/1001 after 120 samples of N(0, 1): the mean corrected variance over many
+        // runs is ≈ 1 (uncorrected it would be ≈ 0.39).
+        let mut state = 7u64;
+        let mut u = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        };
+        let runs = 2000;
+        let mut sum = 0.0;
+        for _ in 0..runs {
+            let mut e = Ewma::new(2.0 / 1001.0);
+            for _ in 0..120 {
+                let (u1, u2) = (u(), u());
+                e.push((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos());
+            }
+            sum += e.std() * e.std();
+        }
+        let mean_var = sum / runs as f64;
+        assert!((mean_var - 1.0).abs() < 0.05, "{mean_var}");
+    }
+
+    #[test]
+    fn ewma_and_robust_warm_up() {
+        let p = params(|c| {
+            c.method = Method::Ewma;
+            c.alpha = Some(0.5);
+            c.min_samples = Some(3);
+        });
+        let v = run(&p, &[10.0, 14.0, 12.0, 20.0]);
+        assert!(v[..3].iter().all(|v| !v.warm && !v.anomaly));
+        // against mean 12, std √3.2 (see ewma_matches_hand_computed)
+        assert!((v[3].z - 8.0 / 3.2f64.sqrt()).abs() < 1e-12);
+        let p = params(|c| {
+            c.method = Method::Robust;
+            c.window = 5;
+            c.min_samples = Some(5);
+        });
+        let v = run(&p, &[1.0, 2.0, 3.0, 4.0, 5.0, 7.0]);
+        assert!(v[..5].iter().all(|v| !v.warm));
+        // against median 3, MAD 1
+        assert!((v[5].z - 4.0 / MAD_TO_STD).abs() < 1e-12 && v[5].outside);
+    }
+
+    #[test]
+    fn robust_with_mad_zero_uses_the_mean_absolute_deviation() {
+        // mostly zeros: median 0, MAD 0; the mean absolute deviation is 2/10 = 0.2
+        let p = params(|c| {
+            c.method = Method::Robust;
+            c.window = 10;
+            c.min_samples = Some(10);
+        });
+        let xs = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 5.0];
+        let v = run(&p, &xs);
+        let spread = 0.2 * MEAN_AD_TO_STD;
+        // a 1 is 4σ (it happens, but one in five points here)…
+        assert!((v[10].z - 1.0 / spread).abs() < 1e-12, "{}", v[10].z);
+        assert!(v[10].z.is_finite());
+        // the window is now 0,1,0,0,0,1,0,0,0,1: still median 0, MAD 0, mean AD 0.3
+        assert!((v[11].z - 5.0 / (0.3 * MEAN_AD_TO_STD)).abs() < 1e-9);
+        // a flat window (all 0) still relies on the floors
+        let v = run(&p, &[0.0; 12]);
+        assert_eq!(v[11].z, 0.0);
     }
 
     #[test]
@@ -1389,24 +1494,25 @@ mod tests {
 
     #[test]
     fn persistence_consecutive_and_fraction() {
-        let base = [10.0, 10.0, 10.0, 10.0];
+        // A long flat start keeps the EWMA centre at 10 and its spread under the floor (1).
+        let base = vec![10.0; 1000];
         let p = params(|c| {
             c.method = Method::Ewma;
-            c.alpha = Some(0.01);
-            c.min_samples = Some(4);
+            c.alpha = Some(0.001);
+            c.min_samples = Some(1000);
             c.std_floor = 1.0;
             c.persistence = Persistence { count: 3, of: None };
         });
-        let mut xs = base.to_vec();
+        let mut xs = base.clone();
         xs.extend([20.0, 20.0, 10.0, 20.0, 20.0, 20.0]);
         let v = run(&p, &xs);
-        let raised: Vec<bool> = v[4..].iter().map(|v| v.anomaly).collect();
+        let raised: Vec<bool> = v[1000..].iter().map(|v| v.anomaly).collect();
         assert_eq!(raised, [false, false, false, false, false, true]);
         // 3 of 4: the gap no longer resets the count.
         let p = params(|c| {
             c.method = Method::Ewma;
-            c.alpha = Some(0.01);
-            c.min_samples = Some(4);
+            c.alpha = Some(0.001);
+            c.min_samples = Some(1000);
             c.std_floor = 1.0;
             c.persistence = Persistence {
                 count: 3,
@@ -1414,25 +1520,28 @@ mod tests {
             };
         });
         let v = run(&p, &xs);
-        let raised: Vec<bool> = v[4..].iter().map(|v| v.anomaly).collect();
+        let raised: Vec<bool> = v[1000..].iter().map(|v| v.anomaly).collect();
         assert_eq!(raised, [false, false, false, true, true, true]);
     }
 
     #[test]
     fn hysteresis_on_recovery() {
-        // EWMA with a tiny alpha keeps the centre near 10 and the floor sets σ = 1.
+        // EWMA with a small alpha after a long flat start keeps the centre near 10 and its
+        // spread under the floor, which sets σ = 1.
         let p = params(|c| {
             c.method = Method::Ewma;
-            c.alpha = Some(1e-9);
-            c.min_samples = Some(2);
+            c.alpha = Some(0.001);
+            c.min_samples = Some(1000);
             c.std_floor = 1.0;
             c.recovery = Recovery {
                 sigma: Some(1.0),
                 count: Some(2),
             };
         });
-        let v = run(&p, &[10.0, 10.0, 13.0, 11.5, 10.5, 11.5, 10.5, 10.5, 13.0]);
-        let raised: Vec<bool> = v[2..].iter().map(|v| v.anomaly).collect();
+        let mut xs = vec![10.0; 1000];
+        xs.extend([13.0, 11.5, 10.5, 11.5, 10.5, 10.5, 13.0]);
+        let v = run(&p, &xs);
+        let raised: Vec<bool> = v[1000..].iter().map(|v| v.anomaly).collect();
         // 13 raises; 11.5 is inside 2σ but not within 1σ: stays raised; 10.5 then 11.5 is
         // one calm point then a reset; two calm points (10.5, 10.5) clear; 13 raises again.
         assert_eq!(raised, [true, true, true, true, true, false, true]);
