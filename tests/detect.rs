@@ -565,6 +565,49 @@ fn slo_latency_sli_over_a_histogram() {
     assert_eq!(slo.budget().error_ratio(now, 30), 0.0);
 }
 
+/// A reload that changes an SLO: the new tracker is built (loading the journal) while the
+/// old one still records; once the old one has stopped and is handed over, no event of
+/// either is lost from the journal or from the new tracker's budget.
+#[test]
+fn slo_reload_with_a_changed_config_loses_no_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("journal.db")).unwrap();
+    let v1 =
+        "slos:\n  api:\n    objective: 99.9\n    interval: 1s\n    sli: {probe: {name: api}}\n";
+    let v2 = v1.replace("99.9", "99.5");
+    let (v1, v2) = (config_yaml(v1), config_yaml(&v2));
+    let store = Store::new(3_600_000);
+    let probe = Labels::new([("__name__", "probe_success"), ("probe", "api")]);
+    let minute = medic::detect::now_ms() / 60_000 * 60_000;
+    let tick = |det: &mut Detectors, s: i64, value: f64| {
+        let t = minute + s * 1000;
+        store.append(&probe, t, value);
+        assert!(det.tick(&store, t).is_empty());
+    };
+    let journal_totals = || {
+        journal
+            .slo_buckets("api", 0)
+            .unwrap()
+            .iter()
+            .fold((0.0, 0.0), |(e, t), b| (e + b.errors, t + b.total))
+    };
+    let mut old = Detectors::build(&v1, Some(&journal)).unwrap();
+    tick(&mut old, 1, 0.0); // one bad event
+    let mut new = Detectors::build(&v2, Some(&journal)).unwrap(); // loads it
+    tick(&mut old, 2, 1.0); // the old generation records until it is stopped
+    assert_eq!(journal_totals(), (1.0, 2.0));
+    new.carry_state_from(old);
+    tick(&mut new, 3, 1.0);
+    assert_eq!(journal_totals(), (1.0, 3.0));
+    let ratio = Labels::new([
+        ("__name__", "medic_slo_sli_error_ratio"),
+        ("slo", "api"),
+        ("window", "5m"),
+    ]);
+    let got = latest(&store, &ratio, minute + 3000).unwrap();
+    assert!((got - 1.0 / 3.0).abs() < 1e-12, "{got}");
+}
+
 #[test]
 fn generated_burn_rate_rules_load_and_match_the_committed_file() {
     let cfg = config_yaml(&std::fs::read_to_string(slo_dir().join("medic.yaml")).unwrap());

@@ -143,7 +143,10 @@ impl Detectors {
 
     /// After a reload: takes over the state of each detector of `old` whose name and config
     /// are unchanged (anomaly baselines; SLO counts are reloaded from the journal anyway,
-    /// but the in-memory ones are kept too so the current minute is not lost).
+    /// but the in-memory ones are kept too so the current minute is not lost). An SLO whose
+    /// config changed reloads its buckets from the journal now: `old` has stopped, and what
+    /// it recorded after this set was built is in the journal (the bucket writes set the
+    /// counts, so without this the new tracker would overwrite them).
     pub fn carry_state_from(&mut self, old: Detectors) {
         for o in old.anomaly {
             if let Some(n) = self
@@ -155,14 +158,22 @@ impl Detectors {
                 n.det.adopt(o.det);
             }
         }
+        let mut adopted = vec![false; self.slos.len()];
         for o in old.slos {
-            if let Some(n) = self
+            if let Some(i) = self
                 .slos
-                .iter_mut()
-                .find(|n| n.det.name() == o.det.name() && n.det.config() == o.det.config())
+                .iter()
+                .position(|n| n.det.name() == o.det.name() && n.det.config() == o.det.config())
             {
+                let n = &mut self.slos[i];
                 n.next_ms = o.next_ms;
                 n.det.adopt(o.det);
+                adopted[i] = true;
+            }
+        }
+        for (s, _) in self.slos.iter_mut().zip(adopted).filter(|(_, a)| !a) {
+            if let Err(e) = s.det.reload_from_journal() {
+                tracing::warn!(slo = s.det.name(), error = %e, "reloading SLO buckets failed");
             }
         }
     }
@@ -229,7 +240,30 @@ impl Detectors {
                 return self;
             }
             let now = now_ms();
-            for e in self.tick(&store, now) {
+            // A tick writes the SLO journal (SQLite, waits up to 5 s for a lock) and a robust
+            // detector's update is O(window): off the async worker threads.
+            let st = store.clone();
+            let (back, errors) = match tokio::task::spawn_blocking(move || {
+                let errors = self.tick(&st, now);
+                (self, errors)
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => match e.try_into_panic() {
+                    // a panic in a detector is a bug: propagate it as if it happened here
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // cancelled: the runtime is shutting down, nothing is left to carry
+                    Err(_) => {
+                        return Detectors {
+                            anomaly: Vec::new(),
+                            slos: Vec::new(),
+                        };
+                    }
+                },
+            };
+            self = back;
+            for e in errors {
                 tracing::warn!(error = %e, "detector failed");
             }
             let wait = (self.next_due_ms() - now_ms()).clamp(1, 60_000) as u64;

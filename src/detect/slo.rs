@@ -462,6 +462,15 @@ impl SloTracker {
         }
     }
 
+    /// Replaces the in-memory buckets with the journal's (no-op without a journal).
+    pub fn reload_from_journal(&mut self) -> Result<(), DetectError> {
+        if let Some(j) = &self.journal {
+            let since = now_floor_minute() - self.config.window.as_millis_i64();
+            self.budget.load(j.slo_buckets(&self.name, since)?);
+        }
+        Ok(())
+    }
+
     /// Takes over the in-memory counts of `old` (same name and config, before a reload).
     pub fn adopt(&mut self, old: SloTracker) {
         self.budget = old.budget;
