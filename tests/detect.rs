@@ -860,6 +860,30 @@ fn anomaly_score_command() {
     );
 }
 
+/// NAB's machine_temperature_system_failure.csv goes back in time at line 10151: the rows
+/// that do are skipped with one warning naming the line and the count.
+#[test]
+fn anomaly_score_skips_rows_going_back_in_time() {
+    let csv = nab_dir().join("realKnownCause/machine_temperature_system_failure.csv");
+    let lines = std::fs::read_to_string(&csv).unwrap().lines().count();
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["anomaly", "score"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("machine_temperature_system_failure.csv:10151:")
+            && err.contains("skipped 11 "),
+        "{err}"
+    );
+    let rows = String::from_utf8(out.stdout).unwrap().lines().count();
+    // header in, header out: every row but the 11 skipped is scored
+    assert_eq!(rows, lines - 11);
+}
+
 /// `Detectors::run`, as the daemon spawns it: publishes series until told to stop, then
 /// hands itself back for a reload.
 #[tokio::test]

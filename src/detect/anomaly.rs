@@ -1153,18 +1153,29 @@ pub struct ScoredPoint {
     pub verdict: Verdict,
 }
 
+/// Rows of a CSV that were skipped because their timestamp went backwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Line number of the first one.
+    pub first_line: Option<usize>,
+    pub count: usize,
+}
+
 /// Reads a `timestamp,value` CSV (header optional; timestamps as RFC 3339, `YYYY-MM-DD
 /// HH:MM:SS`, or Unix seconds) and runs one detector over it, the same [`SeriesDetector`]
-/// the daemon uses. `source` names the input in errors.
+/// the daemon uses. `source` names the input in errors. A row older than the newest one
+/// read is skipped, as the store drops out-of-order samples (NAB's
+/// machine_temperature_system_failure.csv has some); the caller reports [`Skipped`].
 pub fn score_csv<R: BufRead>(
     config: &AnomalyConfig,
     source: &str,
     input: R,
-) -> Result<(Params, Vec<ScoredPoint>), DetectError> {
+) -> Result<(Params, Vec<ScoredPoint>, Skipped), DetectError> {
     let params = config.validate("command line")?;
     let mut det = SeriesDetector::new(&params);
     let mut out = Vec::new();
     let mut prev_ms = i64::MIN;
+    let mut skipped = Skipped::default();
     for (i, line) in input.lines().enumerate() {
         let lineno = i + 1;
         let csv_err = |column: usize, message: String| DetectError::Csv {
@@ -1205,7 +1216,9 @@ pub fn score_csv<R: BufRead>(
             )
         })?;
         if t_ms < prev_ms {
-            return Err(csv_err(1, "timestamps must not go backwards".to_string()));
+            skipped.first_line.get_or_insert(lineno);
+            skipped.count += 1;
+            continue;
         }
         prev_ms = t_ms;
         let verdict = det.observe(&params, t_ms, value);
@@ -1215,7 +1228,7 @@ pub fn score_csv<R: BufRead>(
             verdict,
         });
     }
-    Ok((params, out))
+    Ok((params, out, skipped))
 }
 
 /// Writes `timestamp,value,anomaly_score,label`.
@@ -1734,7 +1747,8 @@ mod tests {
             persistence: Persistence { count: 1, of: None },
             ..AnomalyConfig::default()
         };
-        let (p, pts) = score_csv(&cfg, "in.csv", csv.as_bytes()).unwrap();
+        let (p, pts, skipped) = score_csv(&cfg, "in.csv", csv.as_bytes()).unwrap();
+        assert_eq!(skipped, Skipped::default());
         assert_eq!(pts.len(), 4);
         assert_eq!(pts[3].verdict.z, 8.0);
         let mut out = Vec::new();
@@ -1746,6 +1760,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("in.csv:3:21") && e.contains("number"), "{e}");
+        // rows going back in time are skipped and counted
+        let back = "2024-01-01 00:02:00,1\n2024-01-01 00:01:00,2\n2024-01-01 00:03:00,3\n2024-01-01 00:00:00,4\n";
+        let (_, pts, skipped) = score_csv(&cfg, "in.csv", back.as_bytes()).unwrap();
+        assert_eq!(pts.iter().map(|p| p.value).collect::<Vec<_>>(), [1.0, 3.0]);
+        assert_eq!(
+            skipped,
+            Skipped {
+                first_line: Some(2),
+                count: 2
+            }
+        );
         let bad = "2024-01-01 00:00:00,1\nyesterday,2\n";
         let e = score_csv(&cfg, "in.csv", bad.as_bytes())
             .unwrap_err()
