@@ -1,9 +1,12 @@
 //! Detector update throughput (goal: ≥ 20 M sample updates/s/core for zscore and ewma) and
-//! memory per followed series. Run: `cargo bench --bench detect`.
+//! memory per followed series: the detector's state with its label sets, and what its four
+//! output series cost in the store; seasonal mode too. Run: `cargo bench --bench detect`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use medic::detect::anomaly::{AnomalyConfig, Method, SeriesDetector};
+use medic::config::Duration;
+use medic::detect::anomaly::{AnomalyConfig, AnomalyDetector, Method, SeriesDetector};
 use medic::detect::slo::Budget;
+use medic::store::{Labels, Store};
 use std::hint::black_box;
 
 const N: usize = 1 << 16;
@@ -68,8 +71,66 @@ fn cpu_time_report() {
     }
 }
 
+/// Memory per followed series, through the daemon's path (`AnomalyDetector::evaluate` over a
+/// store, one scrape every 15 s): the detector's state (model, persistence, label sets) and
+/// the store bytes of its four output series at the store's default retention (the input
+/// series alone subtracted).
+fn memory_report() {
+    const SERIES: usize = 100;
+    const STEP_MS: i64 = 15_000;
+    let inputs: Vec<Labels> = (0..SERIES)
+        .map(|i| {
+            Labels::new([
+                ("__name__", "request_latency_seconds".to_string()),
+                ("job", "inference-api".to_string()),
+                ("instance", format!("host-{i:03}.example.net:9100")),
+            ])
+        })
+        .collect();
+    let xs = series();
+    let day = Duration::from_secs(86_400);
+    let cases: [(&str, Method, Option<Duration>); 4] = [
+        ("zscore", Method::Zscore, None),
+        ("ewma", Method::Ewma, None),
+        ("robust", Method::Robust, None),
+        ("zscore, seasonality 1d", Method::Zscore, Some(day)),
+    ];
+    for (name, method, seasonality) in cases {
+        let cfg = AnomalyConfig {
+            query: Some("request_latency_seconds".into()),
+            seasonality,
+            ..config(method)
+        };
+        let mut det = AnomalyDetector::build("latency", &cfg, Duration::from_secs(15))
+            .expect("valid detector");
+        // past the window and, for the seasonal one, past a full day of history
+        let points =
+            cfg.window as i64 + 10 + seasonality.map_or(0, |d| d.as_millis_i64() / STEP_MS);
+        let (with_outputs, inputs_only) = (Store::default(), Store::default());
+        let t0 = 1_700_000_000_000i64;
+        for k in 0..points {
+            let t = t0 + k * STEP_MS;
+            for (i, l) in inputs.iter().enumerate() {
+                let v = xs[(k as usize * 7 + i) % xs.len()];
+                with_outputs.append(l, t, v);
+                inputs_only.append(l, t, v);
+            }
+            let out = det.evaluate(&with_outputs, t).expect("evaluates");
+            with_outputs.append_batch(&out);
+        }
+        let outputs = with_outputs.approx_bytes() - inputs_only.approx_bytes();
+        eprintln!(
+            "{name} window {}: {} bytes of detector state per series (labels included), {} bytes per series for its 4 output series in the store (10 min retention)",
+            cfg.window,
+            det.memory_bytes() / SERIES,
+            outputs / SERIES
+        );
+    }
+}
+
 fn updates(c: &mut Criterion) {
     cpu_time_report();
+    memory_report();
     let xs = series();
     let mut g = c.benchmark_group("detector_update");
     g.sample_size(20);

@@ -210,12 +210,21 @@ fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
     use medic::detect::anomaly;
     let config = anomaly::AnomalyConfig::from_spec(spec)?;
     let name = file.display().to_string();
-    let (params, points) = if name == "-" {
-        anomaly::score_csv(&config, "<stdin>", std::io::stdin().lock())?
+    let (source, (params, points, skipped)) = if name == "-" {
+        let source = "<stdin>".to_string();
+        let r = anomaly::score_csv(&config, &source, std::io::stdin().lock())?;
+        (source, r)
     } else {
         let f = std::fs::File::open(file).with_context(|| format!("cannot open {name}"))?;
-        anomaly::score_csv(&config, &name, std::io::BufReader::new(f))?
+        let r = anomaly::score_csv(&config, &name, std::io::BufReader::new(f))?;
+        (name, r)
     };
+    if let Some(line) = skipped.first_line {
+        eprintln!(
+            "warning: {source}:{line}: timestamp goes backwards; skipped {} out-of-order row(s) (as the daemon drops out-of-order samples)",
+            skipped.count
+        );
+    }
     anomaly::write_scores(
         &params,
         &points,

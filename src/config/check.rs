@@ -22,7 +22,8 @@ pub fn check_config(path: &Path, out: &mut dyn Write) -> io::Result<bool> {
             return Ok(false);
         }
     };
-    let issues = config.validate();
+    let mut issues = config.validate();
+    issues.extend(detector_issues(&config));
     let rule_paths = config.rule_file_paths().unwrap_or_default();
     report(out, &issues, || {
         format!(
@@ -74,6 +75,42 @@ pub fn check_config(path: &Path, out: &mut dyn Write) -> io::Result<bool> {
         }
     }
     Ok(ok)
+}
+
+/// Builds the anomaly detectors and SLOs (without a journal: nothing is opened) as
+/// `medic run` would, and their generated burn-rate rules, so check rejects what run rejects.
+fn detector_issues(config: &Config) -> Vec<Issue> {
+    match crate::detect::Detectors::build(config, None) {
+        Err(errs) => errs
+            .0
+            .iter()
+            .map(|e| {
+                let at = e.config_path().unwrap_or_else(|| "detectors".into());
+                Issue::error(at, e.to_string())
+            })
+            .collect(),
+        Ok(det) => {
+            let Some(yaml) = det.slo_rule_file() else {
+                return Vec::new();
+            };
+            let opts = GroupOptions {
+                default_interval: config.global.evaluation_interval,
+                ..GroupOptions::default()
+            };
+            match crate::rules::file::parse_rule_file(Path::new("<slos>"), &yaml, &opts) {
+                Ok(groups) => groups
+                    .iter()
+                    .flat_map(|g| g.rules())
+                    .filter_map(|r| match r {
+                        Rule::Alerting(a) => Some(a),
+                        _ => None,
+                    })
+                    .flat_map(|a| config.check_remediation(a.name(), &a.remediate))
+                    .collect(),
+                Err(e) => vec![Issue::error("slos", e.to_string())],
+            }
+        }
+    }
 }
 
 fn report(

@@ -139,7 +139,8 @@ pub fn prepare(path: &Path, journal: Option<&Journal>) -> Result<Prepared, Strin
     }
     // Present whenever no error was recorded.
     let detectors = detectors.ok_or("detectors could not be built")?;
-    let retention_ms = rule_file::retention_needed_ms(&groups);
+    // The store must also keep what detector and SLO queries read.
+    let retention_ms = rule_file::retention_needed_ms(&groups).max(detectors.lookback_needed_ms());
     Ok(Prepared {
         api: ApiSettings::new(config.global.export_collected, token),
         watch: watch_set(path, &config),

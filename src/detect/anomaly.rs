@@ -46,7 +46,7 @@ pub enum Direction {
 #[serde(deny_unknown_fields)]
 pub struct Persistence {
     /// Raise when at least this many of the last `of` points are outside the band
-    /// (default 3).
+    /// (default 5: chosen on the NAB evaluation, see README).
     pub count: u32,
     /// The number of recent points considered (at most 64); defaults to `count`, which
     /// means `count` consecutive points.
@@ -56,7 +56,7 @@ pub struct Persistence {
 
 impl Default for Persistence {
     fn default() -> Self {
-        Persistence { count: 3, of: None }
+        Persistence { count: 5, of: None }
     }
 }
 
@@ -64,11 +64,13 @@ impl Default for Persistence {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Recovery {
-    /// A point counts as recovered when its z-score is within this many spreads (default 1;
-    /// at most `sigma`). Below `sigma`, the signal stays up until the series is well inside.
+    /// A point counts as recovered when its z-score is within this many spreads (default
+    /// 0.75 × `sigma`, i.e. 1.5; at most `sigma`). Below `sigma`, the signal stays up until
+    /// the series is well inside.
     #[serde(default)]
     pub sigma: Option<f64>,
-    /// Consecutive recovered points needed to clear (default 60).
+    /// Consecutive recovered points needed to clear (default 3). Keep it short: on plain
+    /// noise a run of n points within 1.5σ has probability 0.87ⁿ, so a long run latches.
     #[serde(default)]
     pub count: Option<u32>,
 }
@@ -82,7 +84,8 @@ pub struct AnomalyConfig {
     /// detectors in `medic.yaml`; not used by `medic anomaly score`.
     #[serde(default)]
     pub query: Option<String>,
-    /// How often the query is evaluated (one sample per series per evaluation). Defaults to
+    /// How often the query is evaluated; a series is fed only when it has a newer input
+    /// sample than the last one fed, so one scrape is one point. Defaults to
     /// `global.evaluation_interval`.
     #[serde(default)]
     pub interval: Option<Duration>,
@@ -196,7 +199,7 @@ impl AnomalyConfig {
         if !(alpha > 0.0 && alpha <= 1.0) {
             return Err(bad(format!("alpha must be in (0, 1], got {alpha}")));
         }
-        let recovery_sigma = self.recovery.sigma.unwrap_or(self.sigma.min(1.0));
+        let recovery_sigma = self.recovery.sigma.unwrap_or(0.75 * self.sigma);
         if !(recovery_sigma.is_finite() && recovery_sigma >= 0.0 && recovery_sigma <= self.sigma) {
             return Err(bad(format!(
                 "recovery.sigma must be between 0 and sigma ({}), got {recovery_sigma}",
@@ -222,7 +225,7 @@ impl AnomalyConfig {
             persist_count: self.persistence.count,
             persist_mask: if of == 64 { u64::MAX } else { (1u64 << of) - 1 },
             recovery_sigma,
-            recovery_count: self.recovery.count.unwrap_or(60).max(1),
+            recovery_count: self.recovery.count.unwrap_or(3).max(1),
             alpha,
             clip: self.clip_anomalies,
             season_ms: self.seasonality.map(|s| s.as_millis_i64()),
@@ -311,8 +314,11 @@ pub struct Params {
 // Baseline models
 
 /// Rolling mean and variance over a ring buffer, O(1) per update: Welford's update with
-/// removal of the sample leaving the window, recomputed exactly (two passes) every few
-/// windows so rounding error cannot accumulate over a long run.
+/// removal of the sample leaving the window. Rounding error of the sliding update grows with
+/// the magnitude of its terms, not with the variance (after a jump from 1e9 to noise of
+/// 1e-3 it dwarfs M2), so that magnitude is tracked and the window recomputed exactly (two
+/// passes) once ε × magnitude is no longer small against M2; at most once per `window / 32`
+/// updates, which keeps the cost O(1) amortised.
 #[derive(Debug, Clone)]
 pub struct RollingStats {
     buf: Box<[f64]>,
@@ -321,7 +327,13 @@ pub struct RollingStats {
     mean: f64,
     m2: f64,
     since_exact: usize,
+    /// Sum of the magnitudes of the sliding updates since the last exact pass: their
+    /// rounding error is at most a few ε times this.
+    err: f64,
 }
+
+/// Recompute once the rounding error bound reaches this share of M2.
+const REL_ERROR_BOUND: f64 = 1e-4;
 
 impl RollingStats {
     pub fn new(window: usize) -> Self {
@@ -332,6 +344,7 @@ impl RollingStats {
             mean: 0.0,
             m2: 0.0,
             since_exact: 0,
+            err: 0.0,
         }
     }
 
@@ -355,13 +368,19 @@ impl RollingStats {
                 self.head = 0;
             }
             let old_mean = self.mean;
-            self.mean += (x - old) / cap as f64;
-            self.m2 += (x - old) * (x - self.mean + old - old_mean);
+            let dx = x - old;
+            self.mean += dx / cap as f64;
+            let (a, b) = (x - self.mean, old - old_mean);
+            self.m2 += dx * (a + b);
+            // the terms' size (and the mean's, whose own rounding feeds every later term)
+            self.err += dx.abs() * (a.abs() + b.abs() + self.mean.abs());
             if self.m2 < 0.0 {
                 self.m2 = 0.0;
             }
             self.since_exact += 1;
-            if self.since_exact >= 8 * cap {
+            if self.err * f64::EPSILON > REL_ERROR_BOUND * self.m2
+                && self.since_exact >= (cap / 32).max(1)
+            {
                 self.recompute();
             }
         }
@@ -369,6 +388,7 @@ impl RollingStats {
 
     fn recompute(&mut self) {
         self.since_exact = 0;
+        self.err = 0.0;
         let n = self.len as f64;
         let vals = &self.buf[..self.len.min(self.buf.len())];
         let mean = vals.iter().sum::<f64>() / n;
@@ -493,6 +513,25 @@ impl RollingMedian {
     }
 }
 
+impl RollingMedian {
+    /// The MAD scaled to a standard deviation; when more than half the window equals the
+    /// median (a mostly-zero series) the MAD is 0, and the mean absolute deviation scaled
+    /// the same way (× √(π/2)) is used instead, as in the usual modified z-score.
+    pub fn spread(&self) -> f64 {
+        let mad = self.mad();
+        if mad > 0.0 || self.sorted.is_empty() {
+            return mad * MAD_TO_STD;
+        }
+        let med = self.median();
+        let mean_ad =
+            self.sorted.iter().map(|v| (v - med).abs()).sum::<f64>() / self.sorted.len() as f64;
+        mean_ad * MEAN_AD_TO_STD
+    }
+}
+
+/// √(π/2): scales a mean absolute deviation to a standard deviation for normal data.
+pub const MEAN_AD_TO_STD: f64 = 1.253_314_137_315_500_3;
+
 fn median_sorted(s: &[f64]) -> f64 {
     let n = s.len();
     match n {
@@ -502,12 +541,17 @@ fn median_sorted(s: &[f64]) -> f64 {
     }
 }
 
-/// Exponentially weighted mean and variance (West's incremental form).
+/// Exponentially weighted mean and variance (West's incremental form), bias-corrected:
+/// the first sample starts with weight 1, so early on the weighted (population) variance is
+/// far too small (with α = 2/1001, 0.39 of the true value after 120 samples); it is divided
+/// by 1 − Σwᵢ² (the unbiased estimate for reliability weights; for equal weights, n − 1).
 #[derive(Debug, Clone)]
 pub struct Ewma {
     alpha: f64,
     mean: f64,
     var: f64,
+    /// Σwᵢ² of the current weights (1 after the first sample, → α/(2−α) in steady state).
+    w2: f64,
     n: u64,
 }
 
@@ -517,6 +561,7 @@ impl Ewma {
             alpha,
             mean: 0.0,
             var: 0.0,
+            w2: 1.0,
             n: 0,
         }
     }
@@ -526,11 +571,14 @@ impl Ewma {
         if self.n == 0 {
             self.mean = x;
             self.var = 0.0;
+            self.w2 = 1.0;
         } else {
             let d = x - self.mean;
             let inc = self.alpha * d;
             self.mean += inc;
             self.var = (1.0 - self.alpha) * (self.var + d * inc);
+            let keep = 1.0 - self.alpha;
+            self.w2 = keep * keep * self.w2 + self.alpha * self.alpha;
         }
         self.n += 1;
     }
@@ -539,8 +587,14 @@ impl Ewma {
         self.mean
     }
 
+    /// The bias-corrected standard deviation (0 from a single sample).
     pub fn std(&self) -> f64 {
-        self.var.sqrt()
+        let denom = 1.0 - self.w2;
+        if denom > 0.0 {
+            (self.var / denom).sqrt()
+        } else {
+            0.0
+        }
     }
 }
 
@@ -565,7 +619,7 @@ impl Model {
     fn estimate(&self) -> (f64, f64) {
         match self {
             Model::Zscore(m) => (m.mean(), m.std()),
-            Model::Robust(m) => (m.median(), m.mad() * MAD_TO_STD),
+            Model::Robust(m) => (m.median(), m.spread()),
             Model::Ewma(m) => (m.mean(), m.std()),
         }
     }
@@ -643,8 +697,12 @@ pub struct SeriesDetector {
     recent: u64,
     raised: bool,
     calm: u32,
-    /// `(timestamp, value)` of the last period, for the seasonal baseline.
+    /// `(timestamp, value)` of the last period, for the seasonal baseline; anomalous points
+    /// are remembered as what was expected, so a spike does not echo one period later.
     history: VecDeque<(i64, f64)>,
+    /// Typical spacing of the input (ms), for the seasonal baseline: a reference further
+    /// than this from one period ago is stale (there was a gap).
+    spacing_ms: f64,
 }
 
 impl SeriesDetector {
@@ -656,6 +714,7 @@ impl SeriesDetector {
             raised: false,
             calm: 0,
             history: VecDeque::new(),
+            spacing_ms: 0.0,
         }
     }
 
@@ -677,20 +736,28 @@ impl SeriesDetector {
         }
         let (x, offset) = match p.season_ms {
             None => (value, 0.0),
-            Some(period) => match self.seasonal_reference(t_ms, value, period) {
+            Some(period) => match self.seasonal_reference(t_ms, period) {
                 Some(reference) => (value - reference, reference),
-                None => return cold,
+                None => {
+                    self.history.push_back((t_ms, value));
+                    return cold;
+                }
             },
         };
         if self.seen < p.min_samples {
             self.model.push(x);
             self.seen += 1;
+            if p.season_ms.is_some() {
+                self.history.push_back((t_ms, value));
+            }
             return cold;
         }
         let (center, spread) = self.model.estimate();
+        // The relative floor is relative to the level of the series itself (for the
+        // seasonal baseline: the expected value, not the mean difference, which is ≈ 0).
         let spread = spread
             .max(p.std_floor)
-            .max(p.std_floor_ratio * center.abs());
+            .max(p.std_floor_ratio * (offset + center).abs());
         let z = if spread > 0.0 {
             (x - center) / spread
         } else if x == center {
@@ -723,6 +790,16 @@ impl SeriesDetector {
         };
         self.model.push(learned);
         self.seen += 1;
+        if p.season_ms.is_some() {
+            // An anomalous point is remembered as expected: kept raw (or at the band
+            // edge), it would make the same time next period look anomalous in turn.
+            let remembered = if outside && p.clip {
+                offset + center
+            } else {
+                value
+            };
+            self.history.push_back((t_ms, remembered));
+        }
         Verdict {
             warm: true,
             z,
@@ -734,20 +811,27 @@ impl SeriesDetector {
     }
 
     /// The value one period before `t_ms` (the newest sample at or before `t_ms - period`),
-    /// after recording `(t_ms, value)`.
-    fn seasonal_reference(&mut self, t_ms: i64, value: f64, period: i64) -> Option<f64> {
+    /// or None when there is none close enough to that time (not a period of data yet, or a
+    /// gap in the data back then). The caller records the point afterwards.
+    fn seasonal_reference(&mut self, t_ms: i64, period: i64) -> Option<f64> {
+        if let Some(&(last, _)) = self.history.back() {
+            // Typical spacing: an average that a single gap moves little (a step counts at
+            // most twice the current estimate).
+            let dt = (t_ms - last).max(0) as f64;
+            self.spacing_ms = if self.spacing_ms == 0.0 {
+                dt
+            } else {
+                self.spacing_ms + 0.1 * (dt.min(2.0 * self.spacing_ms) - self.spacing_ms)
+            };
+        }
         let target = t_ms - period;
         // Keep one sample at or before the target, drop older ones.
         while self.history.len() >= 2 && self.history[1].0 <= target {
             self.history.pop_front();
         }
-        let reference = self
-            .history
-            .front()
-            .filter(|(t, _)| *t <= target)
-            .map(|(_, v)| *v);
-        self.history.push_back((t_ms, value));
-        reference
+        let &(t_ref, v) = self.history.front()?;
+        // Jitter allowed up to 1.5 spacings; further back, the data had a gap there.
+        (t_ref <= target && (target - t_ref) as f64 <= 1.5 * self.spacing_ms + 1.0).then_some(v)
     }
 
     /// Approximate memory held by this series' state, in bytes.
@@ -770,6 +854,78 @@ struct Tracked {
     /// Output label sets, built once: zscore, upper, lower, anomaly.
     out: [Labels; 4],
     last_seen_ms: i64,
+    /// Timestamp of the newest input sample fed (per-series mode).
+    last_input_ms: i64,
+}
+
+/// How the detector tells that new input data arrived, so each input point is fed once
+/// however often the detector is evaluated (an instant query returns the last sample again
+/// until a newer one comes, for the 5 m lookback).
+enum Freshness {
+    /// The query is a plain selector: each series is fed when its own newest sample is newer
+    /// than the last one fed.
+    PerSeries,
+    /// Any other query: every series is fed when the newest sample among the series its
+    /// selectors match (`max(timestamp(sel))` for each) has advanced.
+    Newest(Vec<Expr>),
+    /// No selector at all (`vector(1)`): the value is computed anew at each evaluation.
+    Always,
+}
+
+impl Freshness {
+    fn of(expr: &Expr) -> Result<Freshness, promql::PromqlError> {
+        let mut sels = Vec::new();
+        collect_selectors(expr, &mut sels);
+        if sels.is_empty() {
+            return Ok(Freshness::Always);
+        }
+        if let Expr::VectorSelector(vs) = unwrap_parens(expr)
+            && vs.offset.is_none()
+            && vs.at.is_none()
+        {
+            return Ok(Freshness::PerSeries);
+        }
+        let exprs = sels
+            .into_iter()
+            .map(|mut vs| {
+                // the newest raw sample, wherever offset/@ make the query read
+                vs.offset = None;
+                vs.at = None;
+                promql::parse(&format!("max(timestamp({vs}))"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Freshness::Newest(exprs))
+    }
+}
+
+fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}
+
+/// Every vector selector of `e` (those inside range selectors included).
+fn collect_selectors(e: &Expr, out: &mut Vec<promql_parser::parser::VectorSelector>) {
+    match e {
+        Expr::VectorSelector(vs) => out.push(vs.clone()),
+        Expr::MatrixSelector(ms) => out.push(ms.vs.clone()),
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::Subquery(s) => collect_selectors(&s.expr, out),
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+            collect_selectors(&a.expr, out);
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_selectors(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
 }
 
 /// One configured anomaly detector and the state of each series it follows.
@@ -778,6 +934,9 @@ pub struct AnomalyDetector {
     config: AnomalyConfig,
     params: Params,
     expr: Expr,
+    freshness: Freshness,
+    /// The newest input timestamp fed (`Freshness::Newest`).
+    last_input_ms: i64,
     interval_ms: i64,
     series: HashMap<Labels, Tracked>,
 }
@@ -798,6 +957,13 @@ impl AnomalyDetector {
             query: query.to_string(),
             message: e.to_string(),
         })?;
+        let query_err = |e: promql::PromqlError| DetectError::Query {
+            detector: name.to_string(),
+            query: query.to_string(),
+            message: e.to_string(),
+        };
+        promql::check_supported(&expr).map_err(query_err)?;
+        let freshness = Freshness::of(&expr).map_err(query_err)?;
         let interval_ms = config
             .interval
             .unwrap_or(default_interval)
@@ -808,6 +974,8 @@ impl AnomalyDetector {
             config: config.clone(),
             params,
             expr,
+            freshness,
+            last_input_ms: i64::MIN,
             interval_ms,
             series: HashMap::new(),
         })
@@ -833,16 +1001,54 @@ impl AnomalyDetector {
     /// Takes over the per-series state of `old` (same name and config, before a reload).
     pub fn adopt(&mut self, old: AnomalyDetector) {
         self.series = old.series;
+        self.last_input_ms = old.last_input_ms;
     }
 
-    /// Evaluates the query at `now_ms`, feeds each series and returns the output samples.
-    /// Series absent for `window` evaluations are forgotten and their outputs marked stale.
+    /// How far back the query reads (for the store's retention).
+    pub fn lookback_needed_ms(&self) -> i64 {
+        promql::max_lookback_ms(&self.expr)
+    }
+
+    /// Evaluates the query at `now_ms`, feeds each series that has a new input point and
+    /// returns the output samples. Series absent for `window` evaluations are forgotten and
+    /// their outputs marked stale.
     pub fn evaluate(&mut self, store: &Store, now_ms: i64) -> Result<Vec<Sample>, DetectError> {
-        let value =
-            promql::eval_instant(store, &self.expr, now_ms).map_err(|e| DetectError::Eval {
+        let reader = store.reader();
+        let opts = promql::EvalOptions::default();
+        let eval = |e: &Expr| {
+            promql::eval_with_reader(&reader, e, now_ms, &opts).map_err(|e| DetectError::Eval {
                 detector: self.name.clone(),
                 message: e.to_string(),
-            })?;
+            })
+        };
+        // For a computed query: the time of the newest input sample, or None when nothing
+        // arrived since the last point fed.
+        let batch_t = match &self.freshness {
+            Freshness::PerSeries => None,
+            Freshness::Always => Some(now_ms),
+            Freshness::Newest(exprs) => {
+                let mut newest = None::<f64>;
+                for e in exprs {
+                    if let Value::Vector(v) = eval(e)? {
+                        for s in v.iter().filter(|s| s.value.is_finite()) {
+                            newest = Some(newest.map_or(s.value, |n| n.max(s.value)));
+                        }
+                    }
+                }
+                newest
+                    .map(|secs| (secs * 1000.0).round() as i64)
+                    .filter(|t| *t > self.last_input_ms)
+            }
+        };
+        if let Freshness::Newest(_) = self.freshness {
+            match batch_t {
+                // Nothing new: nothing to feed, and nothing learnt about which series are
+                // still there.
+                None => return Ok(Vec::new()),
+                Some(t) => self.last_input_ms = t,
+            }
+        }
+        let value = eval(&self.expr)?;
         let input = match value {
             Value::Vector(v) => v,
             Value::Scalar { value, .. } => vec![Sample::new(Labels::default(), now_ms, value)],
@@ -858,6 +1064,18 @@ impl AnomalyDetector {
         };
         let mut out = Vec::with_capacity(input.len() * 4);
         for s in input {
+            // The input point's own time: the sample's for a plain selector, the newest
+            // input's otherwise.
+            let input_t = match batch_t {
+                Some(t) => t,
+                None => match reader
+                    .lookup(&s.labels)
+                    .and_then(|id| reader.latest(id, now_ms, promql::LOOKBACK_DELTA_MS))
+                {
+                    Some((t, _)) => t,
+                    None => continue,
+                },
+            };
             let tracked = match self.series.get_mut(&s.labels) {
                 Some(t) => t,
                 None => {
@@ -868,11 +1086,16 @@ impl AnomalyDetector {
                         state: SeriesDetector::new(&self.params),
                         out: out_labels,
                         last_seen_ms: now_ms,
+                        last_input_ms: i64::MIN,
                     })
                 }
             };
             tracked.last_seen_ms = now_ms;
-            let v = tracked.state.observe(&self.params, now_ms, s.value);
+            if input_t <= tracked.last_input_ms {
+                continue; // this point was fed already
+            }
+            tracked.last_input_ms = input_t;
+            let v = tracked.state.observe(&self.params, input_t, s.value);
             if v.warm {
                 out.push(Sample::new(tracked.out[0].clone(), now_ms, v.z));
                 out.push(Sample::new(tracked.out[1].clone(), now_ms, v.upper));
@@ -930,18 +1153,29 @@ pub struct ScoredPoint {
     pub verdict: Verdict,
 }
 
+/// Rows of a CSV that were skipped because their timestamp went backwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Line number of the first one.
+    pub first_line: Option<usize>,
+    pub count: usize,
+}
+
 /// Reads a `timestamp,value` CSV (header optional; timestamps as RFC 3339, `YYYY-MM-DD
 /// HH:MM:SS`, or Unix seconds) and runs one detector over it, the same [`SeriesDetector`]
-/// the daemon uses. `source` names the input in errors.
+/// the daemon uses. `source` names the input in errors. A row older than the newest one
+/// read is skipped, as the store drops out-of-order samples (NAB's
+/// machine_temperature_system_failure.csv has some); the caller reports [`Skipped`].
 pub fn score_csv<R: BufRead>(
     config: &AnomalyConfig,
     source: &str,
     input: R,
-) -> Result<(Params, Vec<ScoredPoint>), DetectError> {
+) -> Result<(Params, Vec<ScoredPoint>, Skipped), DetectError> {
     let params = config.validate("command line")?;
     let mut det = SeriesDetector::new(&params);
     let mut out = Vec::new();
     let mut prev_ms = i64::MIN;
+    let mut skipped = Skipped::default();
     for (i, line) in input.lines().enumerate() {
         let lineno = i + 1;
         let csv_err = |column: usize, message: String| DetectError::Csv {
@@ -982,7 +1216,9 @@ pub fn score_csv<R: BufRead>(
             )
         })?;
         if t_ms < prev_ms {
-            return Err(csv_err(1, "timestamps must not go backwards".to_string()));
+            skipped.first_line.get_or_insert(lineno);
+            skipped.count += 1;
+            continue;
         }
         prev_ms = t_ms;
         let verdict = det.observe(&params, t_ms, value);
@@ -992,7 +1228,7 @@ pub fn score_csv<R: BufRead>(
             verdict,
         });
     }
-    Ok((params, out))
+    Ok((params, out, skipped))
 }
 
 /// Writes `timestamp,value,anomaly_score,label`.
@@ -1080,6 +1316,41 @@ mod tests {
     }
 
     #[test]
+    fn rolling_stats_recover_after_a_jump_from_a_large_level() {
+        // 1e9 for two windows, then noise of σ = 1e-3 around 0: once the window holds only
+        // noise, the std must be the window's exact std (not 0 or 15× too small).
+        let window = 1000;
+        let mut s = RollingStats::new(window);
+        let mut state = 99u64;
+        let mut noise = || {
+            let mut u = || {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+            };
+            let (u1, u2) = (u(), u());
+            1e-3 * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        };
+        let mut xs: Vec<f64> = (0..2 * window).map(|_| 1e9 + noise()).collect();
+        xs.extend((0..10_000).map(|_| noise()));
+        let mut worst: f64 = 0.0;
+        for (i, x) in xs.iter().enumerate() {
+            s.push(*x);
+            // from one window + window/32 after the jump on, the window is all noise
+            if i >= 3 * window + window / 32 {
+                let w = &xs[i + 1 - window..=i];
+                let mean = w.iter().sum::<f64>() / window as f64;
+                let var = w.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / window as f64;
+                let rel = (s.std() - var.sqrt()).abs() / var.sqrt();
+                worst = worst.max(rel);
+                assert!((s.mean() - mean).abs() < 1e-2 * var.sqrt(), "mean at {i}");
+            }
+        }
+        assert!(worst < 1e-3, "std off by {:.2e} (relative)", worst);
+    }
+
+    #[test]
     fn rolling_median_and_mad() {
         let mut m = RollingMedian::new(5);
         for x in [1.0, 2.0, 3.0, 4.0, 100.0] {
@@ -1106,12 +1377,83 @@ mod tests {
         let mut e = Ewma::new(0.5);
         e.push(10.0);
         assert_eq!((e.mean(), e.std()), (10.0, 0.0));
-        e.push(14.0); // d=4 inc=2 mean=12 var=0.5*(0+8)=4
+        // d=4 inc=2 mean=12 var=0.5*(0+8)=4; Σw² = 0.25·1 + 0.25 = 0.5 → 4 / 0.5 = 8, the
+        // sample variance of {10, 14}
+        e.push(14.0);
         assert_eq!(e.mean(), 12.0);
-        assert_eq!(e.std(), 2.0);
-        e.push(12.0); // d=0 → var 0.5*4 = 2
+        assert!((e.std() - 8f64.sqrt()).abs() < 1e-12);
+        // d=0 → var 0.5*4 = 2; Σw² = 0.25·0.5 + 0.25 = 0.375 → 2 / 0.625 = 3.2
+        e.push(12.0);
         assert_eq!(e.mean(), 12.0);
-        assert!((e.std() - 2f64.sqrt()).abs() < 1e-12);
+        assert!((e.std() - 3.2f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ewma_variance_is_unbiased_after_warm_up() {
+        // α = 2/1001 after 120 samples of N(0, 1): the mean corrected variance over many
+        // runs is ≈ 1 (uncorrected it would be ≈ 0.39).
+        let mut state = 7u64;
+        let mut u = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        };
+        let runs = 2000;
+        let mut sum = 0.0;
+        for _ in 0..runs {
+            let mut e = Ewma::new(2.0 / 1001.0);
+            for _ in 0..120 {
+                let (u1, u2) = (u(), u());
+                e.push((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos());
+            }
+            sum += e.std() * e.std();
+        }
+        let mean_var = sum / runs as f64;
+        assert!((mean_var - 1.0).abs() < 0.05, "{mean_var}");
+    }
+
+    #[test]
+    fn ewma_and_robust_warm_up() {
+        let p = params(|c| {
+            c.method = Method::Ewma;
+            c.alpha = Some(0.5);
+            c.min_samples = Some(3);
+        });
+        let v = run(&p, &[10.0, 14.0, 12.0, 20.0]);
+        assert!(v[..3].iter().all(|v| !v.warm && !v.anomaly));
+        // against mean 12, std √3.2 (see ewma_matches_hand_computed)
+        assert!((v[3].z - 8.0 / 3.2f64.sqrt()).abs() < 1e-12);
+        let p = params(|c| {
+            c.method = Method::Robust;
+            c.window = 5;
+            c.min_samples = Some(5);
+        });
+        let v = run(&p, &[1.0, 2.0, 3.0, 4.0, 5.0, 7.0]);
+        assert!(v[..5].iter().all(|v| !v.warm));
+        // against median 3, MAD 1
+        assert!((v[5].z - 4.0 / MAD_TO_STD).abs() < 1e-12 && v[5].outside);
+    }
+
+    #[test]
+    fn robust_with_mad_zero_uses_the_mean_absolute_deviation() {
+        // mostly zeros: median 0, MAD 0; the mean absolute deviation is 2/10 = 0.2
+        let p = params(|c| {
+            c.method = Method::Robust;
+            c.window = 10;
+            c.min_samples = Some(10);
+        });
+        let xs = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 5.0];
+        let v = run(&p, &xs);
+        let spread = 0.2 * MEAN_AD_TO_STD;
+        // a 1 is 4σ (it happens, but one in five points here)…
+        assert!((v[10].z - 1.0 / spread).abs() < 1e-12, "{}", v[10].z);
+        assert!(v[10].z.is_finite());
+        // the window is now 0,1,0,0,0,1,0,0,0,1: still median 0, MAD 0, mean AD 0.3
+        assert!((v[11].z - 5.0 / (0.3 * MEAN_AD_TO_STD)).abs() < 1e-9);
+        // a flat window (all 0) still relies on the floors
+        let v = run(&p, &[0.0; 12]);
+        assert_eq!(v[11].z, 0.0);
     }
 
     #[test]
@@ -1165,24 +1507,25 @@ mod tests {
 
     #[test]
     fn persistence_consecutive_and_fraction() {
-        let base = [10.0, 10.0, 10.0, 10.0];
+        // A long flat start keeps the EWMA centre at 10 and its spread under the floor (1).
+        let base = vec![10.0; 1000];
         let p = params(|c| {
             c.method = Method::Ewma;
-            c.alpha = Some(0.01);
-            c.min_samples = Some(4);
+            c.alpha = Some(0.001);
+            c.min_samples = Some(1000);
             c.std_floor = 1.0;
             c.persistence = Persistence { count: 3, of: None };
         });
-        let mut xs = base.to_vec();
+        let mut xs = base.clone();
         xs.extend([20.0, 20.0, 10.0, 20.0, 20.0, 20.0]);
         let v = run(&p, &xs);
-        let raised: Vec<bool> = v[4..].iter().map(|v| v.anomaly).collect();
+        let raised: Vec<bool> = v[1000..].iter().map(|v| v.anomaly).collect();
         assert_eq!(raised, [false, false, false, false, false, true]);
         // 3 of 4: the gap no longer resets the count.
         let p = params(|c| {
             c.method = Method::Ewma;
-            c.alpha = Some(0.01);
-            c.min_samples = Some(4);
+            c.alpha = Some(0.001);
+            c.min_samples = Some(1000);
             c.std_floor = 1.0;
             c.persistence = Persistence {
                 count: 3,
@@ -1190,25 +1533,28 @@ mod tests {
             };
         });
         let v = run(&p, &xs);
-        let raised: Vec<bool> = v[4..].iter().map(|v| v.anomaly).collect();
+        let raised: Vec<bool> = v[1000..].iter().map(|v| v.anomaly).collect();
         assert_eq!(raised, [false, false, false, true, true, true]);
     }
 
     #[test]
     fn hysteresis_on_recovery() {
-        // EWMA with a tiny alpha keeps the centre near 10 and the floor sets σ = 1.
+        // EWMA with a small alpha after a long flat start keeps the centre near 10 and its
+        // spread under the floor, which sets σ = 1.
         let p = params(|c| {
             c.method = Method::Ewma;
-            c.alpha = Some(1e-9);
-            c.min_samples = Some(2);
+            c.alpha = Some(0.001);
+            c.min_samples = Some(1000);
             c.std_floor = 1.0;
             c.recovery = Recovery {
                 sigma: Some(1.0),
                 count: Some(2),
             };
         });
-        let v = run(&p, &[10.0, 10.0, 13.0, 11.5, 10.5, 11.5, 10.5, 10.5, 13.0]);
-        let raised: Vec<bool> = v[2..].iter().map(|v| v.anomaly).collect();
+        let mut xs = vec![10.0; 1000];
+        xs.extend([13.0, 11.5, 10.5, 11.5, 10.5, 10.5, 13.0]);
+        let v = run(&p, &xs);
+        let raised: Vec<bool> = v[1000..].iter().map(|v| v.anomaly).collect();
         // 13 raises; 11.5 is inside 2σ but not within 1σ: stays raised; 10.5 then 11.5 is
         // one calm point then a reset; two calm points (10.5, 10.5) clear; 13 raises again.
         assert_eq!(raised, [true, true, true, true, true, false, true]);
@@ -1276,6 +1622,89 @@ mod tests {
         assert!((v[16].upper - (0.0 + 0.0 + 2.0 * 0.5)).abs() < 1e-12);
     }
 
+    /// A period of 4 points (1 s apart) plus a little deterministic noise.
+    fn seasonal_series(n: usize, pattern: [f64; 4]) -> Vec<f64> {
+        let mut state = 12345u32;
+        (0..n)
+            .map(|i| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                pattern[i % 4] + ((state >> 16) % 100) as f64 / 100.0 - 0.5
+            })
+            .collect()
+    }
+
+    fn seasonal_params(f: impl FnOnce(&mut AnomalyConfig)) -> Params {
+        params(|c| {
+            c.method = Method::Zscore;
+            c.window = 8;
+            c.min_samples = Some(8);
+            c.seasonality = Some(Duration::from_secs(4));
+            // wide enough that the ±0.5 noise is never outside
+            c.sigma = 4.0;
+            c.recovery.sigma = Some(4.0);
+            f(c)
+        })
+    }
+
+    #[test]
+    fn seasonal_relative_floor_uses_the_level() {
+        // Exactly periodic at ~1000: the differences are 0, their spread 0; the 1 % floor
+        // must be 1 % of the level (≈ 10), not of the mean difference (0).
+        let p = seasonal_params(|c| c.std_floor_ratio = 0.01);
+        let mut xs: Vec<f64> = (0..16)
+            .map(|i| [1000.0, 1010.0, 1020.0, 1010.0][i % 4])
+            .collect();
+        xs.push(1005.0); // expected 1000: 0.5σ
+        xs.push(1070.0); // expected 1010: 6σ
+        let v = run(&p, &xs);
+        assert!(v[15].warm);
+        assert!((v[16].z - 0.5).abs() < 1e-12, "{}", v[16].z);
+        assert!(!v[16].outside);
+        // the window of differences is now 0 ×7 and 5: centre 0.625, floor 1 % of 1010.625
+        let z = (60.0 - 0.625) / (0.01 * 1010.625);
+        assert!((v[17].z - z).abs() < 1e-9 && v[17].outside, "{}", v[17].z);
+    }
+
+    #[test]
+    fn seasonal_spike_does_not_echo_a_period_later() {
+        let mut xs = seasonal_series(40, [0.0, 10.0, 20.0, 10.0]);
+        xs[24] += 100.0;
+        let clipped = run(&seasonal_params(|c| c.clip_anomalies = true), &xs);
+        assert!(clipped[24].outside);
+        // one period later the spike is the reference: remembered as expected, not raw
+        assert!(
+            clipped[28].warm && !clipped[28].outside,
+            "{:?}",
+            clipped[28]
+        );
+        // (remembered raw, 28 would be ≈ 100 below its reference: z ≈ -250)
+        assert!(clipped[25..].iter().all(|v| !v.outside));
+    }
+
+    #[test]
+    fn seasonal_reference_is_not_used_across_a_gap() {
+        let p = seasonal_params(|_| {});
+        let xs = seasonal_series(40, [0.0, 10.0, 20.0, 10.0]);
+        let mut d = SeriesDetector::new(&p);
+        let mut v = Vec::new();
+        // 20 points at 0..19 s, a 10 s gap, then 20 more at 30..49 s (same phase: 30 % 4 = 2)
+        for (i, x) in xs[..20].iter().enumerate() {
+            v.push(d.observe(&p, i as i64 * 1000, *x));
+        }
+        for (i, x) in xs[22..].iter().enumerate() {
+            v.push(d.observe(&p, (30 + i as i64) * 1000, *x));
+        }
+        assert!(v[19].warm);
+        // 30..33 s: one period back (26..29 s) is inside the gap: no fresh reference
+        assert!(v[20..24].iter().all(|v| !v.warm), "{:?}", &v[20..24]);
+        // from 34 s on, the references are the points after the gap
+        assert!(
+            v[24..].iter().all(|v| v.warm && !v.outside),
+            "{:?}",
+            &v[24..]
+        );
+    }
+
     #[test]
     fn spec_parsing_and_errors() {
         let c = AnomalyConfig::from_spec(
@@ -1318,7 +1747,8 @@ mod tests {
             persistence: Persistence { count: 1, of: None },
             ..AnomalyConfig::default()
         };
-        let (p, pts) = score_csv(&cfg, "in.csv", csv.as_bytes()).unwrap();
+        let (p, pts, skipped) = score_csv(&cfg, "in.csv", csv.as_bytes()).unwrap();
+        assert_eq!(skipped, Skipped::default());
         assert_eq!(pts.len(), 4);
         assert_eq!(pts[3].verdict.z, 8.0);
         let mut out = Vec::new();
@@ -1330,6 +1760,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("in.csv:3:21") && e.contains("number"), "{e}");
+        // rows going back in time are skipped and counted
+        let back = "2024-01-01 00:02:00,1\n2024-01-01 00:01:00,2\n2024-01-01 00:03:00,3\n2024-01-01 00:00:00,4\n";
+        let (_, pts, skipped) = score_csv(&cfg, "in.csv", back.as_bytes()).unwrap();
+        assert_eq!(pts.iter().map(|p| p.value).collect::<Vec<_>>(), [1.0, 3.0]);
+        assert_eq!(
+            skipped,
+            Skipped {
+                first_line: Some(2),
+                count: 2
+            }
+        );
         let bad = "2024-01-01 00:00:00,1\nyesterday,2\n";
         let e = score_csv(&cfg, "in.csv", bad.as_bytes())
             .unwrap_err()

@@ -43,6 +43,41 @@ pub enum DetectError {
     Journal(#[from] crate::journal::JournalError),
 }
 
+impl DetectError {
+    /// Where in `medic.yaml` the error is (`anomaly_detectors.NAME`, `slos.NAME`), if it is
+    /// about one detector.
+    pub fn config_path(&self) -> Option<String> {
+        let (DetectError::Config { detector, .. }
+        | DetectError::Query { detector, .. }
+        | DetectError::Eval { detector, .. }) = self
+        else {
+            return None;
+        };
+        Some(match detector.strip_prefix("slo ") {
+            Some(slo) => format!("slos.{slo}"),
+            None => format!("anomaly_detectors.{detector}"),
+        })
+    }
+}
+
+/// Every error found building the detectors of a config.
+#[derive(Debug)]
+pub struct DetectErrors(pub Vec<DetectError>);
+
+impl std::fmt::Display for DetectErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n  ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DetectErrors {}
+
 /// Every configured detector, ready to run.
 pub struct Detectors {
     anomaly: Vec<Sched<AnomalyDetector>>,
@@ -56,35 +91,62 @@ struct Sched<T> {
 }
 
 impl Detectors {
-    /// Builds the detectors of `cfg`. SLOs keep their minute buckets in `journal` (and
-    /// reload them from it); without a journal they live in memory only.
-    pub fn build(cfg: &Config, journal: Option<&Journal>) -> Result<Detectors, DetectError> {
+    /// Builds the detectors of `cfg`, reporting every error (not just the first). SLOs keep
+    /// their minute buckets in `journal` (and reload them from it); without a journal they
+    /// live in memory only.
+    pub fn build(cfg: &Config, journal: Option<&Journal>) -> Result<Detectors, DetectErrors> {
         let default_interval: Duration = cfg.global.evaluation_interval;
+        let mut errors = Vec::new();
         let mut anomaly = Vec::new();
         for (name, c) in &cfg.anomaly_detectors {
-            let det = AnomalyDetector::build(name, c, default_interval)?;
-            anomaly.push(Sched {
-                interval_ms: det.interval_ms(),
-                det,
-                next_ms: i64::MIN,
-            });
+            match AnomalyDetector::build(name, c, default_interval) {
+                Ok(det) => anomaly.push(Sched {
+                    interval_ms: det.interval_ms(),
+                    det,
+                    next_ms: i64::MIN,
+                }),
+                Err(e) => errors.push(e),
+            }
         }
         let mut slos = Vec::new();
         for (name, c) in &cfg.slos {
-            let journal = journal.map(|j| j.reopen()).transpose()?;
-            let det = SloTracker::build(name, c, default_interval, journal)?;
-            slos.push(Sched {
-                interval_ms: det.interval_ms(),
-                det,
-                next_ms: i64::MIN,
-            });
+            let built = journal
+                .map(|j| j.reopen())
+                .transpose()
+                .map_err(DetectError::from)
+                .and_then(|journal| SloTracker::build(name, c, default_interval, journal));
+            match built {
+                Ok(det) => slos.push(Sched {
+                    interval_ms: det.interval_ms(),
+                    det,
+                    next_ms: i64::MIN,
+                }),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(DetectErrors(errors));
         }
         Ok(Detectors { anomaly, slos })
     }
 
+    /// How far back the detectors' queries read, for the store's retention (the daemon takes
+    /// the max of this and the rules' need).
+    pub fn lookback_needed_ms(&self) -> i64 {
+        self.anomaly
+            .iter()
+            .map(|s| s.det.lookback_needed_ms())
+            .chain(self.slos.iter().map(|s| s.det.lookback_needed_ms()))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// After a reload: takes over the state of each detector of `old` whose name and config
     /// are unchanged (anomaly baselines; SLO counts are reloaded from the journal anyway,
-    /// but the in-memory ones are kept too so the current minute is not lost).
+    /// but the in-memory ones are kept too so the current minute is not lost). An SLO whose
+    /// config changed reloads its buckets from the journal now: `old` has stopped, and what
+    /// it recorded after this set was built is in the journal (the bucket writes set the
+    /// counts, so without this the new tracker would overwrite them).
     pub fn carry_state_from(&mut self, old: Detectors) {
         for o in old.anomaly {
             if let Some(n) = self
@@ -96,14 +158,22 @@ impl Detectors {
                 n.det.adopt(o.det);
             }
         }
+        let mut adopted = vec![false; self.slos.len()];
         for o in old.slos {
-            if let Some(n) = self
+            if let Some(i) = self
                 .slos
-                .iter_mut()
-                .find(|n| n.det.name() == o.det.name() && n.det.config() == o.det.config())
+                .iter()
+                .position(|n| n.det.name() == o.det.name() && n.det.config() == o.det.config())
             {
+                let n = &mut self.slos[i];
                 n.next_ms = o.next_ms;
                 n.det.adopt(o.det);
+                adopted[i] = true;
+            }
+        }
+        for (s, _) in self.slos.iter_mut().zip(adopted).filter(|(_, a)| !a) {
+            if let Err(e) = s.det.reload_from_journal() {
+                tracing::warn!(slo = s.det.name(), error = %e, "reloading SLO buckets failed");
             }
         }
     }
@@ -170,7 +240,30 @@ impl Detectors {
                 return self;
             }
             let now = now_ms();
-            for e in self.tick(&store, now) {
+            // A tick writes the SLO journal (SQLite, waits up to 5 s for a lock) and a robust
+            // detector's update is O(window): off the async worker threads.
+            let st = store.clone();
+            let (back, errors) = match tokio::task::spawn_blocking(move || {
+                let errors = self.tick(&st, now);
+                (self, errors)
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => match e.try_into_panic() {
+                    // a panic in a detector is a bug: propagate it as if it happened here
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // cancelled: the runtime is shutting down, nothing is left to carry
+                    Err(_) => {
+                        return Detectors {
+                            anomaly: Vec::new(),
+                            slos: Vec::new(),
+                        };
+                    }
+                },
+            };
+            self = back;
+            for e in errors {
                 tracing::warn!(error = %e, "detector failed");
             }
             let wait = (self.next_due_ms() - now_ms()).clamp(1, 60_000) as u64;

@@ -93,7 +93,7 @@ pub struct LatencySli {
     #[serde(default)]
     pub matchers: Option<String>,
     /// Requests at or under this many seconds are good; must be one of the histogram's `le`
-    /// bounds.
+    /// bounds, matched as a number (`1` matches `le="1"`, `le="1.0"`, `le="1e+00"`).
     pub threshold: f64,
     /// The range of the generated `rate()`s.
     #[serde(default = "default_rate_window")]
@@ -286,6 +286,19 @@ impl Budget {
     }
 }
 
+/// A latency SLI's check that the threshold names an existing bucket: until a bucket
+/// matches, the SLI would count no slow requests at all, so that is warned about once.
+struct BucketCheck {
+    /// `sum(rate(<bucket at the threshold>))`, and the `_count` rate.
+    good: Expr,
+    total: Expr,
+    metric: String,
+    threshold: f64,
+    /// The bucket was seen (no more checks), or the warning was given.
+    done: bool,
+    warned: bool,
+}
+
 /// One configured SLO, following its SLI into the store and the journal.
 pub struct SloTracker {
     name: String,
@@ -297,6 +310,7 @@ pub struct SloTracker {
     last_eval_ms: Option<i64>,
     last_pruned_minute: i64,
     labels: SloLabels,
+    bucket_check: Option<BucketCheck>,
 }
 
 struct SloLabels {
@@ -328,13 +342,16 @@ impl SloTracker {
             return Err(bad("window must be at least 1m".into()));
         }
         let parse = |q: &str| {
-            promql::parse(q).map_err(|e| DetectError::Query {
-                detector: format!("slo {name}"),
-                query: q.to_string(),
-                message: e.to_string(),
-            })
+            promql::parse(q)
+                .and_then(|e| promql::check_supported(&e).map(|()| e))
+                .map_err(|e| DetectError::Query {
+                    detector: format!("slo {name}"),
+                    query: q.to_string(),
+                    message: e.to_string(),
+                })
         };
         let s = &config.sli;
+        let mut bucket_check = None;
         let source = match (&s.events, &s.probe, &s.latency) {
             (Some(ev), None, None) => {
                 let w = ev.rate_window.to_string();
@@ -356,7 +373,15 @@ impl SloTracker {
                 Source::Probe(parse(&q)?)
             }
             (None, None, Some(l)) => {
-                let (errors, total) = latency_queries(l);
+                let (errors, total, good) = latency_queries(l);
+                bucket_check = Some(BucketCheck {
+                    good: parse(&good)?,
+                    total: parse(&total)?,
+                    metric: l.metric.clone(),
+                    threshold: l.threshold,
+                    done: false,
+                    warned: false,
+                });
                 Source::Rates {
                     errors: parse(&errors)?,
                     total: parse(&total)?,
@@ -401,6 +426,7 @@ impl SloTracker {
             last_eval_ms: None,
             last_pruned_minute: i64::MIN,
             labels,
+            bucket_check,
         })
     }
 
@@ -418,6 +444,31 @@ impl SloTracker {
 
     pub fn budget(&self) -> &Budget {
         &self.budget
+    }
+
+    /// For a latency SLI: whether it warned that no bucket of the histogram has the
+    /// threshold as its bound (so no request counted as slow).
+    pub fn latency_bucket_missing(&self) -> bool {
+        self.bucket_check.as_ref().is_some_and(|c| c.warned)
+    }
+
+    /// How far back the SLI queries read (for the store's retention).
+    pub fn lookback_needed_ms(&self) -> i64 {
+        match &self.source {
+            Source::Rates { errors, total } => {
+                promql::max_lookback_ms(errors).max(promql::max_lookback_ms(total))
+            }
+            Source::Probe(e) => promql::max_lookback_ms(e),
+        }
+    }
+
+    /// Replaces the in-memory buckets with the journal's (no-op without a journal).
+    pub fn reload_from_journal(&mut self) -> Result<(), DetectError> {
+        if let Some(j) = &self.journal {
+            let since = now_floor_minute() - self.config.window.as_millis_i64();
+            self.budget.load(j.slo_buckets(&self.name, since)?);
+        }
+        Ok(())
     }
 
     /// Takes over the in-memory counts of `old` (same name and config, before a reload).
@@ -450,6 +501,31 @@ impl SloTracker {
                 message: e.to_string(),
             })
         };
+        if let Some(c) = self.bucket_check.as_mut().filter(|c| !c.done) {
+            let has = |v: Value| match v {
+                Value::Vector(v) => !v.is_empty(),
+                Value::Scalar { .. } => true,
+                _ => false,
+            };
+            let opts = promql::EvalOptions::default();
+            let reader = store.reader();
+            let run = |e: &Expr| promql::eval_with_reader(&reader, e, now_ms, &opts).map(has);
+            match (run(&c.good), run(&c.total)) {
+                (Ok(true), _) => c.done = true,
+                (Ok(false), Ok(true)) => {
+                    tracing::warn!(
+                        slo = %self.name,
+                        metric = %c.metric,
+                        threshold = c.threshold,
+                        "latency SLI: no {}_bucket series has le equal to the threshold; no request counts as slow until one does",
+                        c.metric
+                    );
+                    c.warned = true;
+                    c.done = true;
+                }
+                _ => {} // no data yet: check again next time
+            }
+        }
         let (errors, total) = match &self.source {
             Source::Rates { errors, total } => {
                 // Integrate the rates over the time since the last sample; after a gap (a
@@ -515,27 +591,45 @@ impl SloTracker {
     }
 }
 
-/// The (bad, all) rate queries of a latency SLI.
-fn latency_queries(l: &LatencySli) -> (String, String) {
+/// The (bad, all, good) rate queries of a latency SLI.
+fn latency_queries(l: &LatencySli) -> (String, String, String) {
     let m = l.matchers.as_deref().unwrap_or("").trim();
     let sep = if m.is_empty() { "" } else { "," };
     let w = l.rate_window;
     let total = format!("sum(rate({}_count{{{m}}}[{w}]))", l.metric);
     let good = format!(
-        "sum(rate({}_bucket{{{m}{sep}le={}}}[{w}]))",
+        "sum(rate({}_bucket{{{m}{sep}le=~{}}}[{w}]))",
         l.metric,
-        promql_string(&format_le(l.threshold))
+        promql_string(&le_regex(l.threshold))
     );
-    (format!("({total}) - ({good})"), total)
+    (format!("({total}) - ({good})"), total, good)
 }
 
-/// A bucket bound as Prometheus writes `le` (`0.5`, `1`, `+Inf`).
-fn format_le(v: f64) -> String {
-    if v == f64::INFINITY {
-        "+Inf".to_string()
-    } else {
-        format!("{v}")
+/// A regex (anchored, as PromQL's are) matching the usual spellings of `v` as an `le` label:
+/// Go's `1`, `0.5`, `1e-05`, `1e+06`; Python's and OpenMetrics' `1.0`; trailing zeros.
+fn le_regex(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { r"\+?[Ii]nf" } else { r"-[Ii]nf" }.to_string();
     }
+    // digits with optional trailing zeros after the point
+    let digits = |s: &str| {
+        let s = s.replace('.', r"\.");
+        if s.contains('.') {
+            format!("{s}0*")
+        } else {
+            format!(r"{s}(\.0*)?")
+        }
+    };
+    let plain = digits(&format!("{v}"));
+    let sci = format!("{v:e}"); // "1e0", "2.5e-1"
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let exp = if exp < 0 {
+        format!("-0*{}", -exp)
+    } else {
+        format!(r"\+?0*{exp}")
+    };
+    format!("{plain}|{}[eE]{exp}", digits(mantissa))
 }
 
 /// A window as people say it: `30d` rather than the canonical `4w2d`.
@@ -729,7 +823,7 @@ mod tests {
 
     #[test]
     fn latency_queries_select_the_threshold_bucket() {
-        let (bad, total) = latency_queries(&LatencySli {
+        let (bad, total, _) = latency_queries(&LatencySli {
             metric: "http_request_duration_seconds".into(),
             matchers: Some("job=\"api\"".into()),
             threshold: 0.5,
@@ -739,8 +833,32 @@ mod tests {
             total,
             "sum(rate(http_request_duration_seconds_count{job=\"api\"}[2m]))"
         );
-        assert!(bad.contains("http_request_duration_seconds_bucket{job=\"api\",le=\"0.5\"}[2m]"));
+        assert!(bad.contains("http_request_duration_seconds_bucket{job=\"api\",le=~"));
         assert!(promql::parse(&bad).is_ok());
+    }
+
+    #[test]
+    fn le_regex_matches_the_usual_spellings_only() {
+        let m = |v: f64, s: &str| {
+            regex::Regex::new(&format!("^(?:{})$", le_regex(v)))
+                .unwrap()
+                .is_match(s)
+        };
+        for s in ["1", "1.0", "1.00", "1e+00", "1e0", "1.0e+00", "1E0"] {
+            assert!(m(1.0, s), "{s}");
+        }
+        for s in ["10", "0.1", "1.5", "11", "1e+01", "0"] {
+            assert!(!m(1.0, s), "{s}");
+        }
+        for s in ["0.5", "0.50", "5e-01", "5.0e-1"] {
+            assert!(m(0.5, s), "{s}");
+        }
+        for s in ["0.05", "5", "0.55", "5e-02"] {
+            assert!(!m(0.5, s), "{s}");
+        }
+        assert!(m(0.00001, "1e-05") && m(0.00001, "0.00001"));
+        assert!(m(1e6, "1e+06") && m(1e6, "1000000") && !m(1e6, "100000"));
+        assert!(m(f64::INFINITY, "+Inf") && !m(f64::INFINITY, "1"));
     }
 
     #[test]
