@@ -88,7 +88,7 @@ pub fn prepare(path: &Path, journal: Option<&Journal>) -> Result<Prepared, Strin
         Default::default()
     });
     let detectors = Detectors::build(&config, journal)
-        .map_err(|e| errors.push(e.to_string()))
+        .map_err(|e| errors.extend(e.0.iter().map(|e| e.to_string())))
         .ok();
     let opts = group_options(&config);
     let mut groups = match config.rule_file_paths() {
