@@ -969,9 +969,7 @@ async fn systemd_unit_state_or_a_clear_not_available() {
 // ---------------------------------------------------------------- GPU
 
 use medic::collect::Schedule;
-use medic::collect::gpu::{
-    GpuBackend, GpuCollector, GpuConfig, GpuDevice, GpuError, GpuIdentity, open_nvml,
-};
+use medic::collect::gpu::{GpuBackend, GpuCollector, GpuConfig, GpuDevice, GpuError, GpuIdentity};
 
 /// A GPU that exists only here (this host has none); readings in NVML's units.
 #[derive(Clone)]
@@ -1025,18 +1023,90 @@ impl GpuDevice for FakeGpu {
     }
 }
 
-struct FakeBackend(Vec<FakeGpu>);
+/// A host's GPUs, with the failures a real one can have: a GPU fallen off the bus, a GPU
+/// that cannot report XIDs, and NVML hanging.
+#[derive(Default)]
+struct FakeBackend {
+    gpus: Vec<FakeGpu>,
+    /// `device(i)` fails for these.
+    lost: std::sync::Mutex<std::collections::HashSet<u32>>,
+    /// `watch_xids(i)` fails for these.
+    no_xid: std::collections::HashSet<u32>,
+    /// XID events waiting to be drained.
+    events: std::sync::Mutex<Vec<(String, u64)>>,
+    /// While set, the next `device_count` blocks until the sender is dropped.
+    hang: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// `device_count` calls begun.
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl FakeBackend {
+    fn new(n: u32) -> Self {
+        FakeBackend {
+            gpus: (0..n)
+                .map(|index| FakeGpu {
+                    index,
+                    ecc: index == 0,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
 
 impl GpuBackend for FakeBackend {
-    fn devices(&self) -> Result<Vec<Box<dyn GpuDevice + '_>>, GpuError> {
-        Ok(self
-            .0
-            .iter()
-            .map(|d| Box::new(d.clone()) as Box<dyn GpuDevice>)
-            .collect())
+    fn device_count(&self) -> Result<u32, GpuError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let hang = self.hang.lock().unwrap().take();
+        if let Some(rx) = hang {
+            let _ = rx.recv();
+        }
+        Ok(self.gpus.len() as u32)
     }
-    fn last_xids(&self) -> std::collections::HashMap<String, u64> {
-        [("GPU-fake-1".to_string(), 79)].into_iter().collect()
+    fn device(&self, index: u32) -> Result<Box<dyn GpuDevice + '_>, GpuError> {
+        if self.lost.lock().unwrap().contains(&index) {
+            return Err(GpuError::Failed("GPU is lost".into()));
+        }
+        Ok(Box::new(self.gpus[index as usize].clone()))
+    }
+    fn watch_xids(&self, index: u32) -> Result<(), GpuError> {
+        if self.no_xid.contains(&index) {
+            Err(GpuError::Failed("registration refused".into()))
+        } else {
+            Ok(())
+        }
+    }
+    fn xid_events(&self) -> Vec<(String, u64)> {
+        std::mem::take(&mut *self.events.lock().unwrap())
+    }
+}
+
+fn fake_collector(backend: Arc<FakeBackend>, timeout: Duration) -> GpuCollector {
+    GpuCollector::new(
+        "gpu",
+        Schedule {
+            interval: timeout,
+            timeout,
+        },
+        &gpu_cfg(),
+        Box::new(move || Ok(backend.clone() as Arc<dyn GpuBackend>)),
+    )
+}
+
+/// Sets a log capture as this thread's subscriber (tokio tests run on this one thread).
+fn capture_logs() -> (LogBuf, tracing::subscriber::DefaultGuard) {
+    let logs = LogBuf::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+impl LogBuf {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
 
@@ -1044,31 +1114,15 @@ fn gpu_cfg() -> GpuConfig {
     serde_saphyr::from_str("hostname: gpu-box\n").unwrap()
 }
 
-fn schedule() -> Schedule {
-    Schedule {
-        interval: Duration::from_secs(1),
-        timeout: Duration::from_secs(1),
-    }
-}
-
 #[tokio::test]
 async fn gpu_readings_map_to_dcgm_names_units_and_labels() {
-    let backend: Arc<dyn GpuBackend> = Arc::new(FakeBackend(vec![
-        FakeGpu {
-            index: 0,
-            ecc: true,
-        },
-        FakeGpu {
-            index: 1,
-            ecc: false,
-        },
-    ]));
-    let c = GpuCollector::new(
-        "gpu",
-        schedule(),
-        &gpu_cfg(),
-        Box::new(move || Ok(backend.clone())),
-    );
+    let backend = Arc::new(FakeBackend::new(2));
+    backend
+        .events
+        .lock()
+        .unwrap()
+        .push(("GPU-fake-1".to_string(), 79));
+    let c = fake_collector(backend, Duration::from_secs(1));
     let mut out = Vec::new();
     c.collect(1_000, &mut out).await.unwrap();
     assert_eq!(value(&out, "medic_gpu_up", &[("Hostname", "gpu-box")]), 1.0);
@@ -1093,6 +1147,14 @@ async fn gpu_readings_map_to_dcgm_names_units_and_labels() {
     assert_eq!(value(&out, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", &g0), 4.0);
     assert_eq!(value(&out, "DCGM_FI_DEV_XID_ERRORS", &g0), 0.0);
     assert_eq!(value(&out, "DCGM_FI_DEV_XID_ERRORS", &[("gpu", "1")]), 79.0);
+    assert_eq!(value(&out, "medic_gpu_xid_errors_total", &g0), 0.0);
+    assert_eq!(
+        value(&out, "medic_gpu_xid_errors_total", &[("gpu", "1")]),
+        1.0
+    );
+    for gpu in ["0", "1"] {
+        assert_eq!(value(&out, "medic_gpu_device_up", &[("gpu", gpu)]), 1.0);
+    }
     // a reading the GPU does not support is left out, not zero
     assert!(find(&out, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", &[("gpu", "1")]).is_none());
     assert_eq!(
@@ -1120,43 +1182,166 @@ impl std::io::Write for LogBuf {
 }
 
 #[tokio::test]
-async fn gpu_real_nvml_path_degrades_cleanly_and_says_so_once() {
-    let logs = LogBuf::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+async fn gpu_one_lost_gpu_or_xid_failure_spares_the_others() {
+    let (logs, _guard) = capture_logs();
+    let mut backend = FakeBackend::new(3);
+    backend.no_xid.insert(1);
+    backend.lost.lock().unwrap().insert(2);
+    backend.events.lock().unwrap().extend([
+        ("GPU-fake-0".to_string(), 13),
+        ("GPU-fake-0".to_string(), 13),
+    ]);
+    let backend = Arc::new(backend);
+    let c = fake_collector(backend.clone(), Duration::from_secs(10));
+    for _ in 0..2 {
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "medic_gpu_up", &[]), 1.0);
+        assert_eq!(value(&out, "medic_gpu_count", &[]), 3.0);
+        // GPU 0: everything, its repeated XID counted twice
+        assert_eq!(value(&out, "DCGM_FI_DEV_GPU_UTIL", &[("gpu", "0")]), 87.0);
+        assert_eq!(value(&out, "DCGM_FI_DEV_XID_ERRORS", &[("gpu", "0")]), 13.0);
+        assert_eq!(
+            value(&out, "medic_gpu_xid_errors_total", &[("gpu", "0")]),
+            2.0
+        );
+        // GPU 1: read, but its XIDs cannot be watched: left out, not a false 0
+        assert_eq!(value(&out, "DCGM_FI_DEV_GPU_UTIL", &[("gpu", "1")]), 87.0);
+        assert!(find(&out, "DCGM_FI_DEV_XID_ERRORS", &[("gpu", "1")]).is_none());
+        assert!(find(&out, "medic_gpu_xid_errors_total", &[("gpu", "1")]).is_none());
+        // GPU 2: lost; only its medic_gpu_device_up 0
+        assert!(
+            out.iter().all(|s| s.labels.get("gpu") != Some("2")
+                || s.labels.name() == Some("medic_gpu_device_up"))
+        );
+        assert_eq!(value(&out, "medic_gpu_device_up", &[("gpu", "2")]), 0.0);
+        assert_eq!(value(&out, "medic_gpu_device_up", &[("gpu", "1")]), 1.0);
+    }
+    backend.lost.lock().unwrap().clear();
+    for _ in 0..2 {
+        let mut out = Vec::new();
+        c.collect(2_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "DCGM_FI_DEV_GPU_UTIL", &[("gpu", "2")]), 87.0);
+        assert_eq!(value(&out, "DCGM_FI_DEV_XID_ERRORS", &[("gpu", "2")]), 0.0);
+        assert_eq!(value(&out, "medic_gpu_device_up", &[("gpu", "2")]), 1.0);
+    }
+    let text = logs.text();
+    // each said once, not every round
+    assert_eq!(text.matches("GPU 2 cannot be read").count(), 1, "{text}");
+    assert_eq!(text.matches("GPU 2 can be read again").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("XID errors cannot be watched").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("GPU 1 (GPU-fake-1): XID errors cannot be watched"),
+        "{text}"
+    );
+}
 
+#[tokio::test]
+async fn gpu_hung_nvml_stacks_no_threads_and_says_so_once() {
+    guard(async {
+        let (logs, _guard) = capture_logs();
+        let backend = Arc::new(FakeBackend::new(1));
+        let (release, rx) = std::sync::mpsc::channel();
+        *backend.hang.lock().unwrap() = Some(rx);
+        let c = fake_collector(backend.clone(), Duration::from_millis(200));
+        for _ in 0..3 {
+            let mut out = Vec::new();
+            c.collect(1_000, &mut out).await.unwrap();
+            assert_eq!(value(&out, "medic_gpu_up", &[]), 0.0);
+            assert_eq!(out.len(), 1, "{out:#?}");
+        }
+        // the hung call is still the only one: later rounds started no new thread
+        assert_eq!(backend.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        drop(release);
+        loop {
+            let mut out = Vec::new();
+            c.collect(2_000, &mut out).await.unwrap();
+            if value(&out, "medic_gpu_up", &[]) == 1.0 {
+                assert_eq!(value(&out, "DCGM_FI_DEV_GPU_UTIL", &[("gpu", "0")]), 87.0);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let text = logs.text();
+        assert_eq!(text.matches("GPU reading down").count(), 1, "{text}");
+        assert!(text.contains("timed out"), "{text}");
+        assert_eq!(text.matches("GPU reading is up again").count(), 1, "{text}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn gpu_hung_nvml_init_runs_off_the_runtime_once() {
+    guard(async {
+        let (release, rx) = std::sync::mpsc::channel::<()>();
+        let rx = std::sync::Mutex::new(rx);
+        let opens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let n = opens.clone();
+        let c = GpuCollector::new(
+            "gpu",
+            Schedule {
+                interval: Duration::from_millis(200),
+                timeout: Duration::from_millis(200),
+            },
+            &gpu_cfg(),
+            Box::new(move || {
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = rx.lock().unwrap().recv();
+                Ok(Arc::new(FakeBackend::new(1)) as Arc<dyn GpuBackend>)
+            }),
+        );
+        for _ in 0..3 {
+            let mut out = Vec::new();
+            // returns although NVML's init hangs: it is not on this thread
+            c.collect(1_000, &mut out).await.unwrap();
+            assert_eq!(value(&out, "medic_gpu_up", &[]), 0.0);
+        }
+        assert_eq!(opens.load(std::sync::atomic::Ordering::SeqCst), 1);
+        drop(release);
+        loop {
+            let mut out = Vec::new();
+            c.collect(2_000, &mut out).await.unwrap();
+            if value(&out, "medic_gpu_up", &[]) == 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(opens.load(std::sync::atomic::Ordering::SeqCst), 1);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn gpu_real_nvml_path_degrades_cleanly_and_says_so_once() {
+    let (logs, _guard) = capture_logs();
     // the real backend, exactly as `type: gpu` builds it
     let cfg: CollectorConfig = serde_saphyr::from_str("type: gpu\n").unwrap();
-    assert!(cfg.build(&ctx("gpu", &GlobalConfig::default())).is_ok());
-    let c = GpuCollector::new(
-        "gpu",
-        schedule(),
-        &gpu_cfg(),
-        Box::new(|| open_nvml().map(|b| b as Arc<dyn GpuBackend>)),
-    );
+    let c = cfg.build(&ctx("gpu", &GlobalConfig::default())).unwrap();
+    let mut off_rounds = 0;
     for round in 0..3 {
         let mut out = Vec::new();
         c.collect(1_000 + round, &mut out).await.unwrap();
-        match c.off_reason() {
-            // no driver here: nothing but medic_gpu_up 0
-            Some(_) => {
-                assert_eq!(value(&out, "medic_gpu_up", &[]), 0.0);
-                assert_eq!(out.len(), 1, "{out:#?}");
-            }
-            None => assert_eq!(value(&out, "medic_gpu_up", &[]), 1.0),
+        if value(&out, "medic_gpu_up", &[]) == 0.0 {
+            // no driver (or NVML refuses us): nothing but medic_gpu_up 0
+            assert_eq!(out.len(), 1, "{out:#?}");
+            off_rounds += 1;
+        } else {
+            assert!(value(&out, "medic_gpu_count", &[]) >= 0.0);
         }
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    if let Some(reason) = c.off_reason() {
+    let text = logs.text();
+    if off_rounds > 0 {
         // said once, not on every round
         assert_eq!(text.matches("GPU collection off").count(), 1, "{text}");
-        if reason == medic::collect::gpu::GpuInitError::NoDriverLibrary {
-            assert!(text.contains("NVIDIA driver library not found"), "{text}");
+        if !std::path::Path::new("/proc/driver/nvidia").exists() {
+            assert!(text.contains("NVIDIA driver"), "{text}");
         }
+    } else {
+        assert_eq!(text.matches("GPU collection off").count(), 0, "{text}");
     }
 }
 
