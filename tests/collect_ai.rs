@@ -3,6 +3,9 @@
 
 #[path = "support/collectors.rs"]
 mod support;
+// the openssl-made test CA of the core collectors' tests
+#[path = "support/config_collect.rs"]
+mod core_support;
 
 use std::time::Duration;
 
@@ -528,7 +531,7 @@ async fn redis_values_match_the_server() {
 }
 
 #[tokio::test]
-async fn redis_password_from_a_file_and_from_env() {
+async fn redis_password_from_a_file_and_a_wrong_one() {
     guard(async {
         let server = support::redis(Some("s3cret-pw"));
         let dir = tempfile::tempdir().unwrap();
@@ -543,9 +546,9 @@ async fn redis_password_from_a_file_and_from_env() {
         c.collect(1_000, &mut out).await.unwrap();
         assert_eq!(value(&out, "redis_up", &[]), 1.0);
 
-        // PATH is always set; a wrong password is a down target, not a crash
+        // a wrong password is a down target, not a crash
         let c = build(&format!(
-            "type: redis\nurl: redis://127.0.0.1:{}\npassword: {{env: PATH}}\n",
+            "type: redis\nurl: redis://127.0.0.1:{}\npassword: {{value: wrong}}\n",
             server.port
         ));
         let mut out = Vec::new();
@@ -557,6 +560,90 @@ async fn redis_password_from_a_file_and_from_env() {
         let cfg: CollectorConfig =
             serde_saphyr::from_str("type: redis\npassword: {value: hunter2}\n").unwrap();
         assert!(!format!("{cfg:?}").contains("hunter2"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn redis_password_from_env_logs_in() {
+    guard(async {
+        // an env var this process already has, so the environment is not changed
+        let pw = std::env::var("HOME").expect("HOME is set");
+        let server = support::redis(Some(&pw));
+        let c = build(&format!(
+            "type: redis\nurl: redis://127.0.0.1:{}\npassword: {{env: HOME}}\n",
+            server.port
+        ));
+        let mut out = Vec::new();
+        c.collect(1_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "redis_up", &[]), 1.0);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn redis_url_password_is_never_printed_and_warned_about() {
+    let (logs, _guard) = capture_logs();
+    let yaml = "type: redis\nurl: redis://monitor:hunter2@127.0.0.1:6379/0\n";
+    let cfg: CollectorConfig = serde_saphyr::from_str(yaml).unwrap();
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(
+        debug.contains("redis://monitor:***@127.0.0.1:6379/0"),
+        "{debug}"
+    );
+    cfg.build(&ctx("cache", &GlobalConfig::default())).unwrap();
+    let text = logs.text();
+    assert!(text.contains("carries a password"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    // a URL without one: no warning
+    let (logs, _guard) = capture_logs();
+    build("type: redis\nurl: redis://127.0.0.1:6379\n");
+    assert!(!logs.text().contains("carries a password"));
+}
+
+#[tokio::test]
+async fn redis_tls_trusts_a_private_ca() {
+    guard(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = core_support::self_signed(dir.path(), 30);
+        let server = support::redis_tls(&cert.cert_pem, &cert.key_pem, &cert.ca_pem);
+        let collect = |tls: &str| {
+            // ca_file relative to the config file's folder
+            let text = format!(
+                "collectors:\n  cache:\n    type: redis\n    url: rediss://127.0.0.1:{}\n{tls}",
+                server.port
+            );
+            let cfg = medic::config::Config::parse_str(&dir.path().join("medic.yaml"), &text)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let c = cfg.collectors["cache"]
+                .build(&ctx("cache", &GlobalConfig::default()))
+                .unwrap();
+            async move {
+                let mut out = Vec::new();
+                c.collect(1_000, &mut out).await.unwrap();
+                value(&out, "redis_up", &[])
+            }
+        };
+        // the private CA is not in the system's store
+        assert_eq!(collect("").await, 0.0);
+        assert_eq!(collect("    tls: {ca_file: ca.pem}\n").await, 1.0);
+        assert_eq!(
+            collect("    tls: {insecure_skip_verify: true}\n").await,
+            1.0
+        );
+        // a missing CA file or TLS settings on a plain URL are build errors
+        let bad = |yaml: &str| {
+            let cfg: CollectorConfig = serde_saphyr::from_str(yaml).unwrap();
+            cfg.build(&ctx("cache", &GlobalConfig::default()))
+                .err()
+                .unwrap_or_else(|| panic!("built: {yaml}"))
+                .to_string()
+        };
+        let e = bad("type: redis\nurl: rediss://h:1\ntls: {ca_file: /nonexistent/ca.pem}\n");
+        assert!(e.contains("tls.ca_file"), "{e}");
+        let e = bad("type: redis\nurl: redis://h:1\ntls: {insecure_skip_verify: true}\n");
+        assert!(e.contains("rediss://"), "{e}");
     })
     .await
 }
