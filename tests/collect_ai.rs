@@ -119,6 +119,36 @@ async fn start_target() -> Target {
     Target { addr, changing }
 }
 
+/// An HTTP/1.1 server whose every response is `x 1` lines in chunks, without end and without
+/// a Content-Length (until the client hangs up).
+async fn endless_chunked_target() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let body = "x 1\n".repeat(1024);
+                let chunk = format!("{:x}\r\n{body}\r\n", body.len());
+                while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
 fn ctx<'a>(name: &'a str, global: &'a GlobalConfig) -> BuildContext<'a> {
     BuildContext { name, global }
 }
@@ -274,6 +304,19 @@ async fn scrape_rejects_bad_targets_with_counted_errors() {
             }
         }
 
+        // an endless chunked body (no Content-Length): cut by the size while streaming,
+        // else this would be a timeout
+        let addr = endless_chunked_target().await;
+        let c = scrape(&format!(
+            "url: http://{addr}/metrics\nbody_size_limit: 64KiB\ntimeout: 30s\ninterval: 30s\n"
+        ));
+        let mut out = Vec::new();
+        c.collect(1000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "up", &[]), 0.0);
+        let err = c.last_error().unwrap();
+        assert_eq!(err.reason.as_str(), "body_too_large", "{err}");
+        assert!(find(&out, "x", &[]).is_none());
+
         // nothing listening: a connect error
         let port = support::free_port();
         let c = scrape(&format!("url: http://127.0.0.1:{port}/metrics\n"));
@@ -284,6 +327,47 @@ async fn scrape_rejects_bad_targets_with_counted_errors() {
             value(&out, "medic_scrape_errors_total", &[("reason", "connect")]),
             1.0
         );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn scrape_keeps_the_first_of_duplicate_series_and_counts_the_rest() {
+    guard(async {
+        let t = start_target().await;
+        *t.changing.lock().unwrap() = concat!(
+            "x 1\nx 2\n",
+            "y{a=\"1\",b=\"2\"} 3\ny{b=\"2\",a=\"1\"} 4\n",
+            "z{a=\"\"} 5\nz 6\n",
+            // other timestamps are other samples, not duplicates
+            "w 7 1000\nw 8 2000\n",
+        )
+        .to_string();
+        let c = scrape(&format!("url: http://{}/changing\n", t.addr));
+        for round in 1..=2 {
+            let mut out = Vec::new();
+            c.collect(round * 10_000, &mut out).await.unwrap();
+            assert_eq!(value(&out, "up", &[]), 1.0);
+            assert_eq!(value(&out, "scrape_samples_scraped", &[]), 8.0);
+            assert_eq!(
+                value(
+                    &out,
+                    "medic_scrape_errors_total",
+                    &[("reason", "duplicate")]
+                ),
+                3.0 * round as f64
+            );
+            let vals = |name: &str| {
+                out.iter()
+                    .filter(|s| s.labels.name() == Some(name))
+                    .map(|s| s.value)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(vals("x"), vec![1.0]);
+            assert_eq!(vals("y"), vec![3.0]);
+            assert_eq!(vals("z"), vec![5.0]);
+            assert_eq!(vals("w"), vec![7.0, 8.0]);
+        }
     })
     .await
 }
