@@ -793,6 +793,11 @@ async fn memcached_values_match_the_server() {
             }
             assert!(m.delete("k0"));
             assert!(!m.delete("k0"));
+            // one cas of each outcome: memcached counts them in cmd_set too
+            let u = m.gets("k1");
+            assert_eq!(m.cas("k1", "v2", u), "STORED");
+            assert_eq!(m.cas("k1", "v3", u), "EXISTS");
+            assert_eq!(m.cas("missing", "v", 1), "NOT_FOUND");
             let big = "v".repeat(50_000);
             for i in 0..200 {
                 m.set(&format!("big{i}"), &big);
@@ -820,11 +825,36 @@ async fn memcached_values_match_the_server() {
                 &[("command", c), ("status", s)],
             )
         };
-        assert_eq!(cmd("get", "hit"), 20.0);
+        // 20 gets and the one `gets` before the cas
+        assert_eq!(cmd("get", "hit"), 21.0);
         assert_eq!(cmd("get", "miss"), 5.0);
+        // memcached_exporter's set/hit: cmd_set less every cas
+        assert_eq!(num("cmd_set"), 253.0);
         assert_eq!(cmd("set", "hit"), 250.0);
+        assert_eq!(cmd("cas", "hit"), 1.0);
+        assert_eq!(cmd("cas", "badval"), 1.0);
+        assert_eq!(cmd("cas", "miss"), 1.0);
         assert_eq!(cmd("delete", "hit"), 1.0);
         assert_eq!(cmd("delete", "miss"), 1.0);
+        // only memcached_exporter's statuses: sum by (command) counts each command once
+        let statuses: std::collections::BTreeSet<(String, String)> = out
+            .iter()
+            .filter(|s| s.labels.name() == Some("memcached_commands_total"))
+            .map(|s| {
+                let g = |k| s.labels.get(k).unwrap().to_string();
+                (g("command"), g("status"))
+            })
+            .collect();
+        for (c, st) in &statuses {
+            assert!(
+                matches!(st.as_str(), "hit" | "miss") || (c == "cas" && st == "badval"),
+                "{c}/{st}"
+            );
+        }
+        assert_eq!(
+            value(&out, "medic_memcached_get_expired_total", &i),
+            num("get_expired")
+        );
         assert_eq!(
             value(&out, "memcached_limit_bytes", &i),
             2.0 * 1024.0 * 1024.0
@@ -894,6 +924,59 @@ async fn memcached_down_or_stalled_is_up_0_with_counted_errors() {
         assert_eq!(value(&out, "medic_memcached_errors_total", &[]), 1.0);
     })
     .await
+}
+
+#[tokio::test]
+async fn memcached_error_reply_fails_the_round_at_once() {
+    guard(async {
+        let (logs, _guard) = capture_logs();
+        // answers an error line and keeps the connection open, as memcached does
+        for reply in [
+            "SERVER_ERROR out of memory",
+            "ERROR",
+            "CLIENT_ERROR bad command",
+        ] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut held = Vec::new();
+                while let Ok((mut sock, _)) = listener.accept().await {
+                    let _ = sock.write_all(format!("{reply}\r\n").as_bytes()).await;
+                    held.push(sock);
+                }
+            });
+            // a long timeout: reaching it would log "timed out", not the reply
+            let c = build(&format!(
+                "type: memcached\naddress: 127.0.0.1:{port}\ninterval: 40s\ntimeout: 40s\n"
+            ));
+            let mut out = Vec::new();
+            c.collect(1_000, &mut out).await.unwrap();
+            assert_eq!(value(&out, "memcached_up", &[]), 0.0);
+            assert_eq!(value(&out, "medic_memcached_errors_total", &[]), 1.0);
+            let text = logs.text();
+            assert!(
+                text.contains(&format!("unexpected reply: {reply}")),
+                "{text}"
+            );
+            assert!(!text.contains("timed out"), "{text}");
+        }
+    })
+    .await
+}
+
+#[test]
+fn memcached_address_must_be_host_port() {
+    for bad in ["localhost", "h:0", "h:99999", "::1:11211", "h:port"] {
+        let cfg: CollectorConfig =
+            serde_saphyr::from_str(&format!("type: memcached\naddress: \"{bad}\"\n")).unwrap();
+        let e = cfg
+            .build(&ctx("m", &GlobalConfig::default()))
+            .err()
+            .unwrap_or_else(|| panic!("built {bad}"));
+        assert!(e.to_string().contains("expected HOST:PORT"), "{e}");
+    }
+    build("type: memcached\naddress: \"[::1]:11211\"\n");
 }
 
 // ---------------------------------------------------------------- processes and units

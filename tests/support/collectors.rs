@@ -201,6 +201,29 @@ impl Memc {
         }
     }
 
+    /// The CAS unique of `key` (which must exist).
+    pub fn gets(&mut self, key: &str) -> u64 {
+        self.send(&format!("gets {key}\r\n"));
+        let head = self.line();
+        let unique = head
+            .split(' ')
+            .nth(4)
+            .and_then(|u| u.parse().ok())
+            .unwrap_or_else(|| panic!("gets {key}: {head}"));
+        let _data = self.line();
+        assert_eq!(self.line(), "END");
+        unique
+    }
+
+    /// `cas`: the server's answer (STORED, EXISTS or NOT_FOUND).
+    pub fn cas(&mut self, key: &str, value: &str, unique: u64) -> String {
+        self.send(&format!(
+            "cas {key} 0 0 {} {unique}\r\n{value}\r\n",
+            value.len()
+        ));
+        self.line()
+    }
+
     pub fn delete(&mut self, key: &str) -> bool {
         self.send(&format!("delete {key}\r\n"));
         self.line() == "DELETED"
