@@ -1177,23 +1177,31 @@ async fn systemd_unit_state_or_a_clear_not_available() {
             assert!(find(&out, "node_systemd_unit_state", &[]).is_none());
         }
 
-        // a systemctl that answers for a running unit whose MainPID is our child
+        // a systemctl that answers for a running unit whose MainPID is our child, named by a
+        // path relative to the config file; it hangs while the file `hang` exists
         let dir = tempfile::tempdir().unwrap();
         let child = spawn("sleep".as_ref(), &["600"]);
-        let fake = dir.path().join("systemctl");
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        let fake = dir.path().join("bin/systemctl");
+        let hang = dir.path().join("hang");
         std::fs::write(
             &fake,
             format!(
-                "#!/bin/sh\n[ \"$1 $2 $3 $4\" = 'show --property=ActiveState,SubState,NRestarts,MainPID -- inference.service' ] || exit 1\nprintf 'ActiveState=active\\nSubState=running\\nNRestarts=2\\nMainPID={}\\n'\n",
+                "#!/bin/sh\n[ -e '{}' ] && exec sleep 600\n[ \"$1 $2 $3\" = 'show --property=LoadState,ActiveState,SubState,NRestarts,MainPID --' ] || exit 1\ncase \"$4\" in\n  inference.service) printf 'LoadState=loaded\\nActiveState=active\\nSubState=running\\nNRestarts=2\\nMainPID={}\\n' ;;\n  *) printf 'LoadState=not-found\\nActiveState=inactive\\nSubState=dead\\nNRestarts=0\\nMainPID=0\\n' ;;\nesac\n",
+                hang.display(),
                 child.0.id()
             ),
         )
         .unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let c = build(&format!(
-            "type: process\nsystemd_unit: inference.service\nsystemctl: {}\n",
-            fake.display()
-        ));
+        let unit_collector = |unit: &str| {
+            let text = format!(
+                "collectors:\n  u:\n    type: process\n    systemd_unit: {unit}\n    systemctl: bin/systemctl\n    timeout: 1s\n    interval: 1s\n"
+            );
+            let cfg = medic::config::Config::parse_str(&dir.path().join("medic.yaml"), &text).unwrap();
+            cfg.collectors["u"].build(&ctx("u", &GlobalConfig::default())).unwrap()
+        };
+        let c = unit_collector("inference.service");
         let mut out = Vec::new();
         c.collect(1_000, &mut out).await.unwrap();
         let n = [("name", "inference.service")];
@@ -1201,21 +1209,42 @@ async fn systemd_unit_state_or_a_clear_not_available() {
         assert_eq!(value(&out, "node_systemd_unit_state", &[("name", "inference.service"), ("state", "active")]), 1.0);
         assert_eq!(value(&out, "node_systemd_unit_state", &[("name", "inference.service"), ("state", "failed")]), 0.0);
         assert_eq!(value(&out, "node_systemd_service_restart_total", &n), 2.0);
-        assert!(find(&out, "medic_systemd_unit_info", &[("sub_state", "running")]).is_some());
+        assert!(find(&out, "medic_systemd_unit_info", &[("sub_state", "running"), ("load_state", "loaded")]).is_some());
         assert_eq!(value(&out, "medic_process_up", &[]), 1.0);
         assert_eq!(value(&out, "medic_process_threads", &[]), 1.0);
+        assert_eq!(value(&out, "medic_systemd_errors_total", &[]), 0.0);
 
-        // a systemctl that hangs is cut at the round budget
-        let hang = dir.path().join("hang");
-        std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
-        std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let c = build(&format!(
-            "type: process\nsystemd_unit: inference.service\nsystemctl: {}\ntimeout: 300ms\ninterval: 1s\n",
-            hang.display()
-        ));
+        // systemctl hangs: cut at the round budget, counted as an error; systemd is still
+        // known to be there, and the last MainPID is still read
+        let (logs, _guard) = capture_logs();
+        std::fs::write(&hang, "").unwrap();
+        for round in 1..=2 {
+            let mut out = Vec::new();
+            c.collect(2_000, &mut out).await.unwrap();
+            assert_eq!(value(&out, "medic_systemd_available", &[]), 1.0);
+            assert_eq!(value(&out, "medic_systemd_errors_total", &[]), round as f64);
+            assert!(find(&out, "node_systemd_unit_state", &[]).is_none());
+            assert_eq!(value(&out, "medic_process_up", &[]), 1.0);
+        }
+        std::fs::remove_file(&hang).unwrap();
         let mut out = Vec::new();
-        c.collect(1_000, &mut out).await.unwrap();
-        assert_eq!(value(&out, "medic_systemd_available", &[]), 0.0);
+        c.collect(3_000, &mut out).await.unwrap();
+        assert_eq!(value(&out, "node_systemd_unit_state", &[("name", "inference.service"), ("state", "active")]), 1.0);
+        let text = logs.text();
+        assert_eq!(text.matches("systemctl down: systemctl timed out").count(), 1, "{text}");
+        assert_eq!(text.matches("systemctl is up again").count(), 1, "{text}");
+
+        // a unit systemd does not know: said once, and shown in medic_systemd_unit_info
+        let (logs, _guard) = capture_logs();
+        let c = unit_collector("inferense.service");
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            c.collect(1_000, &mut out).await.unwrap();
+            assert!(find(&out, "medic_systemd_unit_info", &[("name", "inferense.service"), ("load_state", "not-found")]).is_some());
+            assert_eq!(value(&out, "medic_process_up", &[]), 0.0);
+        }
+        let text = logs.text();
+        assert_eq!(text.matches("not found (LoadState=not-found)").count(), 1, "{text}");
     })
     .await
 }
