@@ -1645,12 +1645,147 @@ fn readme_examples_parse() {
     for block in section.split("```yaml\n").skip(1) {
         let yaml = &block[..block.find("```").unwrap()];
         let cfg: Result<medic::config::Config, _> = serde_saphyr::from_str(yaml);
-        assert!(
-            cfg.is_ok(),
-            "README example does not parse: {:?}\n{yaml}",
-            cfg.err()
-        );
+        let cfg = cfg.unwrap_or_else(|e| panic!("README example does not parse: {e}\n{yaml}"));
+        // and builds: every option it shows is accepted by its collector, except that the
+        // secrets and the CA file the examples name are not on this machine
+        if let Err(errs) = medic::collect::build_all(&cfg) {
+            let real: Vec<_> = errs
+                .iter()
+                .filter(|e| {
+                    !["password: ", "bearer_token: ", "tls.ca_file "]
+                        .iter()
+                        .any(|f| e.message.starts_with(f))
+                })
+                .collect();
+            assert!(
+                real.is_empty(),
+                "README example does not build: {real:?}\n{yaml}"
+            );
+        }
         n += 1;
     }
     assert_eq!(n, 5);
+}
+
+// ---------------------------------------------------------------- rule packs
+
+/// Runs a command to its end (with a deadline, so a stuck child fails the test).
+fn run_to_end(cmd: &mut std::process::Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn said(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// `yaml` without its `remediate:` blocks (medic's addition, unknown to Prometheus).
+fn without_remediate(yaml: &str) -> String {
+    let mut out = String::new();
+    let mut skip_deeper_than: Option<usize> = None;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(d) = skip_deeper_than {
+            if line.trim().is_empty() || indent > d {
+                continue;
+            }
+            skip_deeper_than = None;
+        }
+        if line.trim_start().starts_with("remediate:") {
+            skip_deeper_than = Some(indent);
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn shipped_rule_packs_pass_medic_check_and_promtool() {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let mut packs: Vec<_> = std::fs::read_dir(&rules)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    packs.sort();
+    assert!(packs.len() >= 4, "{packs:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for pack in &packs {
+        let o = run_to_end(
+            std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+                .arg("check")
+                .arg(pack),
+        );
+        assert!(
+            o.status.success(),
+            "medic check {}:\n{}",
+            pack.display(),
+            said(&o)
+        );
+        // Prometheus reads the same file once medic's `remediate:` entries are taken out
+        let text = std::fs::read_to_string(pack).unwrap();
+        let plain = dir.path().join(pack.file_name().unwrap());
+        std::fs::write(&plain, without_remediate(&text)).unwrap();
+        let o = run_to_end(
+            std::process::Command::new("promtool")
+                .args(["check", "rules"])
+                .arg(&plain),
+        );
+        assert!(
+            o.status.success(),
+            "promtool check rules {}:\n{}",
+            pack.display(),
+            said(&o)
+        );
+    }
+}
+
+/// GpuXidError says which XID (not how many changes) and fires again on a repeat of the
+/// same XID; medic and promtool agree.
+#[test]
+fn gpu_xid_rule_names_the_xid_and_fires_on_repeats() {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/gpu.yaml");
+    let labels =
+        r#"gpu="0",UUID="GPU-a",device="nvidia0",modelName="H100",pci_bus_id="p",Hostname="h""#;
+    let alert = |at: &str| {
+        format!(
+            "      - eval_time: {at}\n        alertname: GpuXidError\n        exp_alerts:\n          - exp_labels: {{severity: critical, gpu: \"0\", UUID: GPU-a, device: nvidia0, modelName: H100, pci_bus_id: p, Hostname: h}}\n            exp_annotations: {{summary: \"GPU 0 (GPU-a) on h reported XID 79\"}}\n"
+        )
+    };
+    let test = format!(
+        "rule_files: [{}]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'DCGM_FI_DEV_XID_ERRORS{{{labels}}}'\n        values: '0 0 79x40'\n      - series: 'medic_gpu_xid_errors_total{{{labels}}}'\n        values: '0 0 1x17 2x22'\n    alert_rule_test:\n{}      - eval_time: 19m\n        alertname: GpuXidError\n        exp_alerts: []\n{}",
+        rules.display(),
+        alert("5m"),
+        // the same XID again at 20m
+        alert("22m"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("xid_test.yaml");
+    std::fs::write(&f, &test).unwrap();
+    let o = run_to_end(
+        std::process::Command::new("promtool")
+            .args(["test", "rules"])
+            .arg(&f),
+    );
+    assert!(o.status.success(), "promtool:\n{}\n{test}", said(&o));
+    let o = run_to_end(
+        std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+            .arg("test")
+            .arg(&f),
+    );
+    assert!(o.status.success(), "medic test:\n{}\n{test}", said(&o));
 }
