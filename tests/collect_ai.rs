@@ -1196,7 +1196,7 @@ async fn systemd_unit_state_or_a_clear_not_available() {
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let unit_collector = |unit: &str| {
             let text = format!(
-                "collectors:\n  u:\n    type: process\n    systemd_unit: {unit}\n    systemctl: bin/systemctl\n    timeout: 1s\n    interval: 1s\n"
+                "collectors:\n  u:\n    type: process\n    systemd_unit: {unit}\n    systemctl: bin/systemctl\n    timeout: 4s\n    interval: 4s\n"
             );
             let cfg = medic::config::Config::parse_str(&dir.path().join("medic.yaml"), &text).unwrap();
             cfg.collectors["u"].build(&ctx("u", &GlobalConfig::default())).unwrap()
@@ -1376,15 +1376,52 @@ fn fake_collector(backend: Arc<FakeBackend>, timeout: Duration) -> GpuCollector 
     )
 }
 
-/// Sets a log capture as this thread's subscriber (tokio tests run on this one thread).
-fn capture_logs() -> (LogBuf, tracing::subscriber::DefaultGuard) {
+thread_local! {
+    /// Where this thread's log lines go, while a test captures them.
+    static CAPTURE: std::cell::RefCell<Option<LogBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes a log line to the capture of the thread that logs it, if any.
+struct ThreadWriter;
+
+impl std::io::Write for ThreadWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(l) = &*c.borrow() {
+                l.0.lock().unwrap().extend_from_slice(b);
+            }
+        });
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Ends a capture when dropped.
+struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+/// Captures the log lines this thread writes (tokio tests run on their one thread). One
+/// global subscriber routes each line to its thread's capture: per-test `set_default`
+/// subscribers race in tracing's global level cache when tests run in parallel.
+fn capture_logs() -> (LogBuf, CaptureGuard) {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadWriter)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
     let logs = LogBuf::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
+    CAPTURE.with(|c| *c.borrow_mut() = Some(logs.clone()));
+    (logs, CaptureGuard)
 }
 
 impl LogBuf {
@@ -1450,19 +1487,9 @@ async fn gpu_readings_map_to_dcgm_names_units_and_labels() {
     );
 }
 
-/// Collects log lines written while it is the thread's subscriber.
+/// The log lines of one capture (see [`capture_logs`]).
 #[derive(Clone, Default)]
 struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn gpu_one_lost_gpu_or_xid_failure_spares_the_others() {
