@@ -180,6 +180,7 @@ where
         labels: Vec::with_capacity(16),
         line_no: 0,
         line_start: 0,
+        base: 0,
     }
     .run(on_sample)
 }
@@ -225,6 +226,9 @@ struct Parser<'a> {
     labels: Vec<(&'a str, Cow<'a, str>)>,
     line_no: usize,
     line_start: usize,
+    /// Where the line being parsed begins after its leading blanks (what positions within
+    /// it are relative to); `line_start` is its real start, for columns.
+    base: usize,
 }
 
 // Character classes, as a table so the hot loops do one load per byte.
@@ -305,14 +309,22 @@ impl<'a> Parser<'a> {
             if eof {
                 return Err(self.err(pos, "unexpected content after '# EOF'").into());
             }
-            let line = &body[pos..end];
+            let mut start = pos;
+            if self.format == Format::Prometheus {
+                // Prometheus' text parser skips blanks at the start of a line (" x 1")
+                while start < end && is_blank(bytes[start]) {
+                    start += 1;
+                }
+            }
+            self.base = start;
+            let line = &body[start..end];
             if line.is_empty() {
                 if self.format == Format::OpenMetrics {
                     return Err(self
                         .err(pos, "empty lines are not allowed in OpenMetrics")
                         .into());
                 }
-            } else if bytes[pos] == b'#' {
+            } else if bytes[start] == b'#' {
                 eof = self.comment(line)?;
             } else {
                 self.sample(line, &mut on_sample)?;
@@ -322,6 +334,7 @@ impl<'a> Parser<'a> {
         }
         if self.format == Format::OpenMetrics && !eof {
             self.line_start = bytes.len();
+            self.base = bytes.len();
             return Err(self
                 .err(bytes.len(), "OpenMetrics body must end with '# EOF'")
                 .into());
@@ -332,7 +345,7 @@ impl<'a> Parser<'a> {
 
     /// A `#` line. Returns true for OpenMetrics' `# EOF`.
     fn comment(&mut self, line: &'a str) -> Result<bool, ParseError> {
-        let base = self.line_start;
+        let base = self.base;
         let b = line.as_bytes();
         if self.format == Format::OpenMetrics && line == "# EOF" {
             return Ok(true);
@@ -470,7 +483,7 @@ impl<'a> Parser<'a> {
     fn metric_name(&self, b: &[u8], i: usize) -> Result<usize, ParseError> {
         if i >= b.len() || CLASS[b[i] as usize] & NAME_START == 0 {
             return Err(self.err(
-                self.line_start + i,
+                self.base + i,
                 format!(
                     "expected a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), found {}",
                     describe(b.get(i).copied())
@@ -519,7 +532,7 @@ impl<'a> Parser<'a> {
         E: From<ParseError>,
         F: FnMut(&SampleRef<'a, '_>) -> Result<(), E>,
     {
-        let base = self.line_start;
+        let base = self.base;
         let b = line.as_bytes();
         let name_end = self.metric_name(b, 0)?;
         let name = &line[..name_end];
@@ -597,7 +610,7 @@ impl<'a> Parser<'a> {
         }
 
         let (family, metric_type) = self.family_of(name);
-        self.check_type(name, family, metric_type, &labels, value)?;
+        self.check_type(name, family, metric_type, &labels)?;
         if !self.current_sampled {
             self.current_sampled = true;
             if let Some(st) = self.families.get_mut(family) {
@@ -636,7 +649,6 @@ impl<'a> Parser<'a> {
         family: &str,
         mt: MetricType,
         labels: &[(&'a str, Cow<'a, str>)],
-        value: f64,
     ) -> Result<(), ParseError> {
         let suffix = &name[family.len()..];
         let need = match (mt, suffix) {
@@ -650,12 +662,7 @@ impl<'a> Parser<'a> {
                 ));
             }
             (MetricType::Summary, "") => Some("quantile"),
-            (MetricType::Counter, "" | "_total") if value < 0.0 => {
-                return Err(self.err(
-                    self.line_start,
-                    format!("counter {name} has a negative value {value}"),
-                ));
-            }
+            // no check of a counter's sign: Prometheus ingests negative counters too
             _ => None,
         };
         if let Some(need) = need {
@@ -686,7 +693,7 @@ impl<'a> Parser<'a> {
         mut i: usize,
         labels: &mut Vec<(&'a str, Cow<'a, str>)>,
     ) -> Result<usize, ParseError> {
-        let base = self.line_start;
+        let base = self.base;
         let b = line.as_bytes();
         let prom = self.format == Format::Prometheus;
         loop {
@@ -795,10 +802,7 @@ impl<'a> Parser<'a> {
         loop {
             match b.get(i) {
                 None => {
-                    return Err(self.err(
-                        self.line_start + i,
-                        "unterminated label value: expected '\"'",
-                    ));
+                    return Err(self.err(self.base + i, "unterminated label value: expected '\"'"));
                 }
                 Some(b'"') => return Ok((Cow::Owned(owned), i + 1)),
                 Some(b'\\') => {
@@ -808,7 +812,7 @@ impl<'a> Parser<'a> {
                         Some(b'n') => owned.push('\n'),
                         other => {
                             return Err(self.err(
-                                self.line_start + i,
+                                self.base + i,
                                 format!(
                                     "invalid escape sequence in label value: expected '\\\\', '\\\"' or '\\n', found '\\' followed by {}",
                                     describe(other.copied())
@@ -862,7 +866,7 @@ impl<'a> Parser<'a> {
 
     /// Validates an OpenMetrics exemplar (` # {labels} value [timestamp]`); medic drops it.
     fn exemplar(&self, line: &'a str, mut i: usize) -> Result<(), ParseError> {
-        let base = self.line_start;
+        let base = self.base;
         let b = line.as_bytes();
         i += 1;
         if i >= b.len() || b[i] != b' ' || b.get(i + 1) != Some(&b'{') {
@@ -889,12 +893,24 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Parses a sample value as Prometheus does: decimal or exponent notation, `NaN`, `+Inf`,
-/// `-Inf` (case-insensitive, `Inf` and `Infinity` both).
+/// Parses a sample value as Prometheus does (Go's `strconv.ParseFloat` minus the `p`/`_`
+/// forms Prometheus' parser refuses, so no hex floats): decimal or exponent notation, `NaN`,
+/// `+Inf`, `-Inf` (case-insensitive, `Inf` and `Infinity` both). A number too large for an
+/// f64 (`1e400`) is an error, as in Go, not infinity.
 pub fn parse_float(s: &str) -> Option<f64> {
-    // Rust's parser accepts the same spellings of infinity and NaN as Go's ParseFloat
-    // but also a bare trailing '.', which Go accepts too.
-    s.parse::<f64>().ok()
+    let v = s.parse::<f64>().ok()?;
+    // Rust's parser and Go's agree on every other spelling (".5", "5.", "+1", "1E3")
+    if v.is_nan() && s.starts_with(['+', '-']) {
+        // Go takes a sign on Inf, not on NaN
+        return None;
+    }
+    if v.is_infinite() {
+        let t = s.trim_start_matches(['+', '-']);
+        if !(t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity")) {
+            return None;
+        }
+    }
+    Some(v)
 }
 
 #[cfg(test)]
@@ -1021,6 +1037,48 @@ rpc_duration_seconds_count 2693
         assert_eq!(s[0].name, "ns:rule:rate5m");
     }
 
+    /// Where Prometheus' own text parser (and so promtool) says yes or no, medic says the same.
+    #[test]
+    fn verdicts_match_prometheus() {
+        // leading blanks before a name or a comment; a blank-only line
+        let s = p(" x 1\n\t y{a=\"b\"} 2\n  # HELP x help\n   \n");
+        assert_eq!((s[0].name.as_str(), s[0].value), ("x", 1.0));
+        assert_eq!(labels(&s[1]), vec![("a", "b")]);
+        // OpenMetrics stays strict
+        assert!(parse_to_vec(" x 1\n# EOF\n", Format::OpenMetrics).is_err());
+        // a negative counter is ingested
+        let s = p("# TYPE c counter\nc -1\nc_total -2\n");
+        assert_eq!((s[0].value, s[1].value), (-1.0, -2.0));
+        // out of an f64's range is an error (Go's ErrRange), not infinity; underflow is 0
+        let err = e("x 1e400\n");
+        assert!(
+            err.message.contains("invalid sample value \"1e400\""),
+            "{err}"
+        );
+        assert!(e("x -1e400\n").message.contains("invalid sample value"));
+        assert_eq!(p("x 1e-400\n")[0].value, 0.0);
+        let err = e("# TYPE h histogram\nh_bucket{le=\"1e999\"} 1\n");
+        assert!(err.message.contains("not a number"), "{err}");
+        // Prometheus refuses hex floats and '_' ("0x1p-2", "1_000"); NaN takes no sign
+        for bad in [
+            "0x1p-2", "0x10", "1_000", "+NaN", "-nan", "1e", "Inf1", "infinit",
+        ] {
+            assert!(parse_float(bad).is_none(), "{bad}");
+        }
+        for (good, v) in [
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("+1", 1.0),
+            ("1E3", 1000.0),
+            ("-inf", f64::NEG_INFINITY),
+            ("+Infinity", f64::INFINITY),
+            ("1.7976931348623157e308", f64::MAX),
+        ] {
+            assert_eq!(parse_float(good), Some(v), "{good}");
+        }
+        assert!(parse_float("nan").is_some_and(f64::is_nan));
+    }
+
     #[test]
     fn series_text_is_the_identity_key() {
         let mut keys = Vec::new();
@@ -1107,9 +1165,6 @@ rpc_duration_seconds_count 2693
 
         let err = e("# TYPE s summary\ns 1\n");
         assert!(err.message.contains("\"quantile\" label"), "{err}");
-
-        let err = e("# TYPE c counter\nc -1\n");
-        assert!(err.message.contains("negative"), "{err}");
 
         let err = e("# HELP x bad \\t escape\n");
         assert!(err.message.contains("invalid escape"), "{err}");

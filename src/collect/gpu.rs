@@ -6,9 +6,14 @@
 //! ("GPU collection off: NVIDIA driver library not found"), writes `medic_gpu_up 0` and carries
 //! on. A driver that is installed but not loaded, or a permission problem, get their own
 //! messages, also once.
+//!
+//! Every NVML call (opening it included) runs on a blocking thread, one round at a time: a
+//! wedged GPU can hang NVML, and a hung round must not stack a new thread every interval.
+//! One GPU that cannot be read (fallen off the bus, XID 79) loses only its own series.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -18,7 +23,8 @@ use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::NvmlError;
 use serde::Deserialize;
 
-use super::target::round_budget;
+use super::blocking::{InFlight, run_blocking};
+use super::target::{OutageLog, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
 use crate::config::Duration;
 use crate::store::{Labels, METRIC_NAME, Sample};
@@ -114,10 +120,19 @@ pub struct GpuIdentity {
 
 /// The GPUs of a host.
 pub trait GpuBackend: Send + Sync {
-    fn devices(&self) -> Result<Vec<Box<dyn GpuDevice + '_>>, GpuError>;
-    /// The last XID error per GPU UUID since the backend opened (0 when none).
-    fn last_xids(&self) -> HashMap<String, u64> {
-        HashMap::new()
+    /// How many GPUs the driver knows of (an error here fails the whole round).
+    fn device_count(&self) -> Result<u32, GpuError>;
+    /// GPU `index`; an error loses only this GPU's series for the round.
+    fn device(&self, index: u32) -> Result<Box<dyn GpuDevice + '_>, GpuError>;
+    /// Starts watching GPU `index` for critical XID errors. An error means its XIDs cannot be
+    /// seen (its `DCGM_FI_DEV_XID_ERRORS` is then left out, not written as 0).
+    fn watch_xids(&self, index: u32) -> Result<(), GpuError> {
+        let _ = index;
+        Err(GpuError::NotSupported)
+    }
+    /// The XID errors (GPU UUID, XID) of watched GPUs since the last call, oldest first.
+    fn xid_events(&self) -> Vec<(String, u64)> {
+        Vec::new()
     }
 }
 
@@ -156,55 +171,57 @@ fn nvml() -> Result<&'static Nvml, GpuInitError> {
 /// The real backend.
 pub struct NvmlBackend {
     nvml: &'static Nvml,
-    /// Critical XID events, registered on every GPU that supports them.
-    xid_events: Mutex<Option<nvml_wrapper::EventSet<'static>>>,
-    last_xid: Mutex<HashMap<String, u64>>,
+    /// One event set per watched GPU: nvml-wrapper frees a set on any registration error, so
+    /// a shared set would lose every GPU's XIDs to one GPU that cannot report them.
+    xid_sets: Mutex<Vec<nvml_wrapper::EventSet<'static>>>,
 }
 
-/// Opens NVML (the default backend).
+/// Opens NVML (the default backend). Blocks; call it off the async runtime.
 pub fn open_nvml() -> Result<Arc<NvmlBackend>, GpuInitError> {
-    let nvml = nvml()?;
-    let mut set = nvml.create_event_set().ok();
-    if let Ok(n) = nvml.device_count() {
-        for i in 0..n {
-            let (Ok(dev), Some(s)) = (nvml.device_by_index(i), set.take()) else {
-                continue;
-            };
-            // a GPU that cannot report XIDs leaves the set unusable; go on without
-            set = dev
-                .register_events(
-                    nvml_wrapper::bitmasks::event::EventTypes::CRITICAL_XID_ERROR,
-                    s,
-                )
-                .ok();
-        }
-    }
     Ok(Arc::new(NvmlBackend {
-        nvml,
-        xid_events: Mutex::new(set),
-        last_xid: Mutex::new(HashMap::new()),
+        nvml: nvml()?,
+        xid_sets: Mutex::new(Vec::new()),
     }))
 }
 
 struct NvmlDevice<'a>(nvml_wrapper::Device<'a>);
 
 impl GpuBackend for NvmlBackend {
-    fn devices(&self) -> Result<Vec<Box<dyn GpuDevice + '_>>, GpuError> {
-        let n = self.nvml.device_count()?;
-        let mut v: Vec<Box<dyn GpuDevice + '_>> = Vec::with_capacity(n as usize);
-        for i in 0..n {
-            v.push(Box::new(NvmlDevice(self.nvml.device_by_index(i)?)));
-        }
-        Ok(v)
+    fn device_count(&self) -> Result<u32, GpuError> {
+        Ok(self.nvml.device_count()?)
     }
 
-    fn last_xids(&self) -> HashMap<String, u64> {
-        let mut last = self.last_xid.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = self
-            .xid_events
+    fn device(&self, index: u32) -> Result<Box<dyn GpuDevice + '_>, GpuError> {
+        Ok(Box::new(NvmlDevice(self.nvml.device_by_index(index)?)))
+    }
+
+    fn watch_xids(&self, index: u32) -> Result<(), GpuError> {
+        use nvml_wrapper::bitmasks::event::EventTypes;
+        let dev = self.nvml.device_by_index(index)?;
+        if !dev
+            .supported_event_types()?
+            .contains(EventTypes::CRITICAL_XID_ERROR)
+        {
+            return Err(GpuError::NotSupported);
+        }
+        let set = self.nvml.create_event_set()?;
+        let set = dev
+            .register_events(EventTypes::CRITICAL_XID_ERROR, set)
+            .map_err(|e| GpuError::from(e.error))?;
+        self.xid_sets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
+            .push(set);
+        Ok(())
+    }
+
+    fn xid_events(&self) -> Vec<(String, u64)> {
+        let mut v = Vec::new();
+        for set in self
+            .xid_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
         {
             // drain what has queued up since the last round, without waiting
             for _ in 0..256 {
@@ -212,11 +229,11 @@ impl GpuBackend for NvmlBackend {
                 if let (Ok(uuid), Some(nvml_wrapper::enums::event::XidError::Value(x))) =
                     (ev.device.uuid(), ev.event_data)
                 {
-                    last.insert(uuid, x);
+                    v.push((uuid, x));
                 }
             }
         }
-        last.clone()
+        v
     }
 }
 
@@ -277,132 +294,154 @@ impl GpuDevice for NvmlDevice<'_> {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// Maps one backend's readings to dcgm-exporter's series. Readings a GPU does not support
-/// are left out; other failed readings are returned as messages.
-pub fn read_samples(
-    backend: &dyn GpuBackend,
+/// What is known of one GPU's XIDs: the last one (0: none yet) and how many were seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XidSeen {
+    pub last: u64,
+    pub count: u64,
+}
+
+/// Maps one GPU's readings to dcgm-exporter's series. Readings a GPU does not support are
+/// left out; other failed readings are returned as messages. `xid` is None when the GPU's
+/// XIDs are not watched (then they are left out too).
+pub fn device_samples(
+    dev: &dyn GpuDevice,
+    id: &GpuIdentity,
     hostname: &str,
     processes: bool,
+    xid: Option<XidSeen>,
     now_ms: i64,
     out: &mut Vec<Sample>,
-) -> Result<Vec<String>, GpuError> {
+) -> Vec<String> {
     let mut problems = Vec::new();
-    let devices = backend.devices()?;
-    let xids = backend.last_xids();
-    for dev in &devices {
-        let id = match dev.identity() {
-            Ok(id) => id,
-            Err(e) => {
-                problems.push(format!("GPU identity: {e}"));
-                continue;
-            }
-        };
-        let gpu = id.index.to_string();
-        let device = format!("nvidia{}", id.index);
-        let base = [
-            ("gpu", gpu.as_str()),
-            ("UUID", id.uuid.as_str()),
-            ("device", device.as_str()),
-            ("modelName", id.model.as_str()),
-            ("pci_bus_id", id.pci_bus_id.as_str()),
-            ("Hostname", hostname),
-        ];
-        let labels = |name: &str| Labels::new(std::iter::once((METRIC_NAME, name)).chain(base));
-        let mut put = |name: &str, v: f64| out.push(Sample::new(labels(name), now_ms, v));
-        let mut check = |what: &str, r: Result<(), GpuError>| match r {
-            Ok(()) | Err(GpuError::NotSupported) => {}
-            Err(e) => problems.push(format!("GPU {} {what}: {e}", id.index)),
-        };
-        let r = dev.utilization().map(|(g, m)| {
-            put("DCGM_FI_DEV_GPU_UTIL", g as f64);
-            put("DCGM_FI_DEV_MEM_COPY_UTIL", m as f64);
-        });
-        check("utilization", r);
-        let r = dev.memory().map(|(used, free)| {
-            // dcgm-exporter reports framebuffer in MiB
-            put("DCGM_FI_DEV_FB_USED", (used as f64 / MIB).floor());
-            put("DCGM_FI_DEV_FB_FREE", (free as f64 / MIB).floor());
-        });
-        check("memory", r);
-        let r = dev
-            .temperature_c()
-            .map(|t| put("DCGM_FI_DEV_GPU_TEMP", t as f64));
-        check("temperature", r);
-        let r = dev
-            .power_mw()
-            .map(|p| put("DCGM_FI_DEV_POWER_USAGE", p as f64 / 1000.0));
-        check("power", r);
-        let r = dev
-            .sm_clock_mhz()
-            .map(|c| put("DCGM_FI_DEV_SM_CLOCK", c as f64));
-        check("SM clock", r);
-        let r = dev
-            .mem_clock_mhz()
-            .map(|c| put("DCGM_FI_DEV_MEM_CLOCK", c as f64));
-        check("memory clock", r);
-        let r = dev.ecc_volatile().map(|(sbe, dbe)| {
-            put("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", sbe as f64);
-            put("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", dbe as f64);
-        });
-        check("ECC", r);
-        let r = dev
-            .throttle_reasons()
-            .map(|t| put("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", t as f64));
-        check("throttle reasons", r);
-        put(
-            "DCGM_FI_DEV_XID_ERRORS",
-            xids.get(&id.uuid).copied().unwrap_or(0) as f64,
-        );
-        if processes {
-            match dev.processes() {
-                Ok(ps) => {
-                    for (pid, bytes) in ps {
-                        let pid = pid.to_string();
-                        out.push(Sample::new(
-                            Labels::new(
-                                [
-                                    (METRIC_NAME, "medic_gpu_process_memory_used_bytes"),
-                                    ("pid", pid.as_str()),
-                                ]
-                                .into_iter()
-                                .chain(base),
-                            ),
-                            now_ms,
-                            bytes as f64,
-                        ));
-                    }
+    let gpu = id.index.to_string();
+    let device = format!("nvidia{}", id.index);
+    let base = [
+        ("gpu", gpu.as_str()),
+        ("UUID", id.uuid.as_str()),
+        ("device", device.as_str()),
+        ("modelName", id.model.as_str()),
+        ("pci_bus_id", id.pci_bus_id.as_str()),
+        ("Hostname", hostname),
+    ];
+    let labels = |name: &str| Labels::new(std::iter::once((METRIC_NAME, name)).chain(base));
+    let mut put = |name: &str, v: f64| out.push(Sample::new(labels(name), now_ms, v));
+    let mut check = |what: &str, r: Result<(), GpuError>| match r {
+        Ok(()) | Err(GpuError::NotSupported) => {}
+        Err(e) => problems.push(format!("GPU {} {what}: {e}", id.index)),
+    };
+    let r = dev.utilization().map(|(g, m)| {
+        put("DCGM_FI_DEV_GPU_UTIL", g as f64);
+        put("DCGM_FI_DEV_MEM_COPY_UTIL", m as f64);
+    });
+    check("utilization", r);
+    let r = dev.memory().map(|(used, free)| {
+        // dcgm-exporter reports framebuffer in MiB
+        put("DCGM_FI_DEV_FB_USED", (used as f64 / MIB).floor());
+        put("DCGM_FI_DEV_FB_FREE", (free as f64 / MIB).floor());
+    });
+    check("memory", r);
+    let r = dev
+        .temperature_c()
+        .map(|t| put("DCGM_FI_DEV_GPU_TEMP", t as f64));
+    check("temperature", r);
+    let r = dev
+        .power_mw()
+        .map(|p| put("DCGM_FI_DEV_POWER_USAGE", p as f64 / 1000.0));
+    check("power", r);
+    let r = dev
+        .sm_clock_mhz()
+        .map(|c| put("DCGM_FI_DEV_SM_CLOCK", c as f64));
+    check("SM clock", r);
+    let r = dev
+        .mem_clock_mhz()
+        .map(|c| put("DCGM_FI_DEV_MEM_CLOCK", c as f64));
+    check("memory clock", r);
+    let r = dev.ecc_volatile().map(|(sbe, dbe)| {
+        put("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", sbe as f64);
+        put("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", dbe as f64);
+    });
+    check("ECC", r);
+    let r = dev
+        .throttle_reasons()
+        .map(|t| put("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", t as f64));
+    check("throttle reasons", r);
+    if let Some(x) = xid {
+        put("DCGM_FI_DEV_XID_ERRORS", x.last as f64);
+        // the last XID alone cannot show the same XID twice; the count can
+        put("medic_gpu_xid_errors_total", x.count as f64);
+    }
+    if processes {
+        match dev.processes() {
+            Ok(ps) => {
+                for (pid, bytes) in ps {
+                    let pid = pid.to_string();
+                    out.push(Sample::new(
+                        Labels::new(
+                            [
+                                (METRIC_NAME, "medic_gpu_process_memory_used_bytes"),
+                                ("pid", pid.as_str()),
+                            ]
+                            .into_iter()
+                            .chain(base),
+                        ),
+                        now_ms,
+                        bytes as f64,
+                    ));
                 }
-                Err(GpuError::NotSupported) => {}
-                Err(e) => problems.push(format!("GPU {} processes: {e}", id.index)),
             }
+            Err(GpuError::NotSupported) => {}
+            Err(e) => problems.push(format!("GPU {} processes: {e}", id.index)),
         }
     }
-    out.push(Sample::new(
-        Labels::new([(METRIC_NAME, "medic_gpu_count"), ("Hostname", hostname)]),
-        now_ms,
-        devices.len() as f64,
-    ));
-    Ok(problems)
+    problems
 }
 
 // ------------------------------------------------------------------ collector
 
 type Opener = Box<dyn Fn() -> Result<Arc<dyn GpuBackend>, GpuInitError> + Send + Sync>;
 
-struct State {
-    backend: Option<Arc<dyn GpuBackend>>,
-    /// The last "collection off" reason logged, so each is logged once.
-    said: Option<GpuInitError>,
+/// Whether a GPU's XIDs are watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum XidWatch {
+    Watched,
+    /// Registration failed (logged once); not retried.
+    Unavailable,
 }
 
-/// The running GPU collector.
-pub struct GpuCollector {
+/// What the rounds remember, touched only on the blocking thread of the running round.
+#[derive(Default)]
+struct State {
+    backend: Option<Arc<dyn GpuBackend>>,
+    /// GPUs that could not be read last time (logged once), by index.
+    failed: HashMap<u32, String>,
+    xid_watch: HashMap<u32, XidWatch>,
+    /// Per GPU UUID.
+    xids: HashMap<String, XidSeen>,
+}
+
+/// A log line made on the blocking thread, written by `collect` (on the caller's thread, so
+/// it reaches the caller's subscriber).
+type Note = (tracing::Level, String);
+
+struct Inner {
     name: String,
-    schedule: Schedule,
     hostname: String,
     processes: bool,
     open: Opener,
     state: Mutex<State>,
+    /// The last "collection off" reason logged, so each is logged once.
+    said: Mutex<Option<GpuInitError>>,
+    notes: Mutex<Vec<Note>>,
+}
+
+/// The running GPU collector.
+pub struct GpuCollector {
+    inner: Arc<Inner>,
+    schedule: Schedule,
+    flight: InFlight,
+    /// Rounds that fail (device count unreadable, timed out, hung): logged once each way.
+    outage: OutageLog,
 }
 
 fn host_name() -> String {
@@ -415,55 +454,162 @@ impl GpuCollector {
     /// A collector over the backend `open` returns (NVML in production, a fake in tests).
     pub fn new(name: &str, schedule: Schedule, cfg: &GpuConfig, open: Opener) -> Self {
         GpuCollector {
-            name: name.to_string(),
-            schedule,
-            hostname: cfg.hostname.clone().unwrap_or_else(host_name),
-            processes: cfg.processes,
-            open,
-            state: Mutex::new(State {
-                backend: None,
-                said: None,
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                hostname: cfg.hostname.clone().unwrap_or_else(host_name),
+                processes: cfg.processes,
+                open,
+                state: Mutex::new(State::default()),
+                said: Mutex::new(None),
+                notes: Mutex::new(Vec::new()),
             }),
+            schedule,
+            flight: InFlight::default(),
+            outage: OutageLog::default(),
         }
     }
 
     /// Why collection is off, if it is.
     pub fn off_reason(&self) -> Option<GpuInitError> {
-        self.state
+        self.inner
+            .said
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .said
             .clone()
     }
 
-    fn backend(&self) -> Option<Arc<dyn GpuBackend>> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    fn flush_notes(&self) {
+        let notes =
+            std::mem::take(&mut *self.inner.notes.lock().unwrap_or_else(|e| e.into_inner()));
+        let collector = self.inner.name.as_str();
+        for (level, msg) in notes {
+            match level {
+                tracing::Level::WARN => tracing::warn!(collector, "{msg}"),
+                tracing::Level::INFO => tracing::info!(collector, "{msg}"),
+                _ => tracing::debug!(collector, "{msg}"),
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn note(&self, level: tracing::Level, msg: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((level, msg));
+    }
+
+    /// The backend, opening it if needed; None (said once) while it cannot be opened.
+    fn backend(&self, st: &mut State) -> Option<Arc<dyn GpuBackend>> {
         if let Some(b) = &st.backend {
             return Some(b.clone());
         }
-        match (self.open)() {
+        let opened = (self.open)();
+        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        match opened {
             Ok(b) => {
-                if st.said.take().is_some() {
-                    tracing::info!(collector = %self.name, "GPU collection on: NVML opened");
+                if said.take().is_some() {
+                    self.note(
+                        tracing::Level::INFO,
+                        "GPU collection on: NVML opened".into(),
+                    );
                 }
                 st.backend = Some(b.clone());
                 Some(b)
             }
             Err(e) => {
-                if st.said.as_ref() != Some(&e) {
-                    tracing::warn!(collector = %self.name, "{e}");
-                    st.said = Some(e);
+                if said.as_ref() != Some(&e) {
+                    self.note(tracing::Level::WARN, e.to_string());
+                    *said = Some(e);
                 }
                 None
             }
         }
+    }
+
+    /// One round, on a blocking thread: Ok(None) while NVML is off.
+    fn round(&self, now_ms: i64) -> Result<Option<Vec<Sample>>, GpuError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(backend) = self.backend(&mut st) else {
+            return Ok(None);
+        };
+        let n = backend.device_count()?;
+        for (uuid, x) in backend.xid_events() {
+            let seen = st.xids.entry(uuid).or_default();
+            seen.last = x;
+            seen.count += 1;
+        }
+        let host = self.hostname.as_str();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let read = backend
+                .device(i)
+                .and_then(|d| d.identity().map(|id| (d, id)));
+            let gpu = i.to_string();
+            let up = Labels::new([
+                (METRIC_NAME, "medic_gpu_device_up"),
+                ("gpu", gpu.as_str()),
+                ("Hostname", host),
+            ]);
+            let (dev, id) = match read {
+                Ok(v) => v,
+                Err(e) => {
+                    let e = e.to_string();
+                    if st.failed.insert(i, e.clone()).is_none() {
+                        self.note(
+                            tracing::Level::WARN,
+                            format!("GPU {i} cannot be read, its series are left out: {e}"),
+                        );
+                    }
+                    out.push(Sample::new(up, now_ms, 0.0));
+                    continue;
+                }
+            };
+            if st.failed.remove(&i).is_some() {
+                self.note(tracing::Level::INFO, format!("GPU {i} can be read again"));
+            }
+            out.push(Sample::new(up, now_ms, 1.0));
+            let watch = *st.xid_watch.entry(i).or_insert_with(|| match backend.watch_xids(i) {
+                Ok(()) => XidWatch::Watched,
+                Err(e) => {
+                    self.note(
+                        tracing::Level::WARN,
+                        format!(
+                            "GPU {i} ({}): XID errors cannot be watched ({e}); DCGM_FI_DEV_XID_ERRORS left out",
+                            id.uuid
+                        ),
+                    );
+                    XidWatch::Unavailable
+                }
+            });
+            let xid = (watch == XidWatch::Watched)
+                .then(|| st.xids.get(&id.uuid).copied().unwrap_or_default());
+            for p in device_samples(
+                dev.as_ref(),
+                &id,
+                host,
+                self.processes,
+                xid,
+                now_ms,
+                &mut out,
+            ) {
+                self.note(tracing::Level::DEBUG, p);
+            }
+        }
+        out.push(Sample::new(
+            Labels::new([(METRIC_NAME, "medic_gpu_count"), ("Hostname", host)]),
+            now_ms,
+            n as f64,
+        ));
+        Ok(Some(out))
     }
 }
 
 #[async_trait]
 impl Collector for GpuCollector {
     fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
 
     fn interval(&self) -> StdDuration {
@@ -475,37 +621,29 @@ impl Collector for GpuCollector {
     }
 
     async fn collect(&self, now_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {
-        let up_labels = Labels::new([(METRIC_NAME, "medic_gpu_up"), ("Hostname", &self.hostname)]);
-        let Some(backend) = self.backend() else {
-            out.push(Sample::new(up_labels, now_ms, 0.0));
-            return Ok(());
-        };
-        // NVML calls block (and can take long on a wedged GPU): run them off the runtime
-        let hostname = self.hostname.clone();
-        let processes = self.processes;
+        let up_labels = Labels::new([
+            (METRIC_NAME, "medic_gpu_up"),
+            ("Hostname", &self.inner.hostname),
+        ]);
+        let inner = self.inner.clone();
         let budget = round_budget(self.schedule.timeout);
-        let job = tokio::task::spawn_blocking(move || {
-            let mut v = Vec::new();
-            read_samples(backend.as_ref(), &hostname, processes, now_ms, &mut v).map(|p| (v, p))
-        });
-        let up = match tokio::time::timeout(budget, job).await {
-            Ok(Ok(Ok((samples, problems)))) => {
+        let r = run_blocking(&self.flight, budget, move || inner.round(now_ms)).await;
+        self.flush_notes();
+        let name = self.inner.name.as_str();
+        let up = match r {
+            Ok(Ok(Some(samples))) => {
+                self.outage.ok_as(name, "GPU reading");
                 out.extend(samples);
-                for p in problems {
-                    tracing::debug!(collector = %self.name, "{p}");
-                }
                 1.0
             }
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(collector = %self.name, "reading GPUs failed: {e}");
-                0.0
-            }
+            // NVML is off (said once by the round)
+            Ok(Ok(None)) => 0.0,
             Ok(Err(e)) => {
-                tracing::warn!(collector = %self.name, "GPU reader panicked: {e}");
+                self.outage.failed_as(name, "GPU reading", &e);
                 0.0
             }
-            Err(_) => {
-                tracing::warn!(collector = %self.name, "reading GPUs timed out after {budget:?}");
+            Err(e) => {
+                self.outage.failed_as(name, "GPU reading", &e);
                 0.0
             }
         };

@@ -48,12 +48,12 @@ impl MemcachedConfig {
     /// Makes the collector; connects to nothing.
     pub fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Collector>, BuildError> {
         let schedule = ctx.schedule(self.interval, self.timeout)?;
-        if !self.address.contains(':') {
-            return Err(ctx.invalid(format!(
-                "address {:?}: expected HOST:PORT, e.g. 127.0.0.1:11211",
+        check_host_port(&self.address).map_err(|why| {
+            ctx.invalid(format!(
+                "address {:?}: {why}; expected HOST:PORT, e.g. 127.0.0.1:11211 or [::1]:11211",
                 self.address
-            )));
-        }
+            ))
+        })?;
         let instance = self
             .instance
             .clone()
@@ -67,6 +67,36 @@ impl MemcachedConfig {
             outage: OutageLog::default(),
         }))
     }
+}
+
+/// Checks `HOST:PORT`: a port 1-65535 and a host name, IPv4 address or bracketed IPv6 one.
+pub fn check_host_port(address: &str) -> Result<(), &'static str> {
+    let (host, port) = address.rsplit_once(':').ok_or("no port")?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err("the port is not a number from 1 to 65535"),
+    }
+    if let Some(v6) = host.strip_prefix('[') {
+        let v6 = v6
+            .strip_suffix(']')
+            .ok_or("unclosed '[' around the IPv6 address")?;
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| "not an IPv6 address inside '[...]'")?;
+        return Ok(());
+    }
+    if host.is_empty() {
+        return Err("no host");
+    }
+    if host.contains(':') {
+        return Err("an IPv6 address needs brackets");
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        return Err("the host is not a host name or IP address");
+    }
+    Ok(())
 }
 
 /// The running memcached collector.
@@ -89,12 +119,14 @@ enum StatsError {
     Protocol(String),
 }
 
-/// Sends `stats` and reads the reply up to `END`.
+/// Sends `stats` and reads the reply up to `END`. An error reply fails at once.
 async fn stats(address: &str) -> Result<String, StatsError> {
     let mut sock = tokio::net::TcpStream::connect(address).await?;
     sock.write_all(b"stats\r\n").await?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
+    // where the first line not yet looked at starts
+    let mut line_start = 0;
     loop {
         let n = sock.read(&mut chunk).await?;
         if n == 0 {
@@ -103,17 +135,28 @@ async fn stats(address: &str) -> Result<String, StatsError> {
             ));
         }
         buf.extend_from_slice(&chunk[..n]);
-        if buf.ends_with(b"END\r\n") {
-            break;
+        while let Some(i) = memchr::memchr(b'\n', &buf[line_start..]) {
+            let line = &buf[line_start..line_start + i];
+            line_start += i + 1;
+            if line == b"END\r" || line == b"END" {
+                // Politeness only: the reply is complete either way.
+                let _ = sock.write_all(b"quit\r\n").await;
+                buf.truncate(line_start);
+                return String::from_utf8(buf)
+                    .map_err(|_| StatsError::Protocol("reply is not UTF-8".to_string()));
+            }
+            // ERROR, CLIENT_ERROR ..., SERVER_ERROR ...: no END follows
+            if !line.starts_with(b"STAT ") {
+                let text = String::from_utf8_lossy(&line[..line.len().min(200)]);
+                return Err(StatsError::Protocol(text.trim_end().to_string()));
+            }
         }
-        if buf.ends_with(b"ERROR\r\n") || buf.len() > MAX_REPLY {
-            let head = String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned();
-            return Err(StatsError::Protocol(head));
+        if buf.len() > MAX_REPLY {
+            return Err(StatsError::Protocol(format!(
+                "reply longer than {MAX_REPLY} bytes"
+            )));
         }
     }
-    // Politeness only: the reply is complete either way.
-    let _ = sock.write_all(b"quit\r\n").await;
-    String::from_utf8(buf).map_err(|_| StatsError::Protocol("reply is not UTF-8".to_string()))
 }
 
 /// memcached_exporter's plain series: `stats` field → metric name.
@@ -142,16 +185,13 @@ fn metric_for(key: &str) -> Option<&'static str> {
     })
 }
 
-/// `memcached_commands_total{command,status}`: `stats` field → (command, status).
+/// `memcached_commands_total{command,status}` exactly as memcached_exporter writes it:
+/// `stats` field → (command, status). `set`/`hit` is derived (see [`stats_samples`]).
 fn command_for(key: &str) -> Option<(&'static str, &'static str)> {
     Some(match key {
         "get_hits" => ("get", "hit"),
         "get_misses" => ("get", "miss"),
-        "get_expired" => ("get", "expired"),
-        "get_flushed" => ("get", "flushed"),
-        "cmd_set" => ("set", "hit"),
         "cmd_flush" => ("flush", "hit"),
-        "cmd_touch" => ("touch", "total"),
         "touch_hits" => ("touch", "hit"),
         "touch_misses" => ("touch", "miss"),
         "delete_hits" => ("delete", "hit"),
@@ -167,8 +207,23 @@ fn command_for(key: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// medic's own series for `stats` fields memcached_exporter leaves out. They are not statuses
+/// of `memcached_commands_total`: an expired or flushed get is also a `get` miss, so
+/// `sum by (command)` would count it twice.
+fn extra_for(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "get_expired" => "medic_memcached_get_expired_total",
+        "get_flushed" => "medic_memcached_get_flushed_total",
+        _ => return None,
+    })
+}
+
 /// Maps a `stats` reply to samples (memcached_exporter's names).
 pub fn stats_samples(reply: &str, target: &TargetLabels, now_ms: i64, out: &mut Vec<Sample>) {
+    let command = |c: &str, s: &str| {
+        target.series("memcached_commands_total", &[("command", c), ("status", s)])
+    };
+    let (mut cmd_set, mut cas) = (None, [None; 3]);
     for line in reply.lines() {
         let mut parts = line.trim_end_matches('\r').split(' ');
         let (Some("STAT"), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next())
@@ -186,18 +241,26 @@ pub fn stats_samples(reply: &str, target: &TargetLabels, now_ms: i64, out: &mut 
         let Ok(v) = value.parse::<f64>() else {
             continue;
         };
-        if let Some(name) = metric_for(key) {
-            out.push(Sample::new(target.series(name, &[]), now_ms, v));
-        } else if let Some((command, status)) = command_for(key) {
-            out.push(Sample::new(
-                target.series(
-                    "memcached_commands_total",
-                    &[("command", command), ("status", status)],
-                ),
-                now_ms,
-                v,
-            ));
+        match key {
+            "cmd_set" => cmd_set = Some(v),
+            "cas_hits" => cas[0] = Some(v),
+            "cas_misses" => cas[1] = Some(v),
+            "cas_badval" => cas[2] = Some(v),
+            _ => {}
         }
+        if let Some(name) = metric_for(key).or_else(|| extra_for(key)) {
+            out.push(Sample::new(target.series(name, &[]), now_ms, v));
+        } else if let Some((c, s)) = command_for(key) {
+            out.push(Sample::new(command(c, s), now_ms, v));
+        }
+    }
+    // memcached counts every cas in cmd_set too; memcached_exporter takes them out
+    if let (Some(set), [Some(h), Some(m), Some(b)]) = (cmd_set, cas) {
+        out.push(Sample::new(
+            command("set", "hit"),
+            now_ms,
+            set - (h + m + b),
+        ));
     }
 }
 
@@ -290,5 +353,63 @@ mod tests {
             1.0
         );
         assert_eq!(out.len(), 9 - 1);
+    }
+
+    #[test]
+    fn commands_match_memcached_exporter() {
+        let reply = "STAT cmd_set 10\r\nSTAT cas_hits 2\r\nSTAT cas_misses 1\r\nSTAT cas_badval 3\r\nSTAT get_misses 5\r\nSTAT get_expired 2\r\nSTAT get_flushed 1\r\nSTAT cmd_touch 4\r\nSTAT touch_hits 3\r\nSTAT touch_misses 1\r\nEND\r\n";
+        let t = TargetLabels::new("m", &BTreeMap::new());
+        let mut out = Vec::new();
+        stats_samples(reply, &t, 1, &mut out);
+        let text: Vec<String> = out
+            .iter()
+            .map(|s| format!("{} {}", s.labels, s.value))
+            .collect();
+        let has = |s: &str| text.iter().any(|x| x == s);
+        assert!(
+            has("memcached_commands_total{command=\"set\", instance=\"m\", status=\"hit\"} 4"),
+            "{text:#?}"
+        );
+        assert!(has(
+            "memcached_commands_total{command=\"cas\", instance=\"m\", status=\"badval\"} 3"
+        ));
+        assert!(has("medic_memcached_get_expired_total{instance=\"m\"} 2"));
+        assert!(has("medic_memcached_get_flushed_total{instance=\"m\"} 1"));
+        // no status memcached_exporter lacks (they would double-count under sum by (command))
+        for s in &text {
+            for bad in ["expired\"", "flushed\"", "total\""] {
+                assert!(
+                    !(s.starts_with("memcached_commands_total") && s.contains(bad)),
+                    "{s}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        for ok in [
+            "127.0.0.1:11211",
+            "cache-1.internal:1",
+            "[::1]:11211",
+            "h_x:65535",
+        ] {
+            assert_eq!(check_host_port(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "localhost",
+            ":11211",
+            "h:",
+            "h:0",
+            "h:65536",
+            "h:port",
+            "::1:11211",
+            "[::1:11211",
+            "[nope]:1",
+            "h st:1",
+            "http://h:1",
+        ] {
+            assert!(check_host_port(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod scheduler;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+pub mod blocking;
 pub mod exposition;
 pub mod gpu;
 pub mod memcached;

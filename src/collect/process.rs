@@ -3,16 +3,19 @@
 //! plus the restarts medic saw (its PID changed). With `systemd_unit`, the unit's state comes
 //! from `systemctl show` (no D-Bus), with node_exporter's systemd names; where systemd is not
 //! running, that is said once and `medic_systemd_available 0` is written instead.
+//!
+//! The /proc walk runs on a blocking thread, one round at a time (see [`super::blocking`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::target::round_budget;
+use super::blocking::{InFlight, run_blocking};
+use super::target::{OutageLog, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
 use crate::config::Duration;
 use crate::store::{Labels, METRIC_NAME, Sample};
@@ -43,8 +46,9 @@ pub struct ProcessConfig {
     /// The `process` label. Default: the collector's name.
     #[serde(default)]
     pub label: Option<String>,
-    /// The `systemctl` to run. Default: `systemctl` on `PATH`.
-    #[serde(default)]
+    /// The `systemctl` to run. Default: `systemctl` on `PATH`. A path with a `/` is relative
+    /// to the config file's folder; a bare name is looked up on `PATH`.
+    #[serde(default, deserialize_with = "deserialize_opt_program")]
     pub systemctl: Option<PathBuf>,
     /// How often to collect. Default: `global.collect_interval`.
     #[serde(default)]
@@ -52,6 +56,20 @@ pub struct ProcessConfig {
     /// How long one round may take. Default: `global.collect_timeout`, at most the interval.
     #[serde(default)]
     pub timeout: Option<Duration>,
+}
+
+/// A program: a path (with a `/`) is resolved like other paths of the config; a bare name is
+/// kept for a `PATH` lookup.
+fn deserialize_opt_program<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<PathBuf>, D::Error> {
+    Ok(Option::<PathBuf>::deserialize(d)?.map(|p| {
+        if p.components().count() > 1 {
+            crate::config::load::resolve(p)
+        } else {
+            p
+        }
+    }))
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +107,8 @@ pub struct ProcStats {
 /// `systemctl show` answers for a unit.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UnitState {
+    /// `loaded`, or `not-found` for a unit systemd does not know (a typo, or not installed).
+    pub load_state: String,
     pub active_state: String,
     pub sub_state: String,
     pub n_restarts: Option<f64>,
@@ -103,6 +123,7 @@ pub fn parse_unit_show(text: &str) -> UnitState {
             continue;
         };
         match k {
+            "LoadState" => u.load_state = v.to_string(),
             "ActiveState" => u.active_state = v.to_string(),
             "SubState" => u.sub_state = v.to_string(),
             "NRestarts" => u.n_restarts = v.parse().ok(),
@@ -113,21 +134,34 @@ pub fn parse_unit_show(text: &str) -> UnitState {
     u
 }
 
+#[derive(Default)]
 struct State {
     last_pid: Option<u32>,
     restarts: u64,
     /// Whether "systemd not available" was logged already.
     said_no_systemd: bool,
+    /// Whether "unit not found" was logged already.
+    said_not_found: bool,
+    /// The last `medic_systemd_available` known (a timeout leaves it as it was).
+    systemd_available: Option<bool>,
+    /// The unit's MainPID at the last answer, read while systemctl does not answer.
+    unit_pid: Option<u32>,
+    /// systemctl runs that timed out or failed to run.
+    systemd_errors: u64,
 }
 
 /// The running process collector.
 pub struct ProcessCollector {
     name: String,
     schedule: Schedule,
-    selector: Selector,
+    selector: Arc<Selector>,
     label: String,
     systemctl: PathBuf,
     state: Mutex<State>,
+    /// The /proc walk of the running round (one at a time: /proc reads can block).
+    flight: InFlight,
+    /// systemctl timing out: logged once, and its end once.
+    systemctl_outage: OutageLog,
 }
 
 /// The unit states node_exporter reports, one series each.
@@ -135,8 +169,10 @@ const UNIT_STATES: [&str; 5] = ["activating", "active", "deactivating", "failed"
 
 #[derive(Debug, thiserror::Error)]
 enum UnitError {
+    /// No systemd here (a container), or no systemctl: `medic_systemd_available 0`.
     #[error("systemd is not available: {0}")]
     Unavailable(String),
+    /// systemctl did not answer in time: an error, availability unknown.
     #[error("systemctl timed out after {0:?}")]
     Timeout(StdDuration),
 }
@@ -174,7 +210,7 @@ impl ProcessCollector {
                 ctx.invalid("give exactly one of `name`, `cmdline`, `pidfile` or `systemd_unit`")
             );
         }
-        let selector = chosen.remove(0);
+        let selector = Arc::new(chosen.remove(0));
         Ok(ProcessCollector {
             name: ctx.name.to_string(),
             schedule,
@@ -184,11 +220,9 @@ impl ProcessCollector {
                 .systemctl
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("systemctl")),
-            state: Mutex::new(State {
-                last_pid: None,
-                restarts: 0,
-                said_no_systemd: false,
-            }),
+            state: Mutex::new(State::default()),
+            flight: InFlight::default(),
+            systemctl_outage: OutageLog::default(),
         })
     }
 
@@ -204,7 +238,7 @@ impl ProcessCollector {
         let mut cmd = tokio::process::Command::new(&self.systemctl);
         cmd.args([
             "show",
-            "--property=ActiveState,SubState,NRestarts,MainPID",
+            "--property=LoadState,ActiveState,SubState,NRestarts,MainPID",
             "--",
             unit,
         ])
@@ -230,6 +264,94 @@ impl ProcessCollector {
             ));
         }
         Ok(parse_unit_show(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// The unit's series from a `systemctl show` result; returns the PIDs to read (its
+    /// MainPID), or None when there is no unit answer to go by.
+    fn unit_samples(
+        &self,
+        unit: &str,
+        result: Result<UnitState, UnitError>,
+        now_ms: i64,
+        out: &mut Vec<Sample>,
+    ) -> Option<Vec<u32>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let unit_series =
+            |name: &str, extra: &[(&str, &str)]| self.series(name, extra).without(&["process"]);
+        let pids = match result {
+            Ok(u) => {
+                self.systemctl_outage.ok_as(&self.name, "systemctl");
+                st.said_no_systemd = false;
+                st.systemd_available = Some(true);
+                if u.load_state == "not-found" {
+                    if !st.said_not_found {
+                        tracing::warn!(
+                            collector = %self.name,
+                            "systemd unit {unit:?} not found (LoadState=not-found): check the unit name"
+                        );
+                        st.said_not_found = true;
+                    }
+                } else {
+                    st.said_not_found = false;
+                }
+                for s in UNIT_STATES {
+                    out.push(Sample::new(
+                        unit_series("node_systemd_unit_state", &[("name", unit), ("state", s)]),
+                        now_ms,
+                        if u.active_state == s { 1.0 } else { 0.0 },
+                    ));
+                }
+                out.push(Sample::new(
+                    unit_series(
+                        "medic_systemd_unit_info",
+                        &[
+                            ("name", unit),
+                            ("sub_state", &u.sub_state),
+                            ("load_state", &u.load_state),
+                        ],
+                    ),
+                    now_ms,
+                    1.0,
+                ));
+                if let Some(n) = u.n_restarts {
+                    out.push(Sample::new(
+                        unit_series("node_systemd_service_restart_total", &[("name", unit)]),
+                        now_ms,
+                        n,
+                    ));
+                }
+                st.unit_pid = u.main_pid;
+                Some(u.main_pid.into_iter().collect())
+            }
+            Err(UnitError::Unavailable(e)) => {
+                if !st.said_no_systemd {
+                    tracing::warn!(collector = %self.name, unit = %unit, "unit state not available: systemd is not available: {e}");
+                    st.said_no_systemd = true;
+                }
+                st.systemd_available = Some(false);
+                st.unit_pid = None;
+                Some(Vec::new())
+            }
+            Err(e @ UnitError::Timeout(_)) => {
+                // not "no systemd": an error, and the last known state stands
+                st.systemd_errors += 1;
+                self.systemctl_outage.failed_as(&self.name, "systemctl", &e);
+                Some(st.unit_pid.into_iter().collect())
+            }
+        };
+        if let Some(a) = st.systemd_available {
+            out.push(Sample::new(
+                self.series("medic_systemd_available", &[]),
+                now_ms,
+                if a { 1.0 } else { 0.0 },
+            ));
+        }
+        out.push(Sample::new(
+            self.series("medic_systemd_errors_total", &[]),
+            now_ms,
+            st.systemd_errors as f64,
+        ));
+        pids
     }
 }
 
@@ -385,65 +507,26 @@ impl Collector for ProcessCollector {
     }
 
     async fn collect(&self, now_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {
+        let started = Instant::now();
         let budget = round_budget(self.schedule.timeout);
-        let pids = match &self.selector {
+        let pids = match &*self.selector {
             Selector::Unit(unit) => {
-                let unit_result = self.unit_state(unit, budget).await;
-                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                let (pids, available) = match unit_result {
-                    Ok(u) => {
-                        st.said_no_systemd = false;
-                        for s in UNIT_STATES {
-                            out.push(Sample::new(
-                                self.series(
-                                    "node_systemd_unit_state",
-                                    &[("name", unit), ("state", s)],
-                                )
-                                .without(&["process"]),
-                                now_ms,
-                                if u.active_state == s { 1.0 } else { 0.0 },
-                            ));
-                        }
-                        out.push(Sample::new(
-                            self.series(
-                                "medic_systemd_unit_info",
-                                &[("name", unit), ("sub_state", &u.sub_state)],
-                            )
-                            .without(&["process"]),
-                            now_ms,
-                            1.0,
-                        ));
-                        if let Some(n) = u.n_restarts {
-                            out.push(Sample::new(
-                                self.series(
-                                    "node_systemd_service_restart_total",
-                                    &[("name", unit)],
-                                )
-                                .without(&["process"]),
-                                now_ms,
-                                n,
-                            ));
-                        }
-                        (u.main_pid.into_iter().collect(), true)
-                    }
-                    Err(e) => {
-                        if !st.said_no_systemd {
-                            tracing::warn!(collector = %self.name, unit = %unit, "unit state not available: {e}");
-                            st.said_no_systemd = true;
-                        }
-                        (Vec::new(), false)
-                    }
-                };
-                out.push(Sample::new(
-                    self.series("medic_systemd_available", &[]),
-                    now_ms,
-                    if available { 1.0 } else { 0.0 },
-                ));
-                pids
+                // systemctl gets 3/4 of the budget: a hung one still leaves the /proc read
+                // of the last MainPID time to run
+                let unit_result = self.unit_state(unit, budget.mul_f64(0.75)).await;
+                self.unit_samples(unit, unit_result, now_ms, out)
             }
-            other => read_pids(other),
+            _ => None,
         };
-        let stats = proc_stats(&pids);
+        // the /proc walk: a blocking thread, within what is left of the budget
+        let selector = self.selector.clone();
+        let left = budget.saturating_sub(started.elapsed());
+        let stats = run_blocking(&self.flight, left, move || {
+            let pids = pids.unwrap_or_else(|| read_pids(&selector));
+            proc_stats(&pids)
+        })
+        .await
+        .map_err(|e| CollectError::Failed(format!("reading /proc: {e}")))?;
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pid) = stats.main_pid {
             if st.last_pid.is_some_and(|last| last != pid) {

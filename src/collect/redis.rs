@@ -11,6 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo};
 use serde::Deserialize;
 
+use super::probe::TlsConfig;
 use super::target::{OutageLog, TargetLabels, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
 use crate::config::{Duration, Secret};
@@ -21,11 +22,12 @@ fn default_url() -> String {
 }
 
 /// `type: redis`: one Redis server, read with `INFO`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://HOST:PORT` or, for TLS, `rediss://HOST:PORT`. Default `redis://127.0.0.1:6379`.
-    /// Prefer `password` over a password written in the URL.
+    /// Prefer `password` over a password written in the URL (that is redacted from every
+    /// print of this config, and warned about).
     #[serde(default = "default_url")]
     pub url: String,
     /// ACL user name (Redis 6+). Default: the URL's, else `default`.
@@ -35,6 +37,10 @@ pub struct RedisConfig {
     /// (discouraged) `{value: ...}`. Never logged.
     #[serde(default)]
     pub password: Option<Secret>,
+    /// TLS settings for a `rediss://` URL: `ca_file` (PEM; the CAs to trust instead of the
+    /// system's, relative to the config file's folder) and `insecure_skip_verify`.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// The `instance` label. Default: `HOST:PORT` from the URL.
     #[serde(default)]
     pub instance: Option<String>,
@@ -47,6 +53,44 @@ pub struct RedisConfig {
     /// How long one round may take. Default: `global.collect_timeout`, at most the interval.
     #[serde(default)]
     pub timeout: Option<Duration>,
+}
+
+// by hand, not derived: the URL may carry a password
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("tls", &self.tls)
+            .field("instance", &self.instance)
+            .field("labels", &self.labels)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user info (`redis://user:PASSWORD@host`) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        // `redis://SECRET@host`: some clients take a lone user info as the password; hide it
+        None => format!("{}***{}", &url[..scheme_end], &rest[at..]),
+    }
 }
 
 impl RedisConfig {
@@ -80,9 +124,13 @@ enum RoundError {
 impl RedisCollector {
     pub fn new(cfg: &RedisConfig, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
         let schedule = ctx.schedule(cfg.interval, cfg.timeout)?;
-        if cfg.url.starts_with("rediss://") {
+        let tls = cfg.url.starts_with("rediss://");
+        if tls {
             crate::init_tls();
+        } else if cfg.tls.ca_file.is_some() || cfg.tls.insecure_skip_verify {
+            return Err(ctx.invalid("tls: needs a rediss:// url"));
         }
+        // redis-rs's errors do not echo the URL, so they are safe to show
         let mut info = cfg
             .url
             .as_str()
@@ -93,6 +141,13 @@ impl RedisCollector {
             .clone()
             .unwrap_or_else(|| info.addr().to_string());
         let mut settings = info.redis_settings().clone();
+        if settings.password().is_some() {
+            tracing::warn!(
+                collector = ctx.name,
+                "url {} carries a password: prefer `password: {{file: ...}}` or `{{env: ...}}`",
+                redact_url(&cfg.url)
+            );
+        }
         if let Some(u) = &cfg.username {
             settings = settings.set_username(u);
         }
@@ -103,7 +158,31 @@ impl RedisCollector {
             settings = settings.set_password(p.expose());
         }
         info = info.set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(|e| ctx.invalid(format!("url: {e}")))?;
+        if cfg.tls.insecure_skip_verify
+            && let redis::ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone()
+        {
+            info = info.set_addr(redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: true,
+                tls_params: None,
+            });
+        }
+        let client = match &cfg.tls.ca_file {
+            Some(ca) => {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| ctx.invalid(format!("tls.ca_file {}: {e}", ca.display())))?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+                .map_err(|e| ctx.invalid(format!("tls.ca_file {}: {e}", ca.display())))?
+            }
+            None => redis::Client::open(info).map_err(|e| ctx.invalid(format!("url: {e}")))?,
+        };
         Ok(RedisCollector {
             name: ctx.name.to_string(),
             schedule,
@@ -292,6 +371,20 @@ mod tests {
     use super::*;
 
     const INFO: &str = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\nuptime_in_seconds:42\r\n\r\n# Clients\r\nconnected_clients:3\r\nblocked_clients:1\r\n# Memory\r\nused_memory:1048576\r\nmaxmemory:0\r\n# Stats\r\nkeyspace_hits:10\r\nkeyspace_misses:4\r\nevicted_keys:2\r\nexpired_keys:5\r\ntotal_commands_processed:99\r\ninstantaneous_ops_per_sec:7\r\n# Replication\r\nrole:master\r\n# Keyspace\r\ndb0:keys=12,expires=3,avg_ttl=1500\r\ndb3:keys=1,expires=0,avg_ttl=0,subexpiry=0\r\n";
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        for (url, want) in [
+            ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+            ("rediss://user:p@ss:w@h:1", "rediss://user:***@h:1"),
+            ("redis://pw@h:1", "redis://***@h:1"),
+            ("redis://h:1/0?x=a@b", "redis://h:1/0?x=a@b"),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
 
     #[test]
     fn info_mapping() {

@@ -195,6 +195,7 @@ impl ScrapeCollector {
         let scraped_labels = base("scrape_samples_scraped");
         let error_labels = FailureReason::ALL
             .map(|r| base("medic_scrape_errors_total").with("reason", r.as_str()));
+        let duplicate_labels = base("medic_scrape_errors_total").with("reason", "duplicate");
         Ok(ScrapeCollector {
             name: ctx.name.to_string(),
             url,
@@ -211,6 +212,7 @@ impl ScrapeCollector {
             duration_labels,
             scraped_labels,
             error_labels,
+            duplicate_labels,
             state: Mutex::new(State::default()),
             outage: OutageLog::default(),
         })
@@ -270,6 +272,16 @@ impl From<ParseError> for ScrapeFailure {
 struct CacheEntry {
     labels: Labels,
     round: u64,
+    /// Shared by every raw text of one label set (`x`, `x{a=""}`, reordered labels).
+    seen: Arc<Seen>,
+}
+
+/// When a label set was last stored: the round and the sample's timestamp, so a second sample
+/// of the same series and timestamp in one scrape is found as a duplicate.
+#[derive(Default)]
+struct Seen {
+    round: std::sync::atomic::AtomicU64,
+    ts: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Default)]
@@ -277,8 +289,12 @@ struct State {
     /// Label sets built on first sight, keyed by the series' raw text, so a steady target
     /// costs no label building after its first scrape.
     cache: FxHashMap<Box<str>, CacheEntry>,
+    /// One [`Seen`] per label set of `cache`, to share it between its raw texts.
+    seen: FxHashMap<Labels, Arc<Seen>>,
     round: u64,
     errors: [u64; 6],
+    /// Samples dropped as duplicates (the first of a series wins, as in Prometheus).
+    duplicates: u64,
     last_error: Option<ScrapeFailure>,
 }
 
@@ -300,6 +316,7 @@ pub struct ScrapeCollector {
     duration_labels: Labels,
     scraped_labels: Labels,
     error_labels: [Labels; 6],
+    duplicate_labels: Labels,
     // Held only for the synchronous parse, never across an await, so a wait on it is bounded
     // by one parse.
     state: Mutex<State>,
@@ -325,6 +342,8 @@ impl ScrapeCollector {
         out: &mut Vec<Sample>,
     ) -> Result<usize, ScrapeFailure> {
         let mut st = self.lock();
+        // a round of its own, so its series are not taken for duplicates of the last call's
+        st.round += 1;
         self.ingest(&mut st, body, format, now_ms, out)
     }
 
@@ -407,8 +426,9 @@ impl ScrapeCollector {
     ) -> Result<usize, ScrapeFailure> {
         let round = st.round;
         let mut n = 0usize;
+        let mut dups = 0u64;
         let limit = self.sample_limit;
-        exposition::parse::<ScrapeFailure, _>(body, format, |s| {
+        let r = exposition::parse::<ScrapeFailure, _>(body, format, |s| {
             n += 1;
             if limit > 0 && n > limit {
                 return Err(ScrapeFailure {
@@ -420,26 +440,37 @@ impl ScrapeCollector {
                 Some(t) if self.honor_timestamps => t,
                 _ => now_ms,
             };
-            let labels = match st.cache.get_mut(s.series) {
+            let State { cache, seen, .. } = &mut *st;
+            let (labels, cell) = match cache.get_mut(s.series) {
                 Some(e) => {
                     e.round = round;
-                    e.labels.clone()
+                    (&e.labels, &e.seen)
                 }
                 None => {
                     let labels = self.target_labels(s.name, s.labels);
-                    st.cache.insert(
-                        s.series.into(),
-                        CacheEntry {
-                            labels: labels.clone(),
-                            round,
-                        },
-                    );
-                    labels
+                    let cell = seen.entry(labels.clone()).or_default().clone();
+                    let e = cache.entry(s.series.into()).or_insert(CacheEntry {
+                        labels,
+                        round,
+                        seen: cell,
+                    });
+                    (&e.labels, &e.seen)
                 }
             };
-            out.push(Sample::new(labels, ts, s.value));
+            use std::sync::atomic::Ordering::Relaxed;
+            if cell.round.load(Relaxed) == round && cell.ts.load(Relaxed) == ts {
+                // Prometheus keeps the first sample of a series and counts the others
+                dups += 1;
+                return Ok(());
+            }
+            cell.round.store(round, Relaxed);
+            cell.ts.store(ts, Relaxed);
+            out.push(Sample::new(labels.clone(), ts, s.value));
             Ok(())
-        })?;
+        });
+        r?;
+        // only a scrape that is stored counts its duplicates
+        st.duplicates += dups;
         Ok(n)
     }
 
@@ -513,6 +544,8 @@ impl Collector for ScrapeCollector {
         // Drop cached label sets of series this scrape no longer has. (The scheduler writes
         // their stale markers, as it does for every collector.)
         st.cache.retain(|_, e| e.round == round);
+        // a label set none of the kept raw texts shares any more
+        st.seen.retain(|_, c| Arc::strong_count(c) > 1);
         let up = result.is_ok();
         match result {
             Ok(_) => {
@@ -546,6 +579,11 @@ impl Collector for ScrapeCollector {
         for (i, l) in self.error_labels.iter().enumerate() {
             out.push(Sample::new(l.clone(), now_ms, st.errors[i] as f64));
         }
+        out.push(Sample::new(
+            self.duplicate_labels.clone(),
+            now_ms,
+            st.duplicates as f64,
+        ));
         Ok(())
     }
 }

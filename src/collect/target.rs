@@ -48,16 +48,25 @@ pub struct OutageLog {
 
 impl OutageLog {
     pub fn failed(&self, collector: &str, error: &dyn std::fmt::Display) {
-        if self.down.swap(true, Ordering::Relaxed) {
-            tracing::debug!(collector, "target still down: {error}");
-        } else {
-            tracing::warn!(collector, "target down: {error}");
-        }
+        self.failed_as(collector, "target", error)
     }
 
     pub fn ok(&self, collector: &str) {
+        self.ok_as(collector, "target")
+    }
+
+    /// As [`failed`](Self::failed), for a `what` that is not a remote target (e.g. "GPU reading").
+    pub fn failed_as(&self, collector: &str, what: &str, error: &dyn std::fmt::Display) {
+        if self.down.swap(true, Ordering::Relaxed) {
+            tracing::debug!(collector, "{what} still down: {error}");
+        } else {
+            tracing::warn!(collector, "{what} down: {error}");
+        }
+    }
+
+    pub fn ok_as(&self, collector: &str, what: &str) {
         if self.down.swap(false, Ordering::Relaxed) {
-            tracing::info!(collector, "target is up again");
+            tracing::info!(collector, "{what} is up again");
         }
     }
 }

@@ -59,19 +59,54 @@ fn wait_accepting(child: &mut Child, port: u16, what: &str) {
 
 /// Starts `redis-server` on a free port, optionally with a password. Retries on a port race.
 pub fn redis(password: Option<&str>) -> Server {
+    let args: Vec<&str> = match password {
+        Some(p) => vec!["--requirepass", p],
+        None => vec![],
+    };
+    redis_server(false, &args)
+}
+
+/// Starts `redis-server` with TLS only (no plain port), serving `cert_pem`/`key_pem`.
+pub fn redis_tls(
+    cert_pem: &std::path::Path,
+    key_pem: &std::path::Path,
+    ca_pem: &std::path::Path,
+) -> Server {
+    let s = |p: &std::path::Path| p.to_str().expect("UTF-8 temp path").to_string();
+    let (cert, key, ca) = (s(cert_pem), s(key_pem), s(ca_pem));
+    redis_server(
+        true,
+        &[
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ],
+    )
+}
+
+/// `redis-server` on a free port (its TLS port when `tls`) with `extra` arguments.
+fn redis_server(tls: bool, extra: &[&str]) -> Server {
     for _ in 0..5 {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        if tls {
+            cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
+        } else {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if let Some(p) = password {
-            cmd.args(["--requirepass", p]);
-        }
         let mut child = cmd
             .spawn()
             .expect("redis-server is installed (scripts/test.sh)");
@@ -164,6 +199,29 @@ impl Memc {
                 let _data = self.line();
             }
         }
+    }
+
+    /// The CAS unique of `key` (which must exist).
+    pub fn gets(&mut self, key: &str) -> u64 {
+        self.send(&format!("gets {key}\r\n"));
+        let head = self.line();
+        let unique = head
+            .split(' ')
+            .nth(4)
+            .and_then(|u| u.parse().ok())
+            .unwrap_or_else(|| panic!("gets {key}: {head}"));
+        let _data = self.line();
+        assert_eq!(self.line(), "END");
+        unique
+    }
+
+    /// `cas`: the server's answer (STORED, EXISTS or NOT_FOUND).
+    pub fn cas(&mut self, key: &str, value: &str, unique: u64) -> String {
+        self.send(&format!(
+            "cas {key} 0 0 {} {unique}\r\n{value}\r\n",
+            value.len()
+        ));
+        self.line()
     }
 
     pub fn delete(&mut self, key: &str) -> bool {
