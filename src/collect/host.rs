@@ -8,12 +8,12 @@ use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
 
+use super::blocking::{BlockingError, InFlight, run_blocking};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
 use crate::config::Duration;
 use crate::store::{Labels, Sample};
@@ -82,7 +82,7 @@ impl HostConfig {
             name: ctx.name.to_string(),
             schedule,
             filters: Arc::new(filters),
-            busy: Arc::new(AtomicBool::new(false)),
+            flight: InFlight::default(),
         }))
     }
 }
@@ -99,18 +99,10 @@ pub struct HostCollector {
     name: String,
     schedule: Schedule,
     filters: Arc<Filters>,
-    /// Set while a round runs on a blocking thread. statvfs on a dead network mount can
-    /// block for ever; the timeout abandons that thread, and this flag stops the next rounds
+    /// Busy while a round runs on a blocking thread. statvfs on a dead network mount can
+    /// block for ever; the timeout abandons that thread, and this stops the next rounds
     /// from piling more threads onto the same mount.
-    busy: Arc<AtomicBool>,
-}
-
-struct BusyGuard(Arc<AtomicBool>);
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
+    flight: InFlight,
 }
 
 #[async_trait]
@@ -126,23 +118,18 @@ impl Collector for HostCollector {
     }
 
     async fn collect(&self, now_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {
-        if self
-            .busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return Err(CollectError::Failed(
-                "the previous round is still running (a filesystem may be hanging)".into(),
-            ));
-        }
-        let guard = BusyGuard(self.busy.clone());
         let filters = self.filters.clone();
-        let samples = tokio::task::spawn_blocking(move || {
-            let _guard = guard;
+        let samples = run_blocking(&self.flight, self.schedule.timeout, move || {
             collect_host(&filters, now_ms)
         })
         .await
-        .map_err(|e| CollectError::Failed(format!("host round panicked: {e}")))??;
+        .map_err(|e| match e {
+            BlockingError::Busy => {
+                CollectError::Failed(format!("{e} (a filesystem may be hanging)"))
+            }
+            BlockingError::TimedOut(t) => CollectError::Timeout(t),
+            BlockingError::Panicked(_) => CollectError::Failed(format!("host round: {e}")),
+        })??;
         out.extend(samples);
         Ok(())
     }

@@ -82,18 +82,19 @@ pub struct JsonCheck {
     pub equals: serde_json::Value,
 }
 
-/// TLS settings of a probe.
+/// TLS settings of a collector's target (an HTTP probe, a Redis server).
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// PEM file of extra CA certificates to trust (besides the system's), e.g. for a
-    /// self-signed target. Relative to the config file's folder.
+    /// PEM file of CA certificates to trust, e.g. for a self-signed target (a probe trusts
+    /// them besides the system's; Redis only them). Relative to the config file's folder.
     #[serde(
         default,
         deserialize_with = "crate::config::load::deserialize_opt_path"
     )]
     pub ca_file: Option<PathBuf>,
-    /// Accept any certificate (expired, self-signed, wrong name). The expiry is still reported.
+    /// Accept any certificate (expired, self-signed, wrong name). A probe still reports the
+    /// expiry.
     #[serde(default)]
     pub insecure_skip_verify: bool,
 }
