@@ -195,9 +195,10 @@ impl Window {
 struct Inner {
     series: Vec<Option<Series>>,
     by_labels: FastHashMap<Labels, SeriesId>,
-    /// Series of each metric name, kept sorted by label set so selections come out in
-    /// Prometheus' order without sorting at query time.
-    by_name: FastHashMap<String, Vec<SeriesId>>,
+    /// Postings: label name → value → the series with that label pair (`__name__` is one
+    /// of the labels), each list sorted by label set, so a selection reads only the
+    /// shortest list its equality matchers name and comes out in Prometheus' order.
+    postings: FastHashMap<String, FastHashMap<String, Vec<SeriesId>>>,
     free: Vec<SeriesId>,
     retention_ms: i64,
 }
@@ -317,10 +318,15 @@ impl Store {
         }
         // hash map slots: key + value + control byte, at the map's capacity
         bytes += inner.by_labels.capacity() * (std::mem::size_of::<(Labels, SeriesId)>() + 1);
-        for (name, ids) in &inner.by_name {
-            bytes += name.len() + ids.capacity() * std::mem::size_of::<SeriesId>();
+        for (label, values) in &inner.postings {
+            bytes += label.len()
+                + values.capacity() * (std::mem::size_of::<(String, Vec<SeriesId>)>() + 1);
+            for (value, ids) in values {
+                bytes += value.len() + ids.capacity() * std::mem::size_of::<SeriesId>();
+            }
         }
-        bytes += inner.by_name.capacity() * (std::mem::size_of::<(String, Vec<SeriesId>)>() + 1);
+        bytes += inner.postings.capacity()
+            * (std::mem::size_of::<(String, FastHashMap<String, Vec<SeriesId>>)>() + 1);
         bytes
     }
 }
@@ -363,32 +369,66 @@ impl Inner {
             }
         };
         let series = &self.series;
-        let ids = self
-            .by_name
-            .entry(labels.name().unwrap_or("").to_string())
-            .or_default();
-        let pos = ids.partition_point(|other| {
-            series[*other as usize]
-                .as_ref()
-                .is_some_and(|s| s.labels < labels)
-        });
-        ids.insert(pos, id);
+        for (k, v) in labels.iter() {
+            let ids = self
+                .postings
+                .entry(k.to_string())
+                .or_default()
+                .entry(v.to_string())
+                .or_default();
+            let pos = position(series, ids, &labels);
+            ids.insert(pos, id);
+        }
         self.by_labels.insert(labels, id);
         id
     }
 
     fn remove(&mut self, id: SeriesId) {
-        if let Some(s) = self.series[id as usize].take() {
-            self.by_labels.remove(&s.labels);
-            let name = s.labels.name().unwrap_or("");
-            if let Some(ids) = self.by_name.get_mut(name) {
-                ids.retain(|x| *x != id);
+        let Some(labels) = self.series[id as usize].as_ref().map(|s| s.labels.clone()) else {
+            return;
+        };
+        self.by_labels.remove(&labels);
+        for (k, v) in labels.iter() {
+            let Some(values) = self.postings.get_mut(k) else {
+                continue;
+            };
+            if let Some(ids) = values.get_mut(v) {
+                // the series is still in place: binary search finds its own entry
+                let pos = position(&self.series, ids, &labels);
+                if ids.get(pos) == Some(&id) {
+                    ids.remove(pos);
+                } else {
+                    ids.retain(|x| *x != id);
+                }
                 if ids.is_empty() {
-                    self.by_name.remove(name);
+                    values.remove(v);
                 }
             }
-            self.free.push(id);
+            if values.is_empty() {
+                self.postings.remove(k);
+            }
         }
+        self.series[id as usize] = None;
+        self.free.push(id);
+    }
+}
+
+/// Where `labels` goes in the sorted posting list `ids`: the first entry not below it.
+fn position(series: &[Option<Series>], ids: &[SeriesId], labels: &Labels) -> usize {
+    ids.partition_point(|other| {
+        series[*other as usize]
+            .as_ref()
+            .is_none_or(|s| s.labels < *labels)
+    })
+}
+
+impl Inner {
+    fn list(&self, label: &str, value: &str) -> &[SeriesId] {
+        self.postings
+            .get(label)
+            .and_then(|values| values.get(value))
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
     }
 }
 
@@ -396,13 +436,15 @@ impl Inner {
 pub struct Reader<'a>(RwLockReadGuard<'a, Inner>);
 
 impl Reader<'_> {
-    /// Series whose `__name__` equals `name`.
+    /// Series whose `__name__` equals `name`, sorted by label set.
     pub fn series_by_name(&self, name: &str) -> &[SeriesId] {
-        self.0
-            .by_name
-            .get(name)
-            .map(|v| v.as_slice())
-            .unwrap_or(&[])
+        self.0.list(METRIC_NAME, name)
+    }
+
+    /// Series that have the label `label` with the value `value` (not empty), sorted by
+    /// label set.
+    pub fn series_with(&self, label: &str, value: &str) -> &[SeriesId] {
+        self.0.list(label, value)
     }
 
     /// Every live series.
@@ -417,7 +459,11 @@ impl Reader<'_> {
 
     /// Every metric name with at least one series.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.by_name.keys().map(|s| s.as_str())
+        self.0
+            .postings
+            .get(METRIC_NAME)
+            .into_iter()
+            .flat_map(|values| values.keys().map(|s| s.as_str()))
     }
 
     pub fn labels(&self, id: SeriesId) -> Option<&Labels> {
@@ -538,6 +584,65 @@ mod tests {
         let got: Vec<_> = a.iter().chain(b).map(|p| p.0).collect();
         assert_eq!(got, vec![3100, 3200, 3300, 3400, 3500]);
         assert_eq!(r.latest(id, 3550, 300_000), Some((3500, 35.0)));
+    }
+
+    #[test]
+    fn postings_stay_sorted_and_follow_series_removal() {
+        let store = Store::new(1000);
+        for (job, inst) in [("b", "2"), ("a", "9"), ("b", "1"), ("a", "1"), ("c", "1")] {
+            let l = Labels::new([("__name__", "x"), ("job", job), ("instance", inst)]);
+            // the b series get newer samples, so gc keeps them
+            let t = if job == "b" { 5_000 } else { 0 };
+            store.append(&l, t, 1.0);
+        }
+        store.append(&Labels::new([("__name__", "y"), ("job", "b")]), 5_000, 1.0);
+        let ids = |label: &str, value: &str| -> Vec<String> {
+            let r = store.reader();
+            r.series_with(label, value)
+                .iter()
+                .map(|id| r.labels(*id).unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            ids("instance", "1"),
+            [
+                r#"x{instance="1", job="a"}"#,
+                r#"x{instance="1", job="b"}"#,
+                r#"x{instance="1", job="c"}"#
+            ]
+        );
+        assert_eq!(
+            ids("job", "b"),
+            [
+                r#"x{instance="1", job="b"}"#,
+                r#"x{instance="2", job="b"}"#,
+                r#"y{job="b"}"#
+            ]
+        );
+        assert_eq!(ids("job", "nope"), Vec::<String>::new());
+        // gc drops the series that only had old samples, from every list they were in
+        store.gc(5_500);
+        assert_eq!(ids("instance", "1"), [r#"x{instance="1", job="b"}"#]);
+        assert_eq!(ids("job", "a"), Vec::<String>::new());
+        assert_eq!(store.reader().series_by_name("x").len(), 2);
+        let mut names: Vec<String> = store.reader().names().map(String::from).collect();
+        names.sort();
+        assert_eq!(names, ["x", "y"]);
+        // a new series reuses a freed slot and still lands in order
+        store.append(
+            &Labels::new([("__name__", "x"), ("job", "b"), ("instance", "0")]),
+            6_000,
+            1.0,
+        );
+        assert_eq!(
+            ids("job", "b"),
+            [
+                r#"x{instance="0", job="b"}"#,
+                r#"x{instance="1", job="b"}"#,
+                r#"x{instance="2", job="b"}"#,
+                r#"y{job="b"}"#
+            ]
+        );
     }
 
     #[test]

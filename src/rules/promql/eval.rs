@@ -778,9 +778,17 @@ fn select(r: &Reader<'_>, vs: &VectorSelector) -> Vec<SeriesId> {
             vs.name.as_deref().is_none_or(|n| l.name() == Some(n)) && matchers_ok(&vs.matchers, l)
         })
     };
-    if let Some(n) = name_eq {
-        // the name index is kept sorted by label set
-        return r.series_by_name(n).iter().copied().filter(keep).collect();
+    // Equality matchers name posting lists (sorted by label set): read the shortest one.
+    // (`l=""` matches series without `l`, which no list holds.)
+    let lists = name_eq.map(|n| r.series_by_name(n)).into_iter().chain(
+        vs.matchers
+            .matchers
+            .iter()
+            .filter(|m| matches!(m.op, MatchOp::Equal) && !m.value.is_empty())
+            .map(|m| r.series_with(&m.name, &m.value)),
+    );
+    if let Some(shortest) = lists.min_by_key(|l| l.len()) {
+        return shortest.iter().copied().filter(keep).collect();
     }
     let name_matcher = vs
         .matchers
