@@ -137,7 +137,7 @@ fn bench(c: &mut Criterion) {
         eprintln!("systemd_unit: systemd runs here; a real `systemctl show` of a unit");
     } else {
         eprintln!(
-            "systemd_unit: systemd is NOT running here: the figure is a systemctl run that answers \"not booted with systemd\" (spawn, exit, medic_systemd_available 0), not a unit query"
+            "systemd_unit: systemd is NOT running here: the figure is medic's check for /run/systemd/system (medic_systemd_available 0) and the /proc read, not a unit query"
         );
     }
     let mut configs = vec![

@@ -157,6 +157,9 @@ pub struct ProcessCollector {
     selector: Arc<Selector>,
     label: String,
     systemctl: PathBuf,
+    /// Check that systemd runs before asking the default systemctl (a configured one, e.g.
+    /// a wrapper, is always asked).
+    check_booted: bool,
     state: Mutex<State>,
     /// The /proc walk of the running round (one at a time: /proc reads can block).
     flight: InFlight,
@@ -220,6 +223,7 @@ impl ProcessCollector {
                 .systemctl
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("systemctl")),
+            check_booted: cfg.systemctl.is_none(),
             state: Mutex::new(State::default()),
             flight: InFlight::default(),
             systemctl_outage: OutageLog::default(),
@@ -235,6 +239,13 @@ impl ProcessCollector {
     }
 
     async fn unit_state(&self, unit: &str, budget: StdDuration) -> Result<UnitState, UnitError> {
+        // The default systemctl would only say "System has not been booted with systemd"
+        // after a fork and exec each round; sd_booted(3)'s test says the same for free.
+        if self.check_booted && !Path::new("/run/systemd/system").is_dir() {
+            return Err(UnitError::Unavailable(
+                "this system was not booted with systemd (no /run/systemd/system)".into(),
+            ));
+        }
         let mut cmd = tokio::process::Command::new(&self.systemctl);
         cmd.args([
             "show",
