@@ -152,6 +152,18 @@ fn bench(c: &mut Criterion) {
             "type: process\nsystemd_unit: ssh.service\n".to_string(),
         ),
     ];
+    if redis.is_some() {
+        configs.push((
+            "redis",
+            format!("type: redis\nurl: redis://127.0.0.1:{rport}\n"),
+        ));
+    }
+    if memcached.is_some() {
+        configs.push((
+            "memcached",
+            format!("type: memcached\naddress: 127.0.0.1:{mport}\n"),
+        ));
+    }
     if scrape_target.is_some() {
         configs.push((
             "scrape_500_series",
