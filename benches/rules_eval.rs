@@ -8,11 +8,9 @@
 //! series (measured by a counting allocator; the store's own estimate beside it), with
 //! the retention the rules need.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -20,28 +18,11 @@ use medic::rules::file::{parse_rule_file, retention_needed_ms};
 use medic::rules::{GroupOptions, RuleGroup};
 use medic::store::{Labels, Sample, Store};
 
-/// Counts live heap bytes so the memory figure is measured, not estimated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const JOBS: usize = 20;
 const RACKS: usize = 20;
@@ -181,7 +162,7 @@ fn setup() -> (Store, Vec<RuleGroup>, i64) {
     .unwrap_or_else(|e| panic!("{e}"));
     // What the rules read: the longest range (10m) + the 5m lookback.
     let retention_ms = retention_needed_ms(&groups);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting_alloc::live();
     let store = Store::new(retention_ms);
     let series = series();
     let mut ingest = Duration::ZERO;
@@ -196,7 +177,7 @@ fn setup() -> (Store, Vec<RuleGroup>, i64) {
     }
     // The bench's own copies go; the store keeps the label sets.
     drop(series);
-    let after = LIVE.load(Ordering::Relaxed);
+    let after = counting_alloc::live();
     let n = store.series_count();
     let samples = store.sample_count();
     eprintln!(

@@ -2,36 +2,17 @@
 //! with 10 minutes of 1 s samples (ring buffer, labels and indexes included), measured by
 //! a counting global allocator and printed.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use medic::rules::promql::{EvalOptions, eval_with_reader, parse};
 use medic::store::{Labels, Sample, Store};
 
-/// Counts live heap bytes so the memory figure is measured, not estimated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const SERIES: usize = 10_000;
 const RETENTION_MS: i64 = 10 * 60 * 1000;
@@ -60,7 +41,7 @@ fn round(labels: &[Labels], t: i64) -> Vec<Sample> {
 }
 
 fn memory_per_series(labels: &[Labels]) {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting_alloc::live();
     let store = Store::new(RETENTION_MS);
     // 15 minutes at 1 s: past retention, so the buffers are at steady state
     for s in 0..900 {
@@ -69,7 +50,7 @@ fn memory_per_series(labels: &[Labels]) {
             store.append(l, t, i as f64 + s as f64);
         }
     }
-    let after = LIVE.load(Ordering::Relaxed);
+    let after = counting_alloc::live();
     let measured = (after - before) as f64 / SERIES as f64;
     let samples = store.sample_count() as f64 / SERIES as f64;
     println!(

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use super::Val;
 use super::exec::to_string;
+use crate::rules::promql::functions::civil_from_days;
 
 // ---------------------------------------------------------------- Prometheus' humanizers
 
@@ -180,20 +181,6 @@ pub(crate) fn go_duration(ns: i64) -> String {
         }
     }
     format!("{sign}{out}")
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-pub(super) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 // ---------------------------------------------------------------- Go's number formatting
