@@ -54,19 +54,25 @@ fn test_files() -> Vec<PathBuf> {
     files
 }
 
+/// `medic test FILE` and `promtool test rules FILE`, run in tests/promtool.
+fn medic_and_promtool(name: &str) -> (Output, Output) {
+    let medic = run(Command::new(MEDIC)
+        .arg("test")
+        .arg(name)
+        .current_dir(promtool_dir()));
+    let prom = run(Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(name)
+        .current_dir(promtool_dir()));
+    (medic, prom)
+}
+
 #[test]
 fn medic_test_agrees_with_promtool() {
     let mut report = Vec::new();
     for f in test_files() {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
-        let medic = run(Command::new(MEDIC)
-            .arg("test")
-            .arg(&name)
-            .current_dir(promtool_dir()));
-        let prom = run(Command::new("promtool")
-            .args(["test", "rules"])
-            .arg(&name)
-            .current_dir(promtool_dir()));
+        let (medic, prom) = medic_and_promtool(&name);
         let (m, p) = (medic.status.code(), prom.status.code());
         let expected = if name.starts_with("pass_") { 0 } else { 1 };
         report.push(format!("{name}: medic {m:?}, promtool {p:?}"));
@@ -108,14 +114,7 @@ fn medic_test_reports_match_promtool_byte_for_byte() {
     // rule evaluation errors with Go durations), is what promtool prints.
     for f in test_files() {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
-        let medic = run(Command::new(MEDIC)
-            .arg("test")
-            .arg(&name)
-            .current_dir(promtool_dir()));
-        let prom = run(Command::new("promtool")
-            .args(["test", "rules"])
-            .arg(&name)
-            .current_dir(promtool_dir()));
+        let (medic, prom) = medic_and_promtool(&name);
         assert_eq!(
             String::from_utf8_lossy(&medic.stderr),
             String::from_utf8_lossy(&prom.stderr),
