@@ -6,7 +6,6 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use medic::collect::{BuildContext, CollectorConfig};
-use medic::config::GlobalConfig;
 
 fn host_round(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -15,14 +14,10 @@ fn host_round(c: &mut Criterion) {
         .build()
         .expect("tokio runtime");
     let cfg: CollectorConfig =
-        medic::config::load::parse_yaml(Path::new("bench.yaml"), "type: host\n")
+        medic::common::yaml::parse_yaml(Path::new("bench.yaml"), "type: host\n")
             .expect("host config");
-    let global = GlobalConfig::default();
     let collector = cfg
-        .build(&BuildContext {
-            name: "host",
-            global: &global,
-        })
+        .build(&BuildContext::new("host"))
         .expect("host collector");
     let mut out = Vec::with_capacity(512);
     rt.block_on(collector.collect(0, &mut out)).expect("round");

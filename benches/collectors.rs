@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use medic::collect::{BuildContext, Collector, CollectorConfig};
-use medic::config::GlobalConfig;
 
 fn cpu_now() -> Duration {
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
@@ -170,14 +169,9 @@ fn bench(c: &mut Criterion) {
             format!("type: scrape\nurl: http://127.0.0.1:{sport}/small.txt\n"),
         ));
     }
-    let global = GlobalConfig::default();
     let build = |name: &str, yaml: &str| -> Arc<dyn Collector> {
         let cfg: CollectorConfig = serde_saphyr::from_str(yaml).unwrap();
-        cfg.build(&BuildContext {
-            name,
-            global: &global,
-        })
-        .unwrap()
+        cfg.build(&BuildContext::new(name)).unwrap()
     };
     let all: Vec<(&str, Arc<dyn Collector>)> =
         configs.iter().map(|(n, y)| (*n, build(n, y))).collect();

@@ -3,7 +3,7 @@
 //! output series cost in the store; seasonal mode too. Run: `cargo bench --bench detect`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use medic::config::Duration;
+use medic::common::Duration;
 use medic::detect::anomaly::{AnomalyConfig, AnomalyDetector, Method, SeriesDetector};
 use medic::detect::slo::Budget;
 use medic::store::{Labels, Store};
@@ -156,7 +156,7 @@ fn updates(c: &mut Criterion) {
 
 fn slo(c: &mut Criterion) {
     // A full 30-day window of minute buckets, all outputs computed as one tick does.
-    let mut b = Budget::new(0.999, medic::config::Duration::from_secs(30 * 86_400));
+    let mut b = Budget::new(0.999, medic::common::Duration::from_secs(30 * 86_400));
     let start = 1_700_000_000_000i64;
     for m in 0..43_200 {
         b.add(start + m * 60_000, (m % 7) as f64, 1000.0);

@@ -5,7 +5,6 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use medic::collect::BuildContext;
 use medic::collect::exposition::{self, Format, ParseError};
 use medic::collect::scrape::{ScrapeCollector, ScrapeConfig};
-use medic::config::GlobalConfig;
 
 /// An inference server's exposition: 10,000 series of counters, gauges and histograms.
 fn exposition_10k() -> (String, usize) {
@@ -67,11 +66,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     let cfg: ScrapeConfig = serde_saphyr::from_str("url: http://127.0.0.1:1/metrics\n").unwrap();
-    let global = GlobalConfig::default();
-    let ctx = BuildContext {
-        name: "bench",
-        global: &global,
-    };
+    let ctx = BuildContext::new("bench");
     let collector = ScrapeCollector::new(&cfg, &ctx).unwrap();
     let mut out = Vec::with_capacity(n);
     g.bench_function("ingest_10k_series_cached_labels", |b| {

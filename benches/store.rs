@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use medic::rules::promql::{EvalOptions, eval_with_reader, parse};
+use medic::promql::{EvalOptions, eval_with_reader, parse};
 use medic::store::{Labels, Sample, Store};
 
 #[path = "support/counting_alloc.rs"]

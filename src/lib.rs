@@ -1,27 +1,42 @@
 //! medic: a self-healing production monitoring daemon.
 //!
-//! Data flows one way: `collect` and `detect` write samples into the `store`; `rules`
-//! evaluates PromQL over it and emits alert transitions; `remedy` and `alert` act on them.
-//! See DESIGN.md for the whole picture.
+//! Data flows one way (DESIGN.md has the picture): collectors and detectors write samples
+//! into the store; the rule engine evaluates PromQL over it and emits alert transitions; the
+//! remedy planner and the notifiers act on them.
+//!
+//! # Layers
+//!
+//! Each folder is a stage; imports point down this list, never up or sideways against it
+//! (`tests/layering.rs` reads this table and checks the code against it, and that no files
+//! of one folder import each other in a circle):
+//!
+//! | layer | may use | what it is |
+//! |---|---|---|
+//! | `common` | (nothing) | value types: durations, secrets, YAML loading with located errors, time, names, TLS, the self-metrics registry |
+//! | `store` | common | labels, samples, the in-memory series store |
+//! | `journal` | common | the SQLite ledger |
+//! | `promql` | common, store | the PromQL evaluator over the store |
+//! | `collect` | common, store | collectors and their scheduler |
+//! | `rules` | common, store, promql | rule files, the alert state machine, templates, `medic test` |
+//! | `detect` | common, store, journal, promql, rules | anomaly detectors, SLOs (their burn-rate alerts are rule groups) |
+//! | `remedy` | common, store, journal, promql, rules | the planner and the actuators |
+//! | `alert` | common, store, journal, promql, rules, remedy | notifiers (an escalation is a remedy value they deliver) |
+//! | `api` | common, store, journal, promql, rules, detect, remedy, alert | the HTTP server |
+//! | `config` | common, store, journal, promql, collect, rules, detect, remedy, alert, api | `medic.yaml`: composes each component's own config struct |
+//! | `daemon` | common, store, journal, promql, collect, rules, detect, remedy, alert, api, config | starts the tasks, wires the channels, reloads |
+//!
+//! A component takes only its own config and a small build context (defaults from
+//! `global:`); `config` is the one place that knows the whole file.
 
 pub mod alert;
 pub mod api;
 pub mod collect;
+pub mod common;
 pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod journal;
+pub mod promql;
 pub mod remedy;
 pub mod rules;
 pub mod store;
-
-/// Installs rustls' crypto provider (ring) for the process. reqwest and redis use rustls
-/// without a built-in provider to keep the build small; call this before any TLS client is
-/// built. Safe to call many times.
-pub fn init_tls() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Err means another provider was installed first, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}

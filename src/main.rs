@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
             command: SloCommand::Rules { config },
         } => {
             let cfg = medic::config::Config::parse_file(&config)?;
-            let detectors = medic::detect::Detectors::build(&cfg, None)?;
+            let detectors = cfg.build_detectors(None)?;
             print!("{}", detectors.slo_rule_file().unwrap_or_default());
         }
     }
@@ -154,7 +154,7 @@ fn run_daemon(config: PathBuf, format: LogFormatArg, level: Option<&str>) -> any
     // SAFETY: no other thread exists yet (the runtime is built below), which is what
     // removing environment variables requires. Children must not inherit the watchdog.
     let watchdog = unsafe { sd_notify::watchdog_enabled_and_unset_env() };
-    medic::init_tls();
+    medic::common::tls::init_tls();
     // Two workers are plenty for a monitoring daemon and keep its footprint small;
     // blocking work (subprocess waits, SQLite) goes to the blocking pool.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -181,14 +181,23 @@ fn run_daemon(config: PathBuf, format: LogFormatArg, level: Option<&str>) -> any
 /// `medic collect`: one round of each collector, samples to stdout, failures to stderr.
 fn collect_once(config: &std::path::Path, only: &[String]) -> anyhow::Result<bool> {
     medic::daemon::logging::init(medic::daemon::logging::LogFormat::Plain, Some("warn"))?;
-    medic::init_tls();
+    medic::common::tls::init_tls();
     let (cfg, _warnings) = medic::config::Config::load(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let built = cfg.build_collectors(only).map_err(|errs| {
+        anyhow::anyhow!(
+            "{}",
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
     let results = rt
-        .block_on(medic::collect::once::collect_once(&cfg, only))
+        .block_on(medic::collect::once::collect_once(built))
         .map_err(anyhow::Error::msg)?;
     let mut ok = true;
     let mut samples = Vec::new();

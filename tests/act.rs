@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use medic::api::metrics::{SelfMetrics, labels};
-use medic::remedy::exec::{ExecActuator, ExecConfig};
+use medic::common::metrics::{SelfMetrics, labels};
+use medic::remedy::actuators::exec::{ExecActuator, ExecConfig};
 use medic::remedy::{
     ActionAlert, ActionRecord, ActionRequest, ActionStatus, Actuator, ActuatorConfig, Planner,
     RemedyConfig,
@@ -1210,7 +1210,7 @@ async fn webhook_sends_firing_then_resolved_in_alertmanager_format() {
     );
 }
 
-fn labels_of(notifier: &str, outcome: &str) -> medic::api::metrics::LabelPairs {
+fn labels_of(notifier: &str, outcome: &str) -> medic::common::metrics::LabelPairs {
     labels(&[("notifier", notifier), ("outcome", outcome)])
 }
 

@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use medic::api::metrics::SelfMetrics;
 use medic::collect::scrape::{ScrapeCollector, ScrapeConfig};
 use medic::collect::{BuildContext, Collector, CollectorConfig, Scheduler};
-use medic::config::GlobalConfig;
+use medic::common::metrics::SelfMetrics;
 use medic::store::{Sample, Store, is_stale};
 
 /// Fails a test that would otherwise hang (a guard, not a timing assertion).
@@ -149,13 +148,13 @@ async fn endless_chunked_target() -> std::net::SocketAddr {
     addr
 }
 
-fn ctx<'a>(name: &'a str, global: &'a GlobalConfig) -> BuildContext<'a> {
-    BuildContext { name, global }
+fn ctx(name: &str) -> BuildContext<'_> {
+    BuildContext::new(name)
 }
 
 fn scrape(yaml: &str) -> ScrapeCollector {
     let cfg: ScrapeConfig = serde_saphyr::from_str(yaml).unwrap();
-    ScrapeCollector::new(&cfg, &ctx("inference", &GlobalConfig::default())).unwrap()
+    ScrapeCollector::new(&cfg, &ctx("inference")).unwrap()
 }
 
 #[tokio::test]
@@ -395,7 +394,7 @@ async fn scrape_through_the_scheduler_ends_vanished_series() {
             t.addr
         );
         let cfg: CollectorConfig = serde_saphyr::from_str(&yaml).unwrap();
-        let c = cfg.build(&ctx("svc", &GlobalConfig::default())).unwrap();
+        let c = cfg.build(&ctx("svc")).unwrap();
         let store = Arc::new(Store::default());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let sched = Scheduler::start(vec![c], store.clone(), Arc::new(SelfMetrics::default()), rx);
@@ -449,7 +448,7 @@ async fn server_info(
 
 fn build(yaml: &str) -> Arc<dyn Collector> {
     let cfg: CollectorConfig = serde_saphyr::from_str(yaml).unwrap();
-    cfg.build(&ctx("cache", &GlobalConfig::default())).unwrap()
+    cfg.build(&ctx("cache")).unwrap()
 }
 
 #[tokio::test]
@@ -676,7 +675,7 @@ async fn redis_url_password_is_never_printed_and_warned_about() {
         debug.contains("redis://monitor:***@127.0.0.1:6379/0"),
         "{debug}"
     );
-    cfg.build(&ctx("cache", &GlobalConfig::default())).unwrap();
+    cfg.build(&ctx("cache")).unwrap();
     let text = logs.text();
     assert!(text.contains("carries a password"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
@@ -700,9 +699,7 @@ async fn redis_tls_trusts_a_private_ca() {
             );
             let cfg = medic::config::Config::parse_str(&dir.path().join("medic.yaml"), &text)
                 .unwrap_or_else(|e| panic!("{e}\n{text}"));
-            let c = cfg.collectors["cache"]
-                .build(&ctx("cache", &GlobalConfig::default()))
-                .unwrap();
+            let c = cfg.collectors["cache"].build(&ctx("cache")).unwrap();
             async move {
                 let mut out = Vec::new();
                 c.collect(1_000, &mut out).await.unwrap();
@@ -719,7 +716,7 @@ async fn redis_tls_trusts_a_private_ca() {
         // a missing CA file or TLS settings on a plain URL are build errors
         let bad = |yaml: &str| {
             let cfg: CollectorConfig = serde_saphyr::from_str(yaml).unwrap();
-            cfg.build(&ctx("cache", &GlobalConfig::default()))
+            cfg.build(&ctx("cache"))
                 .err()
                 .unwrap_or_else(|| panic!("built: {yaml}"))
                 .to_string()
@@ -971,7 +968,7 @@ fn memcached_address_must_be_host_port() {
         let cfg: CollectorConfig =
             serde_saphyr::from_str(&format!("type: memcached\naddress: \"{bad}\"\n")).unwrap();
         let e = cfg
-            .build(&ctx("m", &GlobalConfig::default()))
+            .build(&ctx("m"))
             .err()
             .unwrap_or_else(|| panic!("built {bad}"));
         assert!(e.to_string().contains("expected HOST:PORT"), "{e}");
@@ -1137,14 +1134,11 @@ async fn process_by_name_and_by_cmdline() {
         // exactly one selector
         let cfg: CollectorConfig =
             serde_saphyr::from_str("type: process\nname: a\npidfile: /x\n").unwrap();
-        let err = cfg
-            .build(&ctx("p", &GlobalConfig::default()))
-            .err()
-            .unwrap();
+        let err = cfg.build(&ctx("p")).err().unwrap();
         assert!(err.message.contains("exactly one"), "{err}");
         let cfg: CollectorConfig =
             serde_saphyr::from_str("type: process\nsystemd_unit: '--help'\n").unwrap();
-        assert!(cfg.build(&ctx("p", &GlobalConfig::default())).is_err());
+        assert!(cfg.build(&ctx("p")).is_err());
     })
     .await
 }
@@ -1199,7 +1193,7 @@ async fn systemd_unit_state_or_a_clear_not_available() {
                 "collectors:\n  u:\n    type: process\n    systemd_unit: {unit}\n    systemctl: bin/systemctl\n    timeout: 4s\n    interval: 4s\n"
             );
             let cfg = medic::config::Config::parse_str(&dir.path().join("medic.yaml"), &text).unwrap();
-            cfg.collectors["u"].build(&ctx("u", &GlobalConfig::default())).unwrap()
+            cfg.collectors["u"].build(&ctx("u")).unwrap()
         };
         let c = unit_collector("inference.service");
         let mut out = Vec::new();
@@ -1630,7 +1624,7 @@ async fn gpu_real_nvml_path_degrades_cleanly_and_says_so_once() {
     let (logs, _guard) = capture_logs();
     // the real backend, exactly as `type: gpu` builds it
     let cfg: CollectorConfig = serde_saphyr::from_str("type: gpu\n").unwrap();
-    let c = cfg.build(&ctx("gpu", &GlobalConfig::default())).unwrap();
+    let c = cfg.build(&ctx("gpu")).unwrap();
     let mut off_rounds = 0;
     for round in 0..3 {
         let mut out = Vec::new();
@@ -1675,7 +1669,7 @@ fn readme_examples_parse() {
         let cfg = cfg.unwrap_or_else(|e| panic!("README example does not parse: {e}\n{yaml}"));
         // and builds: every option it shows is accepted by its collector, except that the
         // secrets and the CA file the examples name are not on this machine
-        if let Err(errs) = medic::collect::build_all(&cfg) {
+        if let Err(errs) = cfg.build_collectors(&[]) {
             let real: Vec<_> = errs
                 .iter()
                 .filter(|e| {

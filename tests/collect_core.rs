@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use medic::api::metrics::{SelfMetrics, labels};
 use medic::collect::{CollectError, Collector, Scheduler};
+use medic::common::metrics::{SelfMetrics, labels};
 use medic::store::{Labels, Sample, Store};
 use tokio::sync::watch;
 
@@ -241,19 +241,15 @@ rule_files: ["rules.d/*.yaml"]
 fn build(name: &str, yaml: &str, dir: Option<&std::path::Path>) -> Arc<dyn Collector> {
     let base = dir.map_or_else(|| std::path::PathBuf::from("/tmp/x"), |d| d.to_path_buf());
     let cfg: medic::collect::CollectorConfig =
-        medic::config::load::parse_yaml(&base.join("medic.yaml"), yaml).unwrap();
-    let global = medic::config::GlobalConfig::default();
-    cfg.build(&medic::collect::BuildContext {
-        name,
-        global: &global,
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+        medic::common::yaml::parse_yaml(&base.join("medic.yaml"), yaml).unwrap();
+    cfg.build(&medic::collect::BuildContext::new(name))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One round: samples by their text form (`name{a="b"}`).
 async fn round(c: &dyn Collector) -> std::collections::BTreeMap<String, f64> {
     let mut out = Vec::new();
-    c.collect(medic::collect::scheduler::now_ms(), &mut out)
+    c.collect(medic::common::time::now_ms(), &mut out)
         .await
         .unwrap_or_else(|e| panic!("collector {} failed: {e}", c.name()));
     out.into_iter()
@@ -510,7 +506,7 @@ async fn reload_hands_over_staleness() {
     let live = |l: &Labels| {
         let r = store.reader();
         r.lookup(l)
-            .and_then(|id| r.latest(id, medic::collect::scheduler::now_ms() + 1000, 300_000))
+            .and_then(|id| r.latest(id, medic::common::time::now_ms() + 1000, 300_000))
             .is_some()
     };
     let up = |c: &str| Labels::new([("__name__", "medic_collector_up"), ("collector", c)]);

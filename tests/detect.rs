@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use medic::config::{Config, Duration};
+use medic::common::Duration;
+use medic::config::Config;
 use medic::detect::Detectors;
 use medic::detect::anomaly::{AnomalyConfig, Method, Persistence, Recovery};
 use medic::journal::Journal;
@@ -175,7 +176,7 @@ anomaly_detectors:
 "#,
     );
     let store = Store::default();
-    let mut det = Detectors::build(&cfg, None).unwrap();
+    let mut det = cfg.build_detectors(None).unwrap();
     let input = |_i: i64| {
         Labels::new([
             ("__name__", "request_latency_seconds"),
@@ -224,7 +225,7 @@ anomaly_detectors:
     // detector starts over.
     let t = t0 + 40_000;
     store.append(&input(40), t, 5.0);
-    let mut kept = Detectors::build(&cfg, None).unwrap();
+    let mut kept = cfg.build_detectors(None).unwrap();
     kept.carry_state_from(det);
     assert!(kept.tick(&store, t).is_empty());
     assert_eq!(latest(&store, &out("medic_anomaly"), t), Some(1.0));
@@ -239,7 +240,7 @@ anomaly_detectors:
     min_samples: 10
 "#,
     );
-    let mut fresh = Detectors::build(&changed, None).unwrap();
+    let mut fresh = changed.build_detectors(None).unwrap();
     fresh.carry_state_from(kept);
     let t = t + 1000;
     store.append(&input(41), t, 5.0);
@@ -271,7 +272,7 @@ fn detector_feeds_each_input_point_once() {
             "anomaly_detectors:\n  temp:\n    query: '{query}'\n    interval: 15s\n    window: 30\n    min_samples: 10\n    std_floor: 0.5\n    persistence: {{count: 3}}\n"
         ));
         let store = Store::new(24 * 3_600_000);
-        let mut det = Detectors::build(&cfg, None).unwrap();
+        let mut det = cfg.build_detectors(None).unwrap();
         let input = Labels::new([("__name__", "cpu_temp"), ("instance", "a")]);
         let out =
             |name: &str| Labels::new([("__name__", name), ("instance", "a"), ("detector", "temp")]);
@@ -323,13 +324,13 @@ fn detector_feeds_each_input_point_once() {
 #[test]
 fn bad_detector_config_is_reported() {
     let cfg = config_yaml("anomaly_detectors:\n  x: {query: 'rate(foo[5m]', window: 10}\n");
-    let e = Detectors::build(&cfg, None).err().unwrap().to_string();
+    let e = cfg.build_detectors(None).err().unwrap().to_string();
     assert!(
         e.contains("detector x") && e.contains("rate(foo[5m]"),
         "{e}"
     );
     let cfg = config_yaml("anomaly_detectors:\n  y: {window: 10}\n");
-    let e = Detectors::build(&cfg, None).err().unwrap().to_string();
+    let e = cfg.build_detectors(None).err().unwrap().to_string();
     assert!(e.contains("detector y") && e.contains("query"), "{e}");
 }
 
@@ -354,7 +355,7 @@ slos:
         total_query: 'sum(rate(t[5m]))'
 "#;
     let cfg = config_yaml(text);
-    let e = Detectors::build(&cfg, None).err().unwrap();
+    let e = cfg.build_detectors(None).err().unwrap();
     assert_eq!(e.0.len(), 4, "{e}");
     let msg = e.to_string();
     for want in [
@@ -407,12 +408,12 @@ slos:
         rate_window: 10m
 "#,
     );
-    let det = Detectors::build(&cfg, None).unwrap();
+    let det = cfg.build_detectors(None).unwrap();
     assert!(det.lookback_needed_ms() >= 2 * 3_600_000);
     let cfg = config_yaml(
         "slos:\n  s:\n    objective: 99\n    sli: {events: {error_query: 'sum(rate(e[5m] offset 3h))', total_query: 'sum(rate(t[5m]))'}}\n",
     );
-    let det = Detectors::build(&cfg, None).unwrap();
+    let det = cfg.build_detectors(None).unwrap();
     assert!(det.lookback_needed_ms() >= 3 * 3_600_000 + 300_000);
 }
 
@@ -432,10 +433,10 @@ fn slo_series_from_a_probe() {
     let store = Store::new(3_600_000);
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(&dir.path().join("journal.db")).unwrap();
-    let mut det = Detectors::build(&cfg, Some(&journal)).unwrap();
+    let mut det = cfg.build_detectors(Some(&journal)).unwrap();
     let probe = Labels::new([("__name__", "probe_success"), ("probe", "api")]);
     // One evaluation a minute for an hour: the last 5 minutes fail.
-    let t0 = (medic::detect::now_ms() / 60_000) * 60_000 - 3_600_000;
+    let t0 = (medic::common::time::now_ms() / 60_000) * 60_000 - 3_600_000;
     for m in 0..60 {
         let t = t0 + m * 60_000;
         store.append(&probe, t, if m >= 55 { 0.0 } else { 1.0 });
@@ -461,7 +462,7 @@ fn slo_series_from_a_probe() {
 
     // A new process (another build over the same journal) starts with the same budget.
     drop(det);
-    let again = Detectors::build(&cfg, Some(&journal)).unwrap();
+    let again = cfg.build_detectors(Some(&journal)).unwrap();
     let store2 = Store::new(3_600_000);
     let mut again = again;
     // no probe sample now: the tick records nothing new but publishes the reloaded figures
@@ -578,7 +579,7 @@ fn slo_reload_with_a_changed_config_loses_no_events() {
     let (v1, v2) = (config_yaml(v1), config_yaml(&v2));
     let store = Store::new(3_600_000);
     let probe = Labels::new([("__name__", "probe_success"), ("probe", "api")]);
-    let minute = medic::detect::now_ms() / 60_000 * 60_000;
+    let minute = medic::common::time::now_ms() / 60_000 * 60_000;
     let tick = |det: &mut Detectors, s: i64, value: f64| {
         let t = minute + s * 1000;
         store.append(&probe, t, value);
@@ -591,9 +592,9 @@ fn slo_reload_with_a_changed_config_loses_no_events() {
             .iter()
             .fold((0.0, 0.0), |(e, t), b| (e + b.errors, t + b.total))
     };
-    let mut old = Detectors::build(&v1, Some(&journal)).unwrap();
+    let mut old = v1.build_detectors(Some(&journal)).unwrap();
     tick(&mut old, 1, 0.0); // one bad event
-    let mut new = Detectors::build(&v2, Some(&journal)).unwrap(); // loads it
+    let mut new = v2.build_detectors(Some(&journal)).unwrap(); // loads it
     tick(&mut old, 2, 1.0); // the old generation records until it is stopped
     assert_eq!(journal_totals(), (1.0, 2.0));
     new.carry_state_from(old);
@@ -611,7 +612,7 @@ fn slo_reload_with_a_changed_config_loses_no_events() {
 #[test]
 fn generated_burn_rate_rules_load_and_match_the_committed_file() {
     let cfg = config_yaml(&std::fs::read_to_string(slo_dir().join("medic.yaml")).unwrap());
-    let det = Detectors::build(&cfg, None).unwrap();
+    let det = cfg.build_detectors(None).unwrap();
     let yaml = det.slo_rule_file().unwrap();
     // The generated file goes through the ordinary rule loader, remediate: included.
     let groups = medic::rules::file::parse_rule_file(
@@ -677,7 +678,7 @@ slos:
       ticket: {enabled: false}
 "#,
     );
-    let det = Detectors::build(&cfg, None).unwrap();
+    let det = cfg.build_detectors(None).unwrap();
     let yaml = det.slo_rule_file().unwrap();
     let groups = medic::rules::file::parse_rule_file(
         std::path::Path::new("<slos>"),
@@ -768,11 +769,11 @@ fn slo_journal_child() {
     };
     let cfg = config_yaml(SLO_CONFIG);
     let journal = Journal::open(std::path::Path::new(&db)).unwrap();
-    let mut det = Detectors::build(&cfg, Some(&journal)).unwrap();
+    let mut det = cfg.build_detectors(Some(&journal)).unwrap();
     let store = Store::new(3_600_000);
     let probe = Labels::new([("__name__", "probe_success"), ("probe", "api")]);
     // One tick per simulated minute, starting two days ago.
-    let t0 = medic::detect::now_ms() - 2 * 86_400_000;
+    let t0 = medic::common::time::now_ms() - 2 * 86_400_000;
     for i in 0..1_000_000i64 {
         let t = t0 + i * 60_000;
         store.append(&probe, t, if i % 10 == 0 { 0.0 } else { 1.0 });
@@ -795,7 +796,9 @@ fn readme_examples_build() {
     for block in section.split("```yaml\n").skip(1) {
         let yaml = &block[..block.find("```").unwrap()];
         let cfg = config_yaml(yaml);
-        let det = Detectors::build(&cfg, None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let det = cfg
+            .build_detectors(None)
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         if let Some(rules) = det.slo_rule_file() {
             medic::rules::file::parse_rule_file(
                 std::path::Path::new("<slos>"),
@@ -893,16 +896,16 @@ async fn run_until_shutdown() {
     );
     let store = std::sync::Arc::new(Store::default());
     let input = Labels::from_name("node_load1");
-    let now = medic::detect::now_ms();
+    let now = medic::common::time::now_ms();
     store.append(&input, now, 1.0);
-    let det = Detectors::build(&cfg, None).unwrap();
+    let det = cfg.build_detectors(None).unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(det.run(store.clone(), rx));
     let out = Labels::new([("__name__", "medic_anomaly_zscore"), ("detector", "load")]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while store.reader().lookup(&out).is_none() {
         assert!(std::time::Instant::now() < deadline, "no z-score published");
-        store.append(&input, medic::detect::now_ms(), 1.0);
+        store.append(&input, medic::common::time::now_ms(), 1.0);
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     tx.send(true).unwrap();

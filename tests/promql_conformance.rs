@@ -26,9 +26,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use medic::config::Duration;
-use medic::rules::promql::notation::{SeriesValue, parse_series_values};
-use medic::rules::promql::{self, EvalOptions, Value};
+use medic::common::Duration;
+use medic::promql::notation::{SeriesValue, parse_series_values};
+use medic::promql::{self, EvalOptions, Value};
 use medic::store::{Labels, METRIC_NAME, Store};
 
 /// The goal of issue 2: share of in-scope instant cases that must pass.

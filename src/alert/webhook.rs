@@ -8,9 +8,11 @@ use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use super::{AlertError, Notification, NotificationStatus, Notifier, NotifyError, RetryPolicy};
-use crate::config::{Duration, Secret};
-use crate::remedy::rfc3339_ms;
+use super::notifier::{
+    AlertError, Notification, NotificationStatus, Notifier, NotifyError, RetryPolicy,
+};
+use crate::common::time::rfc3339_ms;
+use crate::common::{Duration, Secret};
 use crate::store::Labels;
 
 fn default_timeout() -> Duration {
@@ -128,7 +130,7 @@ impl WebhookNotifier {
             hv.set_sensitive(true);
             headers.insert(AUTHORIZATION, hv);
         }
-        crate::init_tls();
+        crate::common::tls::init_tls();
         let client = reqwest::Client::builder()
             .timeout(cfg.timeout.std())
             .build()

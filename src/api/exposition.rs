@@ -18,8 +18,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use super::metrics::SelfMetrics;
-use crate::rules::promql::LOOKBACK_DELTA_MS;
+use crate::common::metrics::SelfMetrics;
+use crate::common::names::{is_legacy_label_name, is_legacy_metric_name};
+use crate::promql::LOOKBACK_DELTA_MS;
 use crate::store::{METRIC_NAME, Store};
 
 /// Wire format of a `/metrics` response.
@@ -143,17 +144,10 @@ fn flush_help(out: &mut String, help: Option<(&str, &str)>, renamed: Option<&str
 /// like that is exposed as untyped rather than as a gauge, so linters do not object.
 const TYPED_SUFFIXES: [&str; 6] = ["_total", "_count", "_sum", "_bucket", "_created", "_info"];
 
-fn valid_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
+/// A label that can be written in the classic text format (quoted UTF-8 names are not
+/// understood by every scraper yet) and is not reserved.
 fn valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !s.starts_with("__")
+    is_legacy_label_name(s) && !s.starts_with("__")
 }
 
 /// Exposes the newest sample of each live series in the store, grouped by metric name.
@@ -177,7 +171,7 @@ impl Collector for StoreExport {
         let reader = self.store.reader();
         let mut names: Vec<&str> = reader
             .names()
-            .filter(|n| valid_metric_name(n) && !self.skip.contains(*n))
+            .filter(|n| is_legacy_metric_name(n) && !self.skip.contains(*n))
             .collect();
         names.sort_unstable();
         for name in names {
@@ -224,7 +218,7 @@ impl Collector for StoreExport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::metrics::labels;
+    use crate::common::metrics::labels;
     use crate::store::Labels;
 
     #[test]

@@ -2,7 +2,6 @@
 //! `POST /-/reload` (bearer token).
 
 pub mod exposition;
-pub mod metrics;
 pub mod prom;
 pub mod server;
 

@@ -2,7 +2,6 @@
 //! so Grafana, promtool-based scripts and anything else that reads Prometheus works unchanged.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -142,22 +141,7 @@ pub fn labels_map(l: &Labels) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// RFC 3339 with milliseconds in UTC; Go's zero time for 0 (never), as Prometheus does.
-pub fn rfc3339_ms(ms: i64) -> String {
-    if ms <= 0 {
-        return "0001-01-01T00:00:00Z".to_string();
-    }
-    let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// The current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::common::time::rfc3339_ms;
 
 /// Formats like Go's `strconv.FormatFloat(v, 'e', -1, 64)`, which Prometheus uses for alert
 /// values: shortest mantissa, sign and at least two exponent digits (`1.5e+00`, `-2e-07`).

@@ -14,8 +14,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::exposition::{self, Format};
-use super::metrics::SelfMetrics;
-use super::prom::{AlertsData, Envelope, RuleGroupView, RuleJson, RulesData, now_ms};
+use super::prom::{AlertsData, Envelope, RuleGroupView, RuleJson, RulesData};
+use crate::common::metrics::SelfMetrics;
+use crate::common::time::now_ms;
 use crate::rules::AlertState;
 use crate::store::Store;
 

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use super::blocking::{InFlight, run_blocking};
 use super::target::{OutageLog, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
-use crate::config::Duration;
+use crate::common::Duration;
 use crate::store::{Labels, METRIC_NAME, Sample};
 
 fn default_true() -> bool {

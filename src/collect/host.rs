@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::blocking::{BlockingError, InFlight, run_blocking};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
-use crate::config::Duration;
+use crate::common::Duration;
 use crate::store::{Labels, Sample};
 
 /// node_exporter's default `--collector.filesystem.mount-points-exclude`.

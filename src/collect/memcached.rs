@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::target::{OutageLog, TargetLabels, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
-use crate::config::Duration;
+use crate::common::Duration;
 use crate::store::Sample;
 
 fn default_address() -> String {

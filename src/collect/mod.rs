@@ -6,29 +6,25 @@
 //! makes the running [`Collector`]. `build()` must not connect anywhere or touch hardware
 //! (`medic check` calls it to validate); do that lazily in `collect`.
 
-pub mod host;
-pub mod probe;
-pub mod scheduler;
-
-use std::sync::Arc;
-use std::time::Duration as StdDuration;
-
 pub mod blocking;
+pub mod collector;
 pub mod exposition;
 pub mod gpu;
+pub mod host;
 pub mod memcached;
 pub mod once;
+pub mod probe;
 pub mod process;
 pub mod redis;
+pub mod scheduler;
 pub mod scrape;
 pub mod target;
 
-use async_trait::async_trait;
+use std::sync::Arc;
+
 use serde::Deserialize;
 
-use crate::config::{Config, Duration, GlobalConfig};
-use crate::store::Sample;
-
+pub use collector::{BuildContext, BuildError, CollectError, Collector, Schedule};
 pub use scheduler::Scheduler;
 
 /// A configured collector, tagged by `type`.
@@ -64,98 +60,4 @@ impl CollectorConfig {
             CollectorConfig::Gpu(c) => c.build(ctx),
         }
     }
-}
-
-/// What `build()` gets besides its own config.
-pub struct BuildContext<'a> {
-    /// The collector's name (the key under `collectors:`).
-    pub name: &'a str,
-    pub global: &'a GlobalConfig,
-}
-
-/// When and how long a collector runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
-    pub interval: StdDuration,
-    pub timeout: StdDuration,
-}
-
-impl BuildContext<'_> {
-    /// The schedule from a collector's own `interval`/`timeout`, falling back to `global`.
-    /// An unset timeout is capped at the interval (as Prometheus caps scrape_timeout); a set
-    /// one longer than the interval is an error, since rounds would pile up.
-    pub fn schedule(
-        &self,
-        interval: Option<Duration>,
-        timeout: Option<Duration>,
-    ) -> Result<Schedule, BuildError> {
-        let interval = interval.unwrap_or(self.global.collect_interval).0;
-        if interval.is_zero() {
-            return Err(self.invalid("interval must be greater than 0"));
-        }
-        let timeout = match timeout {
-            Some(t) if t.0.is_zero() => return Err(self.invalid("timeout must be greater than 0")),
-            Some(t) if t.0 > interval => {
-                return Err(self.invalid(format!(
-                    "timeout {t} is longer than the interval {}",
-                    Duration(interval)
-                )));
-            }
-            Some(t) => t.0,
-            None => self.global.collect_timeout.0.min(interval),
-        };
-        Ok(Schedule { interval, timeout })
-    }
-
-    /// A build error for this collector.
-    pub fn invalid(&self, message: impl Into<String>) -> BuildError {
-        BuildError {
-            collector: self.name.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-/// A collector config that cannot be built.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("collector {collector:?}: {message}")]
-pub struct BuildError {
-    pub collector: String,
-    pub message: String,
-}
-
-/// Builds every collector in `config`; all errors, not just the first.
-pub fn build_all(config: &Config) -> Result<Vec<Arc<dyn Collector>>, Vec<BuildError>> {
-    let mut ok = Vec::new();
-    let mut errs = Vec::new();
-    for (name, c) in &config.collectors {
-        let ctx = BuildContext {
-            name,
-            global: &config.global,
-        };
-        match c.build(&ctx) {
-            Ok(c) => ok.push(c),
-            Err(e) => errs.push(e),
-        }
-    }
-    if errs.is_empty() { Ok(ok) } else { Err(errs) }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CollectError {
-    #[error("timed out after {0:?}")]
-    Timeout(std::time::Duration),
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// One collector. `collect` appends the samples of one round to `out`, stamped `now_ms`
-/// unless the source carries its own timestamps.
-#[async_trait]
-pub trait Collector: Send + Sync {
-    /// The configured name (the `collector` label of self-metrics).
-    fn name(&self) -> &str;
-    fn interval(&self) -> std::time::Duration;
-    fn timeout(&self) -> std::time::Duration;
-    async fn collect(&self, now_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError>;
 }

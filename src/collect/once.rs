@@ -4,8 +4,9 @@
 
 use std::fmt::Write as _;
 
-use super::BuildContext;
-use crate::config::Config;
+use std::sync::Arc;
+
+use super::Collector;
 use crate::store::{METRIC_NAME, Sample};
 
 /// One collector's round: its samples, or why it failed.
@@ -14,26 +15,9 @@ pub struct OnceResult {
     pub result: Result<Vec<Sample>, String>,
 }
 
-/// Builds the collectors of `config` (only those named in `only`, when it is not empty) and
-/// runs each once, all at the same time, each under its own timeout.
-pub async fn collect_once(config: &Config, only: &[String]) -> Result<Vec<OnceResult>, String> {
-    for name in only {
-        if !config.collectors.contains_key(name) {
-            return Err(format!("no collector named {name:?} in the config"));
-        }
-    }
-    let mut built = Vec::new();
-    for (name, c) in &config.collectors {
-        if !only.is_empty() && !only.contains(name) {
-            continue;
-        }
-        let ctx = BuildContext {
-            name,
-            global: &config.global,
-        };
-        built.push(c.build(&ctx).map_err(|e| e.to_string())?);
-    }
-    let now = super::scheduler::now_ms();
+/// Runs each collector once, all at the same time, each under its own timeout.
+pub async fn collect_once(built: Vec<Arc<dyn Collector>>) -> Result<Vec<OnceResult>, String> {
+    let now = crate::common::time::now_ms();
     let rounds = built.into_iter().map(|c| async move {
         let mut out = Vec::new();
         let result = match tokio::time::timeout(c.timeout(), c.collect(now, &mut out)).await {

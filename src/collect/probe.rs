@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,7 +17,9 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
-use crate::config::{Duration, Secret};
+use crate::common::time::days_from_civil;
+use crate::common::tls::TlsConfig;
+use crate::common::{Duration, Secret};
 use crate::store::{Labels, Sample};
 
 /// Bodies beyond this are not read further (checks see the first 4 MiB).
@@ -80,23 +81,6 @@ pub struct JsonCheck {
     pub path: String,
     /// The value the field must equal (numbers compare numerically: 1 equals 1.0).
     pub equals: serde_json::Value,
-}
-
-/// TLS settings of a collector's target (an HTTP probe, a Redis server).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file of CA certificates to trust, e.g. for a self-signed target (a probe trusts
-    /// them besides the system's; Redis only them). Relative to the config file's folder.
-    #[serde(
-        default,
-        deserialize_with = "crate::config::load::deserialize_opt_path"
-    )]
-    pub ca_file: Option<PathBuf>,
-    /// Accept any certificate (expired, self-signed, wrong name). A probe still reports the
-    /// expiry.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
 }
 
 /// A header value: plain text, or a [`Secret`].
@@ -186,7 +170,7 @@ impl ProbeConfig {
         let margin = (schedule.timeout / 10).min(std::time::Duration::from_millis(500));
         let request_timeout = schedule.timeout - margin;
 
-        crate::init_tls();
+        crate::common::tls::init_tls();
         let mut builder = reqwest::Client::builder()
             .timeout(request_timeout)
             .tls_info(true)
@@ -490,18 +474,12 @@ fn parse_asn1_time(tag: u8, s: &str) -> Option<i64> {
     }
     let n = |i: usize| rest[i..i + 2].parse::<i64>().ok();
     let (mo, d, h, mi, se) = (n(0)?, n(2)?, n(4)?, n(6)?, n(8)?);
-    Some(days_from_civil(year, mo, d) * 86400 + h * 3600 + mi * 60 + se)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
+    Some(
+        days_from_civil(year, u32::try_from(mo).ok()?, u32::try_from(d).ok()?) * 86400
+            + h * 3600
+            + mi * 60
+            + se,
+    )
 }
 
 #[cfg(test)]

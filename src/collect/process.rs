@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::blocking::{InFlight, run_blocking};
 use super::target::{OutageLog, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
-use crate::config::Duration;
+use crate::common::Duration;
 use crate::store::{Labels, METRIC_NAME, Sample};
 
 /// `type: process`: one service process (or a group of processes sharing a name).
@@ -36,7 +36,7 @@ pub struct ProcessConfig {
     /// Read the PID from this file (as written by the service).
     #[serde(
         default,
-        deserialize_with = "crate::config::load::deserialize_opt_path"
+        deserialize_with = "crate::common::yaml::deserialize_opt_path"
     )]
     pub pidfile: Option<PathBuf>,
     /// A systemd unit, e.g. `inference.service`: its state from `systemctl show`, and its
@@ -65,7 +65,7 @@ fn deserialize_opt_program<'de, D: serde::Deserializer<'de>>(
 ) -> Result<Option<PathBuf>, D::Error> {
     Ok(Option::<PathBuf>::deserialize(d)?.map(|p| {
         if p.components().count() > 1 {
-            crate::config::load::resolve(p)
+            crate::common::yaml::resolve(p)
         } else {
             p
         }

@@ -11,10 +11,10 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo};
 use serde::Deserialize;
 
-use super::probe::TlsConfig;
 use super::target::{OutageLog, TargetLabels, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
-use crate::config::{Duration, Secret};
+use crate::common::tls::TlsConfig;
+use crate::common::{Duration, Secret};
 use crate::store::Sample;
 
 fn default_url() -> String {
@@ -126,7 +126,7 @@ impl RedisCollector {
         let schedule = ctx.schedule(cfg.interval, cfg.timeout)?;
         let tls = cfg.url.starts_with("rediss://");
         if tls {
-            crate::init_tls();
+            crate::common::tls::init_tls();
         } else if cfg.tls.ca_file.is_some() || cfg.tls.insecure_skip_verify {
             return Err(ctx.invalid("tls: needs a rediss:// url"));
         }

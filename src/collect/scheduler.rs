@@ -5,14 +5,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use super::{CollectError, Collector};
-use crate::api::metrics::{SelfMetrics, labels};
+use crate::common::metrics::{SelfMetrics, labels};
+use crate::common::time::now_ms;
 use crate::store::{Labels, Sample, Store, stale_nan};
 
 /// Name of the series the scheduler writes for each collector after every round: 1 when the
@@ -120,14 +121,6 @@ impl Scheduler {
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 async fn stopped(rx: &mut watch::Receiver<bool>) {

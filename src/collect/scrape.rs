@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::exposition::{self, Format, FxHashMap, ParseError};
 use super::target::{OutageLog, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
-use crate::config::{Duration, Secret};
+use crate::common::{Duration, Secret};
 use crate::store::{Labels, METRIC_NAME, Sample};
 
 /// A size in bytes, written as a number or with a unit: `512KiB`, `10MB`, `16MiB`, `1GiB`.
@@ -173,7 +173,7 @@ impl ScrapeCollector {
             None => None,
         };
         let budget = round_budget(schedule.timeout);
-        crate::init_tls();
+        crate::common::tls::init_tls();
         let client = reqwest::Client::builder()
             .timeout(budget)
             .connect_timeout(budget)
@@ -592,17 +592,8 @@ impl Collector for ScrapeCollector {
 mod tests {
     use super::*;
 
-    use crate::config::GlobalConfig;
-
     fn ctx_build(cfg: &ScrapeConfig) -> Result<ScrapeCollector, BuildError> {
-        let global = GlobalConfig::default();
-        ScrapeCollector::new(
-            cfg,
-            &BuildContext {
-                name: "svc",
-                global: &global,
-            },
-        )
+        ScrapeCollector::new(cfg, &BuildContext::new("svc"))
     }
 
     fn collector(yaml: &str) -> ScrapeCollector {

@@ -5,8 +5,9 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::{Config, Issue};
+use crate::rules::GroupOptions;
 use crate::rules::file::load_files;
-use crate::rules::group::{GroupOptions, Rule};
+use crate::rules::group::Rule;
 use crate::store::Labels;
 
 /// Checks `path` and the rule files it names, writing `Checking FILE`, then `SUCCESS` or
@@ -80,7 +81,7 @@ pub fn check_config(path: &Path, out: &mut dyn Write) -> io::Result<bool> {
 /// Builds the anomaly detectors and SLOs (without a journal: nothing is opened) as
 /// `medic run` would, and their generated burn-rate rules, so check rejects what run rejects.
 fn detector_issues(config: &Config) -> Vec<Issue> {
-    match crate::detect::Detectors::build(config, None) {
+    match config.build_detectors(None) {
         Err(errs) => errs
             .0
             .iter()

@@ -3,18 +3,17 @@
 //! module composes them.
 
 pub mod check;
-pub mod duration;
-pub mod load;
-pub mod secret;
 pub mod validate;
 
-pub use duration::Duration;
-pub use load::{LoadError, YamlError};
-pub use secret::{Secret, SecretString};
 pub use validate::{Issue, Severity};
+
+use crate::collect::{BuildContext, BuildError, Collector};
+use crate::common::yaml as load;
+use crate::common::{Duration, LoadError, Secret, YamlError};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -150,6 +149,57 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// What collector `name`'s `build()` gets: the defaults of `global:`.
+    pub fn collector_context<'a>(&self, name: &'a str) -> BuildContext<'a> {
+        BuildContext {
+            name,
+            default_interval: self.global.collect_interval,
+            default_timeout: self.global.collect_timeout,
+        }
+    }
+
+    /// Builds every collector (only those named in `only`, when it is not empty); every
+    /// error, not just the first.
+    pub fn build_collectors(
+        &self,
+        only: &[String],
+    ) -> Result<Vec<Arc<dyn Collector>>, Vec<BuildError>> {
+        let mut ok = Vec::new();
+        let mut errs = Vec::new();
+        for name in only {
+            if !self.collectors.contains_key(name) {
+                errs.push(BuildError {
+                    collector: name.clone(),
+                    message: "no collector of that name in the config".into(),
+                });
+            }
+        }
+        for (name, c) in &self.collectors {
+            if !only.is_empty() && !only.contains(name) {
+                continue;
+            }
+            match c.build(&self.collector_context(name)) {
+                Ok(c) => ok.push(c),
+                Err(e) => errs.push(e),
+            }
+        }
+        if errs.is_empty() { Ok(ok) } else { Err(errs) }
+    }
+
+    /// Builds the anomaly detectors and SLOs (SLO buckets in `journal` when given); every
+    /// error, not just the first.
+    pub fn build_detectors(
+        &self,
+        journal: Option<&crate::journal::Journal>,
+    ) -> Result<crate::detect::Detectors, crate::detect::DetectErrors> {
+        crate::detect::Detectors::build(
+            &self.anomaly_detectors,
+            &self.slos,
+            self.global.evaluation_interval,
+            journal,
+        )
+    }
+
     /// Reads, parses and validates a config file (the config itself, not the rule files it
     /// names: see [`validate::check`] for those). Warnings are returned, errors fail.
     pub fn load(path: &Path) -> Result<(Config, Vec<Issue>), ConfigError> {

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::Config;
-use crate::collect::BuildContext;
+use crate::common::names::is_legacy_label_name;
 use crate::rules::RemediateStep;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,13 +54,6 @@ impl fmt::Display for Issue {
     }
 }
 
-/// Prometheus' label name syntax.
-pub fn is_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 impl Config {
     /// Every problem this config has on its own (rule files are checked by
     /// [`Config::check_remediation`] once loaded). Collectors are built (not started) to check
@@ -87,7 +80,7 @@ impl Config {
             ));
         }
         for name in g.external_labels.keys() {
-            if !is_label_name(name) {
+            if !is_legacy_label_name(name) {
                 out.push(Issue::error(
                     format!("global.external_labels.{name}"),
                     "not a valid label name (expected [a-zA-Z_][a-zA-Z0-9_]*)",
@@ -100,11 +93,7 @@ impl Config {
                 out.push(Issue::error(at, "collector names must not be empty"));
                 continue;
             }
-            let ctx = BuildContext {
-                name,
-                global: &self.global,
-            };
-            if let Err(e) = c.build(&ctx) {
+            if let Err(e) = c.build(&self.collector_context(name)) {
                 out.push(Issue::error(at, e.message));
             }
         }

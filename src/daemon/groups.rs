@@ -13,11 +13,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::api::metrics::{SelfMetrics, labels};
 use crate::api::prom::{
     AlertJson, AlertingRuleJson, GroupJson, Health, RecordingRuleJson, RuleGroupView, RuleJson,
-    now_ms, rfc3339_ms,
 };
+use crate::common::metrics::{SelfMetrics, labels};
+use crate::common::time::{now_ms, rfc3339_ms};
 use crate::rules::group::{GroupSnapshot, RuleGroup, RuleHealth};
 use crate::rules::{AlertState, AlertTransition};
 use crate::store::Store;

@@ -21,8 +21,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch as tokio_watch};
 
 use crate::alert::{Dispatcher, DispatcherHandle};
-use crate::api::metrics::SelfMetrics;
 use crate::api::{ApiState, ControlRequest};
+use crate::common::metrics::SelfMetrics;
 use crate::config::Config;
 use crate::journal::Journal;
 use crate::remedy::planner::{Planner, PlannerHandle};

@@ -12,15 +12,16 @@ use tokio::task::JoinHandle;
 
 use super::groups::{self, GroupContext, SharedGroup};
 use super::watch::WatchSet;
-use crate::api::metrics::SelfMetrics;
 use crate::api::prom::RuleGroupView;
 use crate::api::{ApiSettings, ApiState};
 use crate::collect::scheduler::LastSeries;
 use crate::collect::{Collector, Scheduler};
+use crate::common::metrics::SelfMetrics;
 use crate::config::{Config, Severity};
 use crate::detect::Detectors;
 use crate::journal::Journal;
-use crate::rules::group::{GroupOptions, Rule, RuleGroup};
+use crate::rules::GroupOptions;
+use crate::rules::group::{Rule, RuleGroup};
 use crate::rules::{AlertTransition, file as rule_file};
 use crate::store::{Labels, Store};
 
@@ -75,7 +76,7 @@ pub fn prepare(path: &Path, journal: Option<&Journal>) -> Result<Prepared, Strin
         errors.push(e);
         None
     });
-    let collectors = crate::collect::build_all(&config).unwrap_or_else(|errs| {
+    let collectors = config.build_collectors(&[]).unwrap_or_else(|errs| {
         errors.extend(errs.iter().map(|e| e.to_string()));
         Vec::new()
     });
@@ -87,7 +88,8 @@ pub fn prepare(path: &Path, journal: Option<&Journal>) -> Result<Prepared, Strin
         errors.push(e.to_string());
         Default::default()
     });
-    let detectors = Detectors::build(&config, journal)
+    let detectors = config
+        .build_detectors(journal)
         .map_err(|e| errors.extend(e.0.iter().map(|e| e.to_string())))
         .ok();
     let opts = group_options(&config);
@@ -350,7 +352,7 @@ async fn store_gc(store: Arc<Store>, metrics: Arc<SelfMetrics>, mut stop: watch:
             _ = stop.wait_for(|v| *v) => return,
             _ = tick.tick() => {}
         }
-        store.gc(crate::api::prom::now_ms());
+        store.gc(crate::common::time::now_ms());
         metrics.store_series.set(store.series_count() as i64);
     }
 }

@@ -8,8 +8,8 @@ use std::io::{BufRead, Write};
 
 use serde::Deserialize;
 
-use crate::config::Duration;
-use crate::rules::promql::{self, Expr, Value};
+use crate::common::Duration;
+use crate::promql::{self, Expr, Value};
 use crate::store::{Labels, METRIC_NAME, Sample, Store};
 
 use super::DetectError;

@@ -7,76 +7,20 @@
 //! config did not change.
 
 pub mod anomaly;
+pub mod error;
 pub mod slo;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use anomaly::{AnomalyConfig, AnomalyDetector};
+pub use error::{DetectError, DetectErrors};
 pub use slo::{SloConfig, SloTracker};
 
-use crate::config::{Config, Duration};
+use crate::common::Duration;
+use crate::common::time::now_ms;
 use crate::journal::Journal;
 use crate::store::Store;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DetectError {
-    #[error("detector {detector}: {message}")]
-    Config { detector: String, message: String },
-    #[error("detector {detector}: query {query:?}: {message}")]
-    Query {
-        detector: String,
-        query: String,
-        message: String,
-    },
-    #[error("detector {detector}: evaluation failed: {message}")]
-    Eval { detector: String, message: String },
-    #[error("--detector {spec:?}: {message}")]
-    Spec { spec: String, message: String },
-    #[error("{source_name}:{line}:{column}: {message}")]
-    Csv {
-        source_name: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error(transparent)]
-    Journal(#[from] crate::journal::JournalError),
-}
-
-impl DetectError {
-    /// Where in `medic.yaml` the error is (`anomaly_detectors.NAME`, `slos.NAME`), if it is
-    /// about one detector.
-    pub fn config_path(&self) -> Option<String> {
-        let (DetectError::Config { detector, .. }
-        | DetectError::Query { detector, .. }
-        | DetectError::Eval { detector, .. }) = self
-        else {
-            return None;
-        };
-        Some(match detector.strip_prefix("slo ") {
-            Some(slo) => format!("slos.{slo}"),
-            None => format!("anomaly_detectors.{detector}"),
-        })
-    }
-}
-
-/// Every error found building the detectors of a config.
-#[derive(Debug)]
-pub struct DetectErrors(pub Vec<DetectError>);
-
-impl std::fmt::Display for DetectErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n  ")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for DetectErrors {}
 
 /// Every configured detector, ready to run.
 pub struct Detectors {
@@ -94,11 +38,16 @@ impl Detectors {
     /// Builds the detectors of `cfg`, reporting every error (not just the first). SLOs keep
     /// their minute buckets in `journal` (and reload them from it); without a journal they
     /// live in memory only.
-    pub fn build(cfg: &Config, journal: Option<&Journal>) -> Result<Detectors, DetectErrors> {
-        let default_interval: Duration = cfg.global.evaluation_interval;
+    /// `default_interval` is `global.evaluation_interval`, for detectors that set none.
+    pub fn build(
+        anomaly_detectors: &BTreeMap<String, AnomalyConfig>,
+        slo_configs: &BTreeMap<String, SloConfig>,
+        default_interval: Duration,
+        journal: Option<&Journal>,
+    ) -> Result<Detectors, DetectErrors> {
         let mut errors = Vec::new();
         let mut anomaly = Vec::new();
-        for (name, c) in &cfg.anomaly_detectors {
+        for (name, c) in anomaly_detectors {
             match AnomalyDetector::build(name, c, default_interval) {
                 Ok(det) => anomaly.push(Sched {
                     interval_ms: det.interval_ms(),
@@ -109,7 +58,7 @@ impl Detectors {
             }
         }
         let mut slos = Vec::new();
-        for (name, c) in &cfg.slos {
+        for (name, c) in slo_configs {
             let built = journal
                 .map(|j| j.reopen())
                 .transpose()
@@ -282,12 +231,4 @@ fn next_due(prev: i64, interval: i64, now: i64) -> i64 {
     } else {
         prev + interval
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

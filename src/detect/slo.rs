@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Duration;
+use crate::common::Duration;
 use crate::journal::{Journal, SloBucket};
+use crate::promql::{self, Expr, Value};
 use crate::rules::RemediateStep;
-use crate::rules::promql::{self, Expr, Value};
 use crate::store::{Labels, METRIC_NAME, Sample, Store};
 
 use super::DetectError;
@@ -655,7 +655,7 @@ fn sum_value(v: Value) -> f64 {
 }
 
 fn now_floor_minute() -> i64 {
-    super::now_ms().div_euclid(MINUTE_MS) * MINUTE_MS
+    crate::common::time::now_ms().div_euclid(MINUTE_MS) * MINUTE_MS
 }
 
 // ---------------------------------------------------------------------------------------

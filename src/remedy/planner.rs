@@ -18,11 +18,12 @@ use std::time::{Duration as StdDuration, Instant};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{
-    ActionAlert, ActionOutcome, ActionRequest, ActionStatus, Actuators, RemedyConfig, now_ms,
-    rfc3339_ms,
-};
-use crate::api::metrics::{SelfMetrics, labels};
+use serde::Deserialize;
+
+use super::actuator::{ActionAlert, ActionOutcome, ActionRequest, ActionStatus, Actuators};
+use crate::common::Duration;
+use crate::common::metrics::{SelfMetrics, labels};
+use crate::common::time::{now_ms, rfc3339_ms};
 use crate::journal::{ActionStatus as JournalStatus, Journal, NewAction};
 use crate::rules::template::{TemplateData, TemplateError, render};
 use crate::rules::{AlertInstance, AlertTransition, RemediateStep, TransitionKind};
@@ -33,6 +34,48 @@ const QUEUE_CAPACITY: usize = 1024;
 /// Extra time beyond an action's timeout before the planner gives up on the actuator
 /// itself (actuators enforce their own timeout; this is the backstop).
 const BACKSTOP_GRACE: StdDuration = StdDuration::from_secs(5);
+
+fn default_max_concurrent_actions() -> usize {
+    4
+}
+fn default_action_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_actions_per_minute() -> u32 {
+    30
+}
+
+/// Global limits and switches for remediation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemedyConfig {
+    /// Log what every action would do and run none of them (actuators that declare
+    /// `supports_dry_run` are called with `"dry_run": true` instead).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// At most this many actions run at once; the others wait (an action that cannot start
+    /// within its own timeout is dropped with outcome `busy`).
+    #[serde(default = "default_max_concurrent_actions")]
+    pub max_concurrent_actions: usize,
+    /// Timeout of an action when neither the step nor its actuator sets one.
+    #[serde(default = "default_action_timeout")]
+    pub default_timeout: Duration,
+    /// At most this many actions start in any 60 s window, over all rules; a step over the
+    /// limit is skipped with outcome `rate_limited`. 0 disables the limit.
+    #[serde(default = "default_max_actions_per_minute")]
+    pub max_actions_per_minute: u32,
+}
+
+impl Default for RemedyConfig {
+    fn default() -> Self {
+        RemedyConfig {
+            dry_run: false,
+            max_concurrent_actions: default_max_concurrent_actions(),
+            default_timeout: default_action_timeout(),
+            max_actions_per_minute: default_max_actions_per_minute(),
+        }
+    }
+}
 
 /// One action as it ended, for the log, the journal and tests.
 #[derive(Debug, Clone)]
@@ -635,4 +678,18 @@ fn finish(shared: &Shared, record: ActionRecord) {
     }
     // no subscriber is fine
     let _ = shared.records.send(record);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remedy_config_defaults() {
+        let r: RemedyConfig = serde_saphyr::from_str("dry_run: true").unwrap();
+        assert!(r.dry_run);
+        assert_eq!(r.max_concurrent_actions, 4);
+        assert_eq!(r.max_actions_per_minute, 30);
+        assert!(serde_saphyr::from_str::<RemedyConfig>("bogus: 1").is_err());
+    }
 }

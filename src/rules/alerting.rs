@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use super::template::{RenderContext, Template, TemplateData};
 use super::{AlertInstance, AlertState, AlertTransition, RemediateStep, TransitionKind};
-use crate::config::Duration;
+use crate::common::Duration;
 use crate::store::{Labels, METRIC_NAME, Sample};
 
-use super::group::GroupOptions;
-use super::promql::Expr;
+use super::GroupOptions;
+use crate::promql::Expr;
 
 /// How long a resolved alert is kept and re-announced (Prometheus' `resolvedRetention`).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;

@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::GroupOptions;
 use super::RemediateStep;
 use super::alerting::AlertingRule;
-use super::group::{GroupOptions, Rule, RuleGroup};
-use super::promql::{self, Expr};
+use super::group::{Rule, RuleGroup};
 use super::recording::RecordingRule;
 use super::template::Template;
-use crate::config::Duration;
+use crate::common::Duration;
+use crate::common::names::{is_legacy_label_name, is_legacy_metric_name};
+use crate::promql::{self, Expr};
 use crate::store::Labels;
 
 /// The actuator kinds a `remediate:` step may name.
@@ -250,7 +252,7 @@ pub fn parse_rule_file(
             ));
         }
         for k in g.labels.keys() {
-            if !is_label_name(k) {
+            if !is_legacy_label_name(k) {
                 errors.push(err(
                     gl,
                     gc,
@@ -332,7 +334,7 @@ fn build_rule(
     if name.is_empty() {
         e("name must not be empty".into());
     }
-    if !is_alert && !is_metric_name(&name) {
+    if !is_alert && !is_legacy_metric_name(&name) {
         e(format!("invalid recording rule name: {name}"));
     }
     if !is_alert {
@@ -350,12 +352,12 @@ fn build_rule(
         }
     }
     for k in r.labels.keys() {
-        if !is_label_name(k) || k == "__name__" {
+        if !is_legacy_label_name(k) || k == "__name__" {
             e(format!("invalid label name: {k}"));
         }
     }
     for k in r.annotations.keys() {
-        if !is_label_name(k) {
+        if !is_legacy_label_name(k) {
             e(format!("invalid annotation name: {k}"));
         }
     }
@@ -489,20 +491,6 @@ fn parse_expr(text: &str) -> Result<Expr, String> {
     let expr = promql::parse(text).map_err(|e| format!("could not parse expression: {e}"))?;
     promql::check_supported(&expr).map_err(|e| e.to_string())?;
     Ok(expr)
-}
-
-fn is_metric_name(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
-}
-
-fn is_label_name(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
 #[cfg(test)]

@@ -8,37 +8,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::alerting::AlertingRule;
-use super::promql::{self, Expr, PromqlError, Value};
 use super::recording::RecordingRule;
 use super::template::RenderContext;
-use super::{AlertInstance, AlertState, AlertTransition};
-use crate::config::Duration;
+use super::{AlertInstance, AlertState, AlertTransition, GroupOptions};
+use crate::common::Duration;
+use crate::promql::{self, Expr, PromqlError, Value};
 use crate::store::{Labels, Sample, Store};
-
-/// Settings shared by every group of a load.
-#[derive(Debug, Clone)]
-pub struct GroupOptions {
-    /// Interval of groups that set none (Prometheus' `evaluation_interval`, default 1m).
-    pub default_interval: Duration,
-    /// `$externalLabels` in templates.
-    pub external_labels: Labels,
-    /// `$externalURL` in templates.
-    pub external_url: String,
-    /// Step of subqueries written without one (`x[10m:]`): Prometheus' global
-    /// `evaluation_interval`.
-    pub subquery_step: Duration,
-}
-
-impl Default for GroupOptions {
-    fn default() -> Self {
-        GroupOptions {
-            default_interval: Duration::from_secs(60),
-            external_labels: Labels::default(),
-            external_url: String::new(),
-            subquery_step: Duration::from_secs(60),
-        }
-    }
-}
 
 /// A recording or alerting rule.
 #[derive(Debug, Clone)]

@@ -1,26 +1,50 @@
-//! The rule engine: Prometheus rule files (plus medic's `remediate:`), the PromQL evaluator
-//! over medic's store, the alert state machine and templates. It emits alert transitions on
-//! a channel; it never performs actions.
+//! The rule engine: Prometheus rule files (plus medic's `remediate:`), evaluated with
+//! `promql` over medic's store; the alert state machine (`alerting.rs`), templates and
+//! `medic test`. It emits alert transitions on a channel; it never performs actions.
 
 pub mod alerting;
 pub mod check;
 pub mod file;
 pub mod group;
-pub mod promql;
 pub mod recording;
 pub mod template;
 pub mod unittest;
 
 pub use file::{RuleFileError, RuleFileErrors, check_files, load_files, retention_needed_ms};
-pub use group::{GroupOptions, GroupSnapshot, Rule, RuleGroup, RuleHealth, RuleSnapshot};
+pub use group::{GroupSnapshot, Rule, RuleGroup, RuleHealth, RuleSnapshot};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Duration;
+use crate::common::Duration;
 use crate::store::Labels;
+
+/// Settings shared by every group of a load.
+#[derive(Debug, Clone)]
+pub struct GroupOptions {
+    /// Interval of groups that set none (Prometheus' `evaluation_interval`, default 1m).
+    pub default_interval: Duration,
+    /// `$externalLabels` in templates.
+    pub external_labels: Labels,
+    /// `$externalURL` in templates.
+    pub external_url: String,
+    /// Step of subqueries written without one (`x[10m:]`): Prometheus' global
+    /// `evaluation_interval`.
+    pub subquery_step: Duration,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        GroupOptions {
+            default_interval: Duration::from_secs(60),
+            external_labels: Labels::default(),
+            external_url: String::new(),
+            subquery_step: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Where an alert instance is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,7 +1,7 @@
 //! Recording rules: the expression's result, renamed and relabelled, written back into the
 //! store (series that disappear get stale markers from the group).
 
-use super::promql::Expr;
+use crate::promql::Expr;
 use crate::store::{Labels, METRIC_NAME, Sample};
 
 /// A recording rule.

@@ -15,11 +15,12 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::AlertState;
+use super::GroupOptions;
 use super::file::{RuleFileErrors, load_files};
-use super::group::{GroupOptions, Rule, RuleGroup};
-use super::promql::{self, Value, notation::parse_series_values};
+use super::group::{Rule, RuleGroup};
 use super::template::go_duration;
-use crate::config::Duration;
+use crate::common::Duration;
+use crate::promql::{self, Value, notation::parse_series_values};
 use crate::store::{Labels, Sample, Store};
 
 /// A promtool unit-test file.

@@ -171,7 +171,7 @@ pub async fn https_target(cert: &SelfSigned) -> SocketAddr {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    medic::init_tls();
+    medic::common::tls::init_tls();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert.cert_pem)
         .unwrap()
         .map(|c| c.unwrap())

@@ -167,7 +167,7 @@ impl Drop for Medic {
 }
 
 pub fn client() -> reqwest::Client {
-    medic::init_tls();
+    medic::common::tls::init_tls();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

@@ -2,16 +2,15 @@
 //! (`missingkey=zero`) and functions.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
-use super::format::{
-    float_to_duration_ns, float_to_time_ms, fmt_g, go_duration, go_time, html_escape, humanize,
-    humanize_duration, humanize_timestamp, humanize1024, js_escape, query_escape, sprintf,
-    strip_domain, strip_port, url_path,
-};
-use super::{
+use super::ast::{
     Cmd, Node, Operand, Pipeline, RenderContext, SampleVal, TemplateData, TemplateError, Val,
     map_of,
+};
+use super::format::{
+    float_to_duration_ns, float_to_time_ms, fmt_g, html_escape, humanize, humanize_duration,
+    humanize_timestamp, humanize1024, js_escape, print_val, query_escape, sprintf, strip_domain,
+    strip_port, to_string, url_path,
 };
 
 /// Steps (nodes walked) after which a render is abandoned: templates cannot loop forever,
@@ -451,7 +450,7 @@ impl<'a> Exec<'a> {
             "toDuration" => Val::Dur(float_to_duration_ns(one(&args)?)?),
             "parseDuration" => {
                 let s = s1(&args)?;
-                let d = crate::config::Duration::parse(&s)
+                let d = crate::common::Duration::parse(&s)
                     .map_err(|_| format!("not a valid duration string: {s:?}"))?;
                 Val::Num(d.as_millis_i64() as f64 / 1000.0)
             }
@@ -652,67 +651,6 @@ pub(super) fn truthy(v: &Val) -> bool {
         // non-nil pointers
         Val::Sample(_) | Val::Time(_) | Val::Dur(_) | Val::Root => true,
     }
-}
-
-pub(super) fn print_val(v: &Val, out: &mut String) {
-    match v {
-        Val::Nil => out.push_str("<no value>"),
-        Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Val::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Val::Num(n) => out.push_str(&fmt_g(*n, None)),
-        Val::Str(s) => out.push_str(s),
-        Val::Map(m) => {
-            out.push_str("map[");
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                let _ = write!(out, "{k}:{v}");
-            }
-            out.push(']');
-        }
-        Val::Dict(m) => {
-            out.push_str("map[");
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                let _ = write!(out, "{k}:");
-                print_val(v, out);
-            }
-            out.push(']');
-        }
-        // Go prints the pointed-to struct: `{map[__name__:up job:x] 1}`.
-        Val::Sample(s) => {
-            out.push('{');
-            print_val(&Val::Map(s.labels.clone()), out);
-            out.push(' ');
-            out.push_str(&fmt_g(s.value, None));
-            out.push('}');
-        }
-        // Go would print the samples' addresses; their contents say more.
-        Val::Samples(v) => {
-            out.push('[');
-            for (i, s) in v.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                print_val(&Val::Sample(s.clone()), out);
-            }
-            out.push(']');
-        }
-        Val::Time(ms) => out.push_str(&go_time(*ms)),
-        Val::Dur(ns) => out.push_str(&go_duration(*ns)),
-        Val::Root => out.push_str("{}"),
-    }
-}
-
-pub(super) fn to_string(v: &Val) -> String {
-    let mut s = String::new();
-    print_val(v, &mut s);
-    s
 }
 
 /// Go's `fmt.Sprint`: a space between operands when neither is a string.

@@ -4,9 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::Val;
-use super::exec::to_string;
-use crate::rules::promql::functions::civil_from_days;
+use super::ast::Val;
+use crate::common::time::civil_from_days;
 
 // ---------------------------------------------------------------- Prometheus' humanizers
 
@@ -539,4 +538,65 @@ pub(super) fn url_path(url: &str) -> &str {
     };
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     &rest[..end]
+}
+
+pub(super) fn print_val(v: &Val, out: &mut String) {
+    match v {
+        Val::Nil => out.push_str("<no value>"),
+        Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Val::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Val::Num(n) => out.push_str(&fmt_g(*n, None)),
+        Val::Str(s) => out.push_str(s),
+        Val::Map(m) => {
+            out.push_str("map[");
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                let _ = write!(out, "{k}:{v}");
+            }
+            out.push(']');
+        }
+        Val::Dict(m) => {
+            out.push_str("map[");
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                let _ = write!(out, "{k}:");
+                print_val(v, out);
+            }
+            out.push(']');
+        }
+        // Go prints the pointed-to struct: `{map[__name__:up job:x] 1}`.
+        Val::Sample(s) => {
+            out.push('{');
+            print_val(&Val::Map(s.labels.clone()), out);
+            out.push(' ');
+            out.push_str(&fmt_g(s.value, None));
+            out.push('}');
+        }
+        // Go would print the samples' addresses; their contents say more.
+        Val::Samples(v) => {
+            out.push('[');
+            for (i, s) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                print_val(&Val::Sample(s.clone()), out);
+            }
+            out.push(']');
+        }
+        Val::Time(ms) => out.push_str(&go_time(*ms)),
+        Val::Dur(ns) => out.push_str(&go_duration(*ns)),
+        Val::Root => out.push_str("{}"),
+    }
+}
+
+pub(super) fn to_string(v: &Val) -> String {
+    let mut s = String::new();
+    print_val(v, &mut s);
+    s
 }

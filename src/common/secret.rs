@@ -92,7 +92,7 @@ impl fmt::Debug for Secret {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSecret {
-    #[serde(default, deserialize_with = "super::load::deserialize_opt_path")]
+    #[serde(default, deserialize_with = "super::yaml::deserialize_opt_path")]
     file: Option<PathBuf>,
     #[serde(default)]
     env: Option<String>,
@@ -124,20 +124,20 @@ mod tests {
         let f = dir.path().join("pw");
         std::fs::write(&f, "s3cret\n").unwrap();
         let s: Secret =
-            crate::config::load::parse_yaml(&dir.path().join("medic.yaml"), "file: pw\n").unwrap();
+            crate::common::yaml::parse_yaml(&dir.path().join("medic.yaml"), "file: pw\n").unwrap();
         assert_eq!(s, Secret::File(f.clone()));
         assert_eq!(s.read().unwrap().expose(), "s3cret");
 
-        let v: Secret = crate::config::load::parse_yaml(&f, "value: hunter2\n").unwrap();
+        let v: Secret = crate::common::yaml::parse_yaml(&f, "value: hunter2\n").unwrap();
         assert!(!format!("{v:?}").contains("hunter2"));
         assert!(!format!("{:?}", v.read().unwrap()).contains("hunter2"));
 
         let e = Secret::Env("MEDIC_TEST_SURELY_UNSET_VAR".into());
         assert!(matches!(e.read(), Err(SecretError::Env(_))));
 
-        let both = crate::config::load::parse_yaml::<Secret>(&f, "env: A\nvalue: b\n");
+        let both = crate::common::yaml::parse_yaml::<Secret>(&f, "env: A\nvalue: b\n");
         assert!(both.unwrap_err().to_string().contains("exactly one"));
-        let unknown = crate::config::load::parse_yaml::<Secret>(&f, "path: x\n");
+        let unknown = crate::common::yaml::parse_yaml::<Secret>(&f, "path: x\n");
         assert!(unknown.is_err());
     }
 }

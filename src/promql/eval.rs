@@ -413,7 +413,7 @@ impl Evaluator<'_, '_> {
             return Ok(V::Vector(Vec::new()));
         }
         if op == token::T_COUNT_VALUES {
-            if !valid_label_name(&value_label) {
+            if !super::gostr::is_utf8_name(&value_label) {
                 return Err(err(format!(
                     "invalid label name {}",
                     super::gostr::go_quote(&value_label)
@@ -1012,12 +1012,6 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
-/// Prometheus 3's label name check: any non-empty UTF-8 name (a literal's byte escapes can
-/// make one that is not UTF-8).
-pub(crate) fn valid_label_name(s: &str) -> bool {
-    super::gostr::is_utf8_name(s)
-}
-
 // ----- binary operator helpers ----------------------------------------------------
 
 fn is_comparison(op: TokenId) -> bool {
@@ -1351,7 +1345,7 @@ fn vector_unless(lhs: Vec<Elem>, rhs: Vec<Elem>, m: &Matching) -> Vec<Elem> {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::promql::{EvalOptions, Value, eval_instant, eval_instant_with, parse};
+    use crate::promql::{EvalOptions, Value, eval_instant, eval_instant_with, parse};
     use crate::store::{Labels, Store};
 
     fn l(pairs: &[(&str, &str)]) -> Labels {

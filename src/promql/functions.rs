@@ -14,9 +14,9 @@
 
 use std::collections::HashMap;
 
-use super::eval::valid_label_name;
 use super::gostr::go_display;
 use super::{PromqlError, RangeSeries, Value};
+use crate::common::time::{civil_from_days, days_from_civil};
 use crate::store::{Labels, Sample, is_stale};
 
 /// Evaluation context of one call.
@@ -461,7 +461,7 @@ impl Args<'_> {
                 "invalid regular expression in label_replace(): {re_src}"
             ))
         })?;
-        if !valid_label_name(&dst) {
+        if !super::gostr::is_utf8_name(&dst) {
             return Err(eval_err(format!(
                 "invalid destination label name in label_replace(): {}",
                 go_display(&dst)
@@ -490,13 +490,13 @@ impl Args<'_> {
             .map(|i| self.string(i))
             .collect::<Result<Vec<_>, _>>()?;
         // Prometheus 3 accepts any non-empty UTF-8 label name.
-        if let Some(bad) = srcs.iter().find(|s| !valid_label_name(s)) {
+        if let Some(bad) = srcs.iter().find(|s| !super::gostr::is_utf8_name(s)) {
             return Err(eval_err(format!(
                 "invalid source label name in label_join(): {}",
                 go_display(bad)
             )));
         }
-        if !valid_label_name(&dst) {
+        if !super::gostr::is_utf8_name(&dst) {
             return Err(eval_err(format!(
                 "invalid destination label name in label_join(): {}",
                 go_display(&dst)
@@ -1051,31 +1051,6 @@ impl Civil {
             day_of_year: (days - days_from_civil(year, 1, 1) + 1) as u32,
         }
     }
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day) in the
-/// proleptic Gregorian calendar.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {

@@ -137,7 +137,7 @@ pub fn max_lookback_ms(expr: &Expr) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::promql::parse;
+    use crate::promql::parse;
 
     #[test]
     fn lookback_follows_ranges_offsets_and_subqueries() {

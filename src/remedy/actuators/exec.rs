@@ -18,8 +18,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
-use crate::config::Duration;
+use crate::common::Duration;
+use crate::remedy::actuator::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
 
 fn default_max_stdout_bytes() -> usize {
     64 * 1024
@@ -56,7 +56,7 @@ pub struct ExecConfig {
     /// when absent).
     #[serde(
         default,
-        deserialize_with = "crate::config::load::deserialize_opt_path"
+        deserialize_with = "crate::common::yaml::deserialize_opt_path"
     )]
     pub working_dir: Option<PathBuf>,
     /// The plugin honours `"dry_run": true` (it reports what it would do and changes
@@ -77,7 +77,7 @@ fn deserialize_command<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Str
     if let Some(first) = argv.first_mut()
         && first.contains('/')
     {
-        *first = crate::config::load::resolve(PathBuf::from(&*first))
+        *first = crate::common::yaml::resolve(PathBuf::from(&*first))
             .display()
             .to_string();
     }

@@ -193,7 +193,7 @@ mod tests {
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)] // only deserialized
     struct Inner {
-        interval: crate::config::Duration,
+        interval: crate::common::Duration,
     }
 
     #[derive(Debug, serde::Deserialize)]

@@ -242,7 +242,7 @@ fn requote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::promql::{Expr, parse};
+    use crate::promql::{Expr, parse};
 
     fn string_arg(q: &str, i: usize) -> String {
         let Expr::Call(c) = parse(q).unwrap() else {

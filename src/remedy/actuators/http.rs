@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
-use crate::config::{Duration, Secret};
+use crate::common::{Duration, Secret};
+use crate::remedy::actuator::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
 use crate::rules::template::{Template, TemplateData};
 use crate::store::Labels;
 
@@ -97,7 +97,7 @@ impl HttpActuator {
             &cfg.secret_headers,
             cfg.bearer_token.as_ref(),
         )?;
-        crate::init_tls();
+        crate::common::tls::init_tls();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
