@@ -72,15 +72,26 @@ impl ActionStatus {
     }
 }
 
-/// The result of one action.
-#[derive(Debug, Clone, PartialEq)]
+/// The result of one action (or of its revert): what the actuator observed and changed.
+/// It goes as it is into the journal, the log, the metrics and the alert's notifications,
+/// and a revert gets it back to know what to restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionOutcome {
     pub status: ActionStatus,
     /// Human-readable summary (the plugin's `message`, or what went wrong).
     pub message: String,
-    /// Structured detail from the actuator (the plugin's `data`), null when none.
+    /// The state the action found, e.g. `{"batch_size": 32}`, `{"maxmemory": 1073741824}`,
+    /// `{"release": "v41"}`; null when the actuator cannot observe it. A dry run fills it too.
+    #[serde(default)]
+    pub before: serde_json::Value,
+    /// The state it left (a dry run: the state it would have left); null when unknown.
+    #[serde(default)]
+    pub after: serde_json::Value,
+    /// Other structured detail: keys removed, bytes freed, versions; the plugin's `data`.
+    #[serde(default)]
     pub data: serde_json::Value,
     /// The last bytes of the plugin's stderr (exec only; empty otherwise).
+    #[serde(default)]
     pub stderr_tail: String,
 }
 
@@ -89,9 +100,18 @@ impl ActionOutcome {
         ActionOutcome {
             status,
             message: message.into(),
+            before: serde_json::Value::Null,
+            after: serde_json::Value::Null,
             data: serde_json::Value::Null,
             stderr_tail: String::new(),
         }
+    }
+
+    /// Records what was found and what was left.
+    pub fn changed(mut self, before: serde_json::Value, after: serde_json::Value) -> Self {
+        self.before = before;
+        self.after = after;
+        self
     }
 }
 
@@ -109,6 +129,21 @@ pub trait Actuator: Send + Sync {
         false
     }
     async fn act(&self, req: &ActionRequest) -> ActionOutcome;
+    /// Whether `action` done by this actuator can be undone with [`Actuator::revert`]
+    /// (batch size, pool size, cache capacity: a value medic set and can set back).
+    fn reversible(&self, _action: &str) -> bool {
+        false
+    }
+    /// Undoes `done`, the outcome of an earlier `act` for the same step: restores
+    /// `done.before`, but only while the current state is still `done.after` (what medic
+    /// set); otherwise it changes nothing and says why (status `noop`). `req` is the original
+    /// request with a fresh deadline. Bounded by `req.timeout` like `act`.
+    async fn revert(&self, _req: &ActionRequest, _done: &ActionOutcome) -> ActionOutcome {
+        ActionOutcome::new(
+            ActionStatus::Noop,
+            format!("a `{}` actuator cannot revert", self.kind()),
+        )
+    }
 }
 
 /// Actuator instances by name.
