@@ -71,27 +71,7 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
-/// `url` with the password of its user info (`redis://user:PASSWORD@host`) replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &rest[..colon],
-            &rest[at..]
-        ),
-        // `redis://SECRET@host`: some clients take a lone user info as the password; hide it
-        None => format!("{}***{}", &url[..scheme_end], &rest[at..]),
-    }
-}
+use crate::common::redact_url;
 
 impl RedisConfig {
     /// Makes the collector. Reads the password; connects to nothing.
@@ -371,20 +351,6 @@ mod tests {
     use super::*;
 
     const INFO: &str = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\nuptime_in_seconds:42\r\n\r\n# Clients\r\nconnected_clients:3\r\nblocked_clients:1\r\n# Memory\r\nused_memory:1048576\r\nmaxmemory:0\r\n# Stats\r\nkeyspace_hits:10\r\nkeyspace_misses:4\r\nevicted_keys:2\r\nexpired_keys:5\r\ntotal_commands_processed:99\r\ninstantaneous_ops_per_sec:7\r\n# Replication\r\nrole:master\r\n# Keyspace\r\ndb0:keys=12,expires=3,avg_ttl=1500\r\ndb3:keys=1,expires=0,avg_ttl=0,subexpiry=0\r\n";
-
-    #[test]
-    fn url_passwords_are_redacted() {
-        for (url, want) in [
-            ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
-            ("rediss://user:p@ss:w@h:1", "rediss://user:***@h:1"),
-            ("redis://pw@h:1", "redis://***@h:1"),
-            ("redis://h:1/0?x=a@b", "redis://h:1/0?x=a@b"),
-            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
-            ("not a url", "not a url"),
-        ] {
-            assert_eq!(redact_url(url), want, "{url}");
-        }
-    }
 
     #[test]
     fn info_mapping() {
