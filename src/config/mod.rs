@@ -85,6 +85,20 @@ pub struct GlobalConfig {
     /// Also expose the collected series on `/metrics` (medic's own metrics are always there).
     #[serde(default)]
     pub export_collected: bool,
+    /// Most series the in-memory store holds, from every collector, rule and detector
+    /// together; it bounds medic's memory (about 1 KiB a series with 15 s samples and
+    /// 10 minutes' retention). Samples of further new series are dropped, counted in
+    /// `medic_store_series_dropped_total` and logged; series already held carry on.
+    /// 0 means no cap. Default 100000.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// Limits on the API's connections: `header_timeout`, `idle_timeout`, `max_connections`.
+    #[serde(default)]
+    pub http: crate::api::server::HttpConfig,
+}
+
+fn default_max_series() -> usize {
+    100_000
 }
 
 fn default_interval() -> Duration {
@@ -135,6 +149,8 @@ impl Default for GlobalConfig {
             state_dir: default_state_dir(),
             api_token: None,
             export_collected: false,
+            max_series: default_max_series(),
+            http: Default::default(),
         }
     }
 }
