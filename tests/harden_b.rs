@@ -399,3 +399,265 @@ fn readme_examples_of_the_limits_load() {
     }
     assert_eq!(n, 2);
 }
+
+/// Scrape bodies whose verdict (accepted or rejected whole) medic must share with
+/// Prometheus 2.42's text parser. Kept to parser verdicts: no body here fails only in
+/// Prometheus' storage (a duplicate label name, `__name__` as a label, samples too old).
+pub const AGREEMENT_BODIES: &[&str] = &[
+    // the issue's four
+    "# TYPE s summary\ns 1\n",
+    "# TYPE h histogram\nh_bucket 1\n",
+    "x a+Inf\n",
+    "# TYPE x histogram\t\nx_bucket{le=\"+Inf\"} 1\n",
+    // TYPE and HELP lines
+    "# TYPE x histogram \nx_bucket{le=\"+Inf\"} 1\n",
+    "# TYPE x gauge\t\nx 1\n",
+    "# TYPE h histogram\nh 1\n",
+    "# TYPE h histogram\nh_bucket{le=\"x\"} 1\n",
+    "# TYPE s summary\ns{quantile=\"x\"} 1\n",
+    "x 1\n# TYPE x gauge\n",
+    "# TYPE x counter\n# TYPE x gauge\nx 1\n",
+    "# TYPE x whatever\n",
+    "# TYPE x\nx 1\n",
+    "# TYPE  x  gauge\nx 1\n",
+    "#  TYPE x gauge\nx 1\n",
+    "# TYPE  x gauge\nx 1\n",
+    "# TYPE x  gauge\nx 1\n",
+    "# TYPE x gauge extra\nx 1\n",
+    "# TYPE x untyped\nx 1\n",
+    "# TYPE x unknown\nx 1\n",
+    "# TYPE x info\nx 1\n",
+    "# TYPE x Counter\nx 1\n",
+    "# TYPE x\tgauge\nx 1\n",
+    "#\tTYPE x gauge\nx 1\n",
+    "# TYPE\tx gauge\nx 1\n",
+    "#TYPE x gauge\nx 1\n",
+    "# HELP x a\\tb\nx 1\n",
+    "# HELP x \\q\nx 1\n",
+    "# HELP x\nx 1\n",
+    "# HELP\nx 1\n",
+    "#\nx 1\n",
+    "# \nx 1\n",
+    "# EOF\nx 1\n",
+    "# TYPE x counter\nx_total 1\n",
+    "# TYPE x summary\nx_sum 1\nx_count 1\n",
+    "# TYPE x histogram\nx_bucket{le=\"1\"} 1\nx_bucket{le=\"+Inf\"} 1\nx_sum 1\nx_count 1\n",
+    "# TYPE x gauge\n# TYPE y gauge\nx 1\ny 1\n",
+    "# TYPE c counter\nc -1\n",
+    // values
+    "x 1e400\n",
+    "x 1e+400\n",
+    "x -1e400\n",
+    "x 1e-400\n",
+    "x 0x1p-2\n",
+    "x +Inf\n",
+    "x Inf\n",
+    "x +inf\n",
+    "x iNf\n",
+    "x infinity\n",
+    "x Infinity\n",
+    "x +infinity\n",
+    "x -Infinity\n",
+    "x infinit\n",
+    "x +NaN\n",
+    "x -nan\n",
+    "x nan\n",
+    "x NaN\n",
+    "x 1_000\n",
+    "x .5\n",
+    "x 5.\n",
+    "x +1\n",
+    "x 1E3\n",
+    "x 1.0e+3\n",
+    "x\n",
+    "x \n",
+    // timestamps
+    "x 1 +1\n",
+    "x 1 1e3\n",
+    "x 1 99999999999999999999\n",
+    "x{a=\"b\"} 1 -0\n",
+    "x{a=\"b\"} 1 2 3\n",
+    "x 1 #\n",
+    "x 1 2 #\n",
+    // blanks and line ends
+    " x 1\n",
+    "x\t1\n",
+    "x  1\n",
+    "x 1\t2\n",
+    "x 1\r\n",
+    "\n\nx 1\n",
+    "x 1",
+    "",
+    "x {a=\"b\"} 1\n",
+    "x\t{a=\"b\"} 1\n",
+    "x{a=\"b\"}1\n",
+    "x{a=\"b\"}  1\n",
+    // names and label sets
+    "9x 1\n",
+    ":x 1\n",
+    "x:y 1\n",
+    "x{} 1\n",
+    "x{a=\"b\",} 1\n",
+    "x{,} 1\n",
+    "x{,a=\"b\"} 1\n",
+    "x{a=\"b\",,} 1\n",
+    "x{a=\"b\" b=\"c\"} 1\n",
+    "x{a=\"b\"\t} 1\n",
+    "x{ a=\"b\"} 1\n",
+    "x{a = \"b\"} 1\n",
+    "x{9a=\"b\"} 1\n",
+    "x{a-b=\"c\"} 1\n",
+    "x{a=b} 1\n",
+    "x{a=\"b} 1\n",
+    "x{\"a\"=\"b\"} 1\n",
+    "x{a=\"\"} 1\n",
+    "x{a=\"\\q\"} 1\n",
+    "x{a=\"\\\\\"} 1\n",
+    "x{a=\"\\\"\"} 1\n",
+    "x{a=\"line\\nbreak\"} 1\n",
+    "x_bucket{le=\"+Inf\"} 1\n",
+    "x 1\nx 2\n",
+    "  # HELP x help\nx 1\n",
+    "   \nx 1\n",
+    "\t y{a=\"b\"} 2\n",
+    "# HELP x a\n# HELP x b\nx 1\n",
+    "x{a=\"é\" b=\"2\"} 1\n",
+    "w{problem=\"division by zero\"} +Inf -3982045\n",
+    "x{a=\"\\t\"} 1\n",
+    "# TYPE x gauge\n# HELP x a\n# TYPE x counter\nx 1\n",
+    "x{a=\"\\\"} 1\n",
+    "x{a=\"b\"}} 1\n",
+    "x{a=\"b\"}x 1\n",
+    "x 1 2x\n",
+];
+
+/// medic's verdict on a body: the samples it takes, or the error.
+fn medic_verdict(body: &str) -> Result<usize, String> {
+    use medic::collect::exposition::{Format, parse};
+    let mut n = 0;
+    parse::<medic::collect::exposition::ParseError, _>(body, Format::Prometheus, |_| {
+        n += 1;
+        Ok(())
+    })
+    .map(|_| n)
+    .map_err(|e| e.to_string())
+}
+
+/// Runs a real Prometheus (the Debian `prometheus` 2.42 that scripts/test.sh installs) on
+/// loopback, scraping one target per body, and compares its verdicts (`up`,
+/// `scrape_samples_scraped`) with medic's parser's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrape_verdicts_agree_with_a_real_prometheus() {
+    use axum::{Router, extract::Path, http::header, routing::get};
+    if std::process::Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED: no `prometheus` binary (apt-get install prometheus; scripts/test.sh does)"
+        );
+        return;
+    }
+    let app = Router::new().route(
+        "/b/{i}",
+        get(|Path(i): Path<usize>| async move {
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                AGREEMENT_BODIES[i],
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg =
+        String::from("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n");
+    for i in 0..AGREEMENT_BODIES.len() {
+        cfg.push_str(&format!(
+            "- job_name: b{i}\n  metrics_path: /b/{i}\n  static_configs: [{{targets: ['{target}']}}]\n"
+        ));
+    }
+    std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
+    let port = closed_port();
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(std::mem::replace(
+        &mut prom,
+        std::process::Command::new("true").spawn().unwrap(),
+    ));
+    let http = support::client();
+    let query = |q: &'static str| {
+        let http = http.clone();
+        async move {
+            let q = q
+                .replace('(', "%28")
+                .replace(')', "%29")
+                .replace('[', "%5B")
+                .replace(']', "%5D");
+            let url = format!("http://127.0.0.1:{port}/api/v1/query?query={q}");
+            let r = http.get(url).send().await.ok()?;
+            let v: serde_json::Value = r.json().await.ok()?;
+            let mut by_job = std::collections::BTreeMap::new();
+            for s in v["data"]["result"].as_array()? {
+                let job = s["metric"]["job"].as_str()?.to_string();
+                let value: f64 = s["value"][1].as_str()?.parse().ok()?;
+                by_job.insert(job, value);
+            }
+            Some(by_job)
+        }
+    };
+    // every target scraped twice: its series are there and current
+    let (up, scraped) = wait_for("Prometheus to scrape every body twice", || async {
+        let count = query("count_over_time(up[1m])").await?;
+        if count.len() < AGREEMENT_BODIES.len() || count.values().any(|c| *c < 2.0) {
+            return None;
+        }
+        Some((query("up").await?, query("scrape_samples_scraped").await?))
+    })
+    .await;
+    let mut disagree = Vec::new();
+    for (i, body) in AGREEMENT_BODIES.iter().enumerate() {
+        let job = format!("b{i}");
+        let prom_ok = up[&job] == 1.0;
+        let medic = medic_verdict(body);
+        match (&medic, prom_ok) {
+            (Ok(n), true) if *n as f64 == scraped[&job] => {}
+            (Err(_), false) => {}
+            _ => disagree.push(format!(
+                "{body:?}: Prometheus {} ({} samples), medic {medic:?}",
+                if prom_ok { "accepts" } else { "rejects" },
+                scraped[&job]
+            )),
+        }
+    }
+    assert!(
+        disagree.is_empty(),
+        "{} of {} bodies get another verdict from medic than from Prometheus 2.42:\n{}",
+        disagree.len(),
+        AGREEMENT_BODIES.len(),
+        disagree.join("\n")
+    );
+}
