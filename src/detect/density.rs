@@ -12,7 +12,7 @@
 //! heavy tail simply shows as mass in the outer bins.
 //!
 //! The range grows by doubling (pairs of bins merge) when a point falls outside it, and
-//! shrinks by halving (bins split) when half of it has held less than one sample's weight,
+//! shrinks by halving (bins split) when half of it holds no more than a lone old outlier,
 //! reviewed every [`BINS`] samples; both are O(BINS) and rare, so an update is O(1)
 //! amortised. The range never shrinks below four mean absolute deviations, so a series that
 //! is mostly one value (zeros) keeps a resolution at the scale of what else it does.
@@ -23,9 +23,12 @@ pub const BINS: usize = 32;
 /// Weight of the pseudo-count added to every bin's mass when computing a share.
 const PRIOR: f64 = 0.5;
 
-/// Shrink when the half of the range to drop holds less than this much decayed weight (one
-/// sample seen just now weighs 1).
-const STALE_MASS: f64 = 1.0;
+/// Shrink when the half of the range to drop holds less than this much decayed weight: a
+/// sample seen just now weighs 1, so this drops only lone outliers older than 0.15
+/// half-lives (one spike does not cost the resolution for long), never a region the series
+/// visits, and never the point that just grew the range (weight 1: a threshold of 1 would
+/// undo every growth at the next review).
+const STALE_MASS: f64 = 0.9;
 
 /// The range covers at least this many mean absolute deviations.
 const MIN_RANGE_DEVS: f64 = 4.0;
@@ -204,8 +207,8 @@ impl Density {
         self.index(x)
     }
 
-    /// Halves the range to its lower, upper or middle half when the rest has held less than
-    /// one sample's weight lately (not below [`MIN_RANGE_DEVS`] mean deviations).
+    /// Halves the range to its lower, upper or middle half when the rest holds less than
+    /// [`STALE_MASS`] (not below [`MIN_RANGE_DEVS`] mean deviations).
     fn maybe_shrink(&mut self) {
         if self.width == 0.0 || self.width * (BINS / 2) as f64 <= MIN_RANGE_DEVS * self.dev {
             return;
