@@ -37,6 +37,13 @@ enum Command {
         /// A medic configuration file to validate.
         #[arg(short = 'c', long = "config")]
         config: Option<std::path::PathBuf>,
+        /// Linting checks on rule files, as promtool's: `duplicate-rules` (rules with the
+        /// same name and labels), `all`, or `none`; comma-separated.
+        #[arg(long, default_value = "duplicate-rules")]
+        lint: String,
+        /// Make lint findings fail the check with exit code 3.
+        #[arg(long)]
+        lint_fatal: bool,
         /// Rule files to validate.
         rule_files: Vec<std::path::PathBuf>,
     },
@@ -112,9 +119,15 @@ fn main() -> anyhow::Result<()> {
             log_format,
             log_level,
         } => run_daemon(config, log_format, log_level.as_deref())?,
-        Command::Check { config, rule_files } => {
-            if !check(config.as_deref(), &rule_files)? {
-                std::process::exit(1);
+        Command::Check {
+            config,
+            lint,
+            lint_fatal,
+            rule_files,
+        } => {
+            let code = check(config.as_deref(), &rule_files, &lint, lint_fatal)?;
+            if code != 0 {
+                std::process::exit(code);
             }
         }
         Command::Test { run, files } => {
@@ -245,20 +258,30 @@ fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
 
 /// `medic check`: rule files given on the command line (the configuration's own rule files
 /// are checked with it).
+/// The exit code: 0, 1 on an error, 3 on rule lint findings alone with `--lint-fatal`.
 fn check(
     config: Option<&std::path::Path>,
     rule_files: &[std::path::PathBuf],
-) -> anyhow::Result<bool> {
+    lint: &str,
+    lint_fatal: bool,
+) -> anyhow::Result<i32> {
     if config.is_none() && rule_files.is_empty() {
         anyhow::bail!("nothing to check: give rule files (or -c CONFIG)");
     }
     let mut out = std::io::stdout().lock();
-    let mut ok = true;
-    if let Some(c) = config {
-        ok &= medic::config::check::check_config(c, &mut out)?;
+    let mut code = 0;
+    if let Some(c) = config
+        && !medic::config::check::check_config(c, &mut out)?
+    {
+        code = 1;
     }
     if !rule_files.is_empty() {
-        ok &= medic::rules::check::check_rule_files(rule_files, &mut out)?;
+        let lint = medic::rules::check::Lint::parse(lint, lint_fatal, &mut out)?;
+        let mut err = std::io::stderr().lock();
+        let rules = medic::rules::check::check_rule_files(rule_files, lint, &mut out, &mut err)?;
+        if code == 0 {
+            code = rules;
+        }
     }
-    Ok(ok)
+    Ok(code)
 }

@@ -211,7 +211,8 @@ fn check_accepts_good_rules_and_reports_every_error() {
     )
     .unwrap();
     let out = run(Command::new(MEDIC).arg("check").arg(&bad));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    // as promtool: `Checking` on stdout, `FAILED:` and the errors on stderr
+    let stdout = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let b = bad.display();
     assert!(
@@ -268,11 +269,15 @@ fn check_accepts_good_rules_and_reports_every_error() {
     )
     .unwrap();
     let out = run(Command::new(MEDIC).arg("check").arg(&yaml));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout.contains(&format!(" --> {}:5:5", yaml.display())),
+        stdout.contains(&format!(
+            "{}:5:5: invalid YAML: unknown field `exprr`",
+            yaml.display()
+        )),
         "{stdout}"
     );
+    assert!(stdout.contains("5 |     exprr: up\n"), "{stdout}");
     assert!(!stdout.contains("<input>"), "{stdout}");
 }
