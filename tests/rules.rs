@@ -281,3 +281,131 @@ fn check_accepts_good_rules_and_reports_every_error() {
     assert!(stdout.contains("5 |     exprr: up\n"), "{stdout}");
     assert!(!stdout.contains("<input>"), "{stdout}");
 }
+
+/// `medic check FILE...` and `promtool check rules ARGS FILE...` in tests/promtool.
+fn check_both(args: &[&str], files: &[&Path]) -> (Output, Output) {
+    let medic = run(Command::new(MEDIC)
+        .arg("check")
+        .args(args)
+        .args(files)
+        .current_dir(promtool_dir()));
+    let prom = run(Command::new("promtool")
+        .args(["check", "rules"])
+        .args(args)
+        .args(files)
+        .current_dir(promtool_dir()));
+    (medic, prom)
+}
+
+fn same_report(medic: &Output, prom: &Output, what: &str) {
+    assert_eq!(
+        medic.status.code(),
+        prom.status.code(),
+        "exit code of {what}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&medic.stdout),
+        String::from_utf8_lossy(&prom.stdout),
+        "stdout of {what}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&medic.stderr),
+        String::from_utf8_lossy(&prom.stderr),
+        "stderr of {what}"
+    );
+}
+
+#[test]
+fn check_reads_yaml_nulls_as_empty_as_promtool() {
+    // A rule file that is `null`, and `labels:` / `annotations:` / `rules:` with no value.
+    let (m, p) = check_both(
+        &[],
+        &[Path::new("rules_null.yaml"), Path::new("rules_nulls.yaml")],
+    );
+    same_report(&m, &p, "the null rule files");
+    assert!(String::from_utf8_lossy(&m.stdout).contains("SUCCESS: 0 rules found"));
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("empty.yaml", ""),
+        ("groups.yaml", "groups:\n"),
+        ("comment.yaml", "# nothing yet\n"),
+    ] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        let (m, p) = check_both(&[], &[&f]);
+        same_report(&m, &p, name);
+    }
+}
+
+#[test]
+fn check_lints_duplicate_rules_as_promtool() {
+    // promtool's default lint (duplicate-rules): the same report, and exit 3 with
+    // --lint-fatal, 0 with --lint=none.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("dup.yaml");
+    std::fs::write(
+        &f,
+        "groups:\n- name: a\n  rules:\n  - record: job:up\n    expr: up\n  - alert: A\n    expr: up == 0\n    labels: {severity: page}\n- name: b\n  rules:\n  - record: job:up\n    expr: sum(up)\n  - alert: A\n    expr: up == 1\n    labels: {severity: page}\n  - alert: A\n    expr: up == 2\n    labels: {severity: page}\n  - alert: A\n    expr: up == 1\n    labels: {severity: info}\n",
+    )
+    .unwrap();
+    for args in [
+        &[][..],
+        &["--lint-fatal"],
+        &["--lint=none"],
+        &["--lint=all"],
+    ] {
+        let (m, p) = check_both(args, &[&f]);
+        same_report(&m, &p, &format!("dup.yaml with {args:?}"));
+    }
+    let (m, _) = check_both(&[], &[&f]);
+    let err = String::from_utf8_lossy(&m.stderr);
+    assert!(
+        err.contains("lint error 2 duplicate rule(s) found.\nMetric: A\nLabel(s):\n\tseverity: page\nMetric: job:up\nLabel(s):\nMight cause inconsistency while recording expressions\n"),
+        "{err}"
+    );
+    assert_eq!(
+        check_both(&["--lint-fatal"], &[&f]).0.status.code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn promql_parse_errors_say_where_and_what_as_promtool() {
+    let exprs = [
+        "sum(up",
+        "up +",
+        "up{a=}",
+        "rate(up[5m]",
+        "foo bar",
+        "1 +",
+        "up[5m",
+        "sum by(a b) (x)",
+        "\\\"abc",
+        "x offset",
+        ")",
+        "up == on(",
+        "sum(rate(x[5m])) by",
+    ];
+    let mut text = String::from("groups:\n- name: a\n  rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        text.push_str(&format!("  - alert: A{i}\n    expr: \"{e}\"\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("pe.yaml");
+    std::fs::write(&f, &text).unwrap();
+    let (m, p) = check_both(&[], &[&f]);
+    assert_eq!(m.status.code(), Some(1));
+    assert_eq!(p.status.code(), Some(1));
+    // The place in the file is written differently (promtool: `file: 5:11: group "a",
+    // rule 1, "A0": ...`); the parse error itself must be the same.
+    let parse_errors = |o: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter_map(|l| l.split_once("could not parse expression: "))
+            .map(|(_, e)| e.to_string())
+            .collect()
+    };
+    let (me, pe) = (parse_errors(&m), parse_errors(&p));
+    assert_eq!(pe.len(), exprs.len(), "{pe:#?}");
+    assert_eq!(me, pe);
+}

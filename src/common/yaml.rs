@@ -76,6 +76,69 @@ pub fn parse_yaml_lenient<T: DeserializeOwned + Default>(
     path: &Path,
     text: &str,
 ) -> Result<Lenient<T>, YamlError> {
+    parse_yaml_lenient_with(path, text, false)
+}
+
+/// [`parse_yaml_lenient`]; with `ignore_unknown_fields`, keys the schema does not know are
+/// skipped (promtool's `--ignore-unknown-fields`, for rule files with custom metadata).
+/// The schemas deny unknown fields at compile time, so an unknown key written in block
+/// style is blanked out, its value with it, and the document read again (line numbers
+/// stay those of the file); one in a flow mapping (`{a: 1}`) stays an error.
+pub fn parse_yaml_lenient_with<T: DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+    ignore_unknown_fields: bool,
+) -> Result<Lenient<T>, YamlError> {
+    if !ignore_unknown_fields {
+        return parse_lenient(path, text);
+    }
+    let mut text = text.to_string();
+    // each round removes one key, so this ends; the bound is for the impossible case
+    for _ in 0..=text.lines().count() {
+        match parse_lenient::<T>(path, &text) {
+            Err(e) if unknown_field(&e.message).is_some() => match (e.line, e.column) {
+                (Some(l), Some(c)) if blank_key(&mut text, l, c) => continue,
+                _ => return Err(e),
+            },
+            other => return other,
+        }
+    }
+    parse_lenient(path, &text)
+}
+
+/// Blanks the block-style key at `line`:`column` (1-based) and its value (the lines after
+/// it indented deeper). False when the key is not a block key there.
+fn blank_key(text: &mut String, line: u64, column: u64) -> bool {
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let Some(l) = lines.get((line - 1) as usize) else {
+        return false;
+    };
+    let col = (column - 1) as usize;
+    let before: String = l.chars().take(col).collect();
+    // only `key:` at the start of a line or after a sequence dash
+    if !before.chars().all(|c| c == ' ' || c == '-') {
+        return false;
+    }
+    let width = l.chars().count();
+    lines[(line - 1) as usize] = format!("{before}{}", " ".repeat(width - col));
+    let mut i = line as usize;
+    while i < lines.len() {
+        let next = &lines[i];
+        let indent = next.chars().take_while(|c| *c == ' ').count();
+        if !next.trim().is_empty() && indent <= col {
+            break;
+        }
+        lines[i] = String::new();
+        i += 1;
+    }
+    *text = lines.join("\n");
+    true
+}
+
+fn parse_lenient<T: DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+) -> Result<Lenient<T>, YamlError> {
     let (first, second) = split_first_document(text);
     let mut warnings = Vec::new();
     if let Some(line) = second {
@@ -467,6 +530,21 @@ mod tests {
             parse_yaml::<Lists>(Path::new("f.yaml"), "items: []\n---\nitems: []\n").unwrap_err();
         assert_eq!((e.line, e.column), (Some(3), Some(1)));
         assert!(e.message.contains("second YAML document"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_ignored_when_asked() {
+        let text = "items:\n- a: b\n  c: d\nnote:\n  deep: 1\n  deeper:\n  - 2\nlabels: {x: y}\nextra: 1\n";
+        assert!(lenient(text).is_err());
+        let l = parse_yaml_lenient_with::<Lists>(Path::new("f.yaml"), text, true).unwrap();
+        assert_eq!(l.value.items.len(), 1);
+        assert_eq!(l.value.items[0].len(), 2, "{:?}", l.value.items);
+        assert_eq!(l.value.labels.len(), 1);
+        // other errors stay, at their own line
+        let e =
+            parse_yaml_lenient_with::<Lists>(Path::new("f.yaml"), "extra: 1\nflag: off\n", true)
+                .unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
     }
 
     #[test]

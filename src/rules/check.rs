@@ -12,6 +12,8 @@ pub struct Lint {
     pub duplicate_rules: bool,
     /// A lint finding alone makes the check fail with exit code 3 (`--lint-fatal`).
     pub fatal: bool,
+    /// Skip fields the rule-file schema does not know (`--ignore-unknown-fields`).
+    pub ignore_unknown_fields: bool,
 }
 
 impl Default for Lint {
@@ -19,6 +21,7 @@ impl Default for Lint {
         Lint {
             duplicate_rules: true,
             fatal: false,
+            ignore_unknown_fields: false,
         }
     }
 }
@@ -30,6 +33,7 @@ impl Lint {
         let mut lint = Lint {
             duplicate_rules: false,
             fatal,
+            ignore_unknown_fields: false,
         };
         for setting in value.split(',').filter(|s| !s.is_empty()) {
             match setting {
@@ -54,7 +58,7 @@ pub fn check_rule_files(
     let (mut failed, mut errors) = (false, false);
     for path in paths {
         writeln!(out, "Checking {}", path.display())?;
-        let c = check_file(path);
+        let c = check_file(path, lint.ignore_unknown_fields);
         out.flush()?;
         for w in &c.warnings {
             writeln!(err, "WARNING: {w}")?;

@@ -16,7 +16,7 @@ use super::recording::RecordingRule;
 use super::template::Template;
 use crate::common::Duration;
 use crate::common::names::{is_valid_label_name, is_valid_metric_name};
-use crate::common::yaml::{null_as_empty, parse_yaml_lenient};
+use crate::common::yaml::{null_as_empty, parse_yaml_lenient_with};
 use crate::promql::{self, Expr};
 use crate::store::Labels;
 
@@ -157,7 +157,7 @@ pub fn load_files(
     opts: &GroupOptions,
 ) -> Result<Vec<RuleGroup>, RuleFileErrors> {
     let mut warnings = Vec::new();
-    let result = load_files_warning(paths, opts, &mut warnings);
+    let result = load_files_warning(paths, opts, false, &mut warnings);
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -165,16 +165,18 @@ pub fn load_files(
 }
 
 /// [`load_files`], with the warnings handed to the caller (`medic check` and `medic test`
-/// print them).
+/// print them), and unknown fields optionally ignored (promtool's `--ignore-unknown-fields`).
 pub fn load_files_warning(
     paths: &[PathBuf],
     opts: &GroupOptions,
+    ignore_unknown_fields: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<RuleGroup>, RuleFileErrors> {
     let mut groups = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
-        let loaded = read_rule_file(path, warnings).and_then(|cfg| build_groups(path, cfg, opts));
+        let loaded = read_rule_file(path, ignore_unknown_fields, warnings)
+            .and_then(|cfg| build_groups(path, cfg, opts));
         match loaded {
             Ok(g) => groups.extend(g),
             Err(e) => errors.extend(e.0),
@@ -202,9 +204,9 @@ pub struct FileCheck {
 }
 
 /// Checks one rule file as `medic check` does.
-pub fn check_file(path: &Path) -> FileCheck {
+pub fn check_file(path: &Path, ignore_unknown_fields: bool) -> FileCheck {
     let mut warnings = Vec::new();
-    let cfg = match read_rule_file(path, &mut warnings) {
+    let cfg = match read_rule_file(path, ignore_unknown_fields, &mut warnings) {
         Ok(c) => c,
         Err(e) => {
             return FileCheck {
@@ -290,7 +292,7 @@ pub fn parse_rule_file(
     opts: &GroupOptions,
 ) -> Result<Vec<RuleGroup>, RuleFileErrors> {
     let mut warnings = Vec::new();
-    let cfg = parse_rule_text(path, text, &mut warnings);
+    let cfg = parse_rule_text(path, text, false, &mut warnings);
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -299,10 +301,11 @@ pub fn parse_rule_file(
 
 fn read_rule_file(
     path: &Path,
+    ignore_unknown_fields: bool,
     warnings: &mut Vec<String>,
 ) -> Result<RuleFileConfig, RuleFileErrors> {
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_rule_text(path, &text, warnings),
+        Ok(text) => parse_rule_text(path, &text, ignore_unknown_fields, warnings),
         Err(e) => Err(RuleFileErrors(vec![RuleFileError {
             file: path.to_path_buf(),
             line: 0,
@@ -317,9 +320,10 @@ fn read_rule_file(
 fn parse_rule_text(
     path: &Path,
     text: &str,
+    ignore_unknown_fields: bool,
     warnings: &mut Vec<String>,
 ) -> Result<RuleFileConfig, RuleFileErrors> {
-    match parse_yaml_lenient::<RuleFileConfig>(path, text) {
+    match parse_yaml_lenient_with::<RuleFileConfig>(path, text, ignore_unknown_fields) {
         Ok(l) => {
             warnings.extend(l.warnings);
             Ok(l.value)
@@ -838,7 +842,7 @@ groups:
             "groups:\n- name: a\n  rules:\n  - record: r\n    expr: up\n---\ngroups: [{name: b, bogus: 1}]\n",
         )
         .unwrap();
-        let c = check_file(&f);
+        let c = check_file(&f, false);
         assert!(c.errors.is_empty(), "{:?}", c.errors);
         assert_eq!(c.rules, 1);
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
