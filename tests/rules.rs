@@ -409,3 +409,140 @@ fn promql_parse_errors_say_where_and_what_as_promtool() {
     assert_eq!(pe.len(), exprs.len(), "{pe:#?}");
     assert_eq!(me, pe);
 }
+
+/// Runs `medic test ARGS FILE` in `dir`: (exit code, stdout, stderr).
+fn medic_test_in(dir: &Path, args: &[&str], file: &str) -> (Option<i32>, String, String) {
+    let out = run(Command::new(MEDIC)
+        .arg("test")
+        .args(args)
+        .arg(file)
+        .current_dir(dir));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+// Prometheus 3's unit-test features, which Debian's promtool 2.42 does not have (so these
+// are medic-only tests, checked against promtool 3's cmd/promtool/unittest.go).
+
+#[test]
+fn fuzzy_compare_and_start_timestamp_as_promtool_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = |fuzzy: bool| {
+        format!(
+            "fuzzy_compare: {fuzzy}\ntests:\n- start_timestamp: 1700000000\n  input_series:\n  - series: up\n    values: '1 1'\n  promql_expr_test:\n  - expr: 0.1 + 0.2\n    eval_time: 1m\n    exp_samples: [{{value: 0.3}}]\n  - expr: time()\n    eval_time: 1m\n    exp_samples: [{{value: 1700000060}}]\n  - expr: timestamp(up)\n    eval_time: 1m\n    exp_samples: [{{labels: '{{}}', value: 1700000060}}]\n- name: rfc3339\n  start_timestamp: '2023-11-14T22:13:20Z'\n  promql_expr_test:\n  - expr: time()\n    eval_time: 2m\n    exp_samples: [{{value: 1700000120}}]\n"
+        )
+    };
+    std::fs::write(dir.path().join("exact.yaml"), test(false)).unwrap();
+    std::fs::write(dir.path().join("fuzzy.yaml"), test(true)).unwrap();
+    // 0.1 + 0.2 is one unit in the last place above 0.3: equal only when fuzzy
+    let (code, _, err) = medic_test_in(dir.path(), &[], "exact.yaml");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("expr: \"0.1 + 0.2\", time: 1m,"), "{err}");
+    assert_eq!(
+        err.matches("expr:").count(),
+        1,
+        "only the float differs: {err}"
+    );
+    let (code, _, err) = medic_test_in(dir.path(), &[], "fuzzy.yaml");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn junit_debug_and_diff_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    labels: {severity: page}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        "rule_files: [r.yaml]\ntests:\n- name: good\n  input_series:\n  - series: 'up{job=\"a\"}'\n    values: '0 0'\n  alert_rule_test:\n  - alertname: Down\n    eval_time: 1m\n    exp_alerts: [{exp_labels: {job: a, severity: page}}]\n- input_series:\n  - series: 'up{job=\"a\"}'\n    values: '0 0'\n  alert_rule_test:\n  - alertname: Down\n    eval_time: 1m\n    exp_alerts: [{exp_labels: {job: b, severity: page}}]\n",
+    )
+    .unwrap();
+    let xml = dir.path().join("out.xml");
+    let (code, _, err) = medic_test_in(
+        dir.path(),
+        &["--junit", xml.to_str().unwrap(), "--debug", "--diff"],
+        "t.yaml",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    // JUnit: a suite per file, a case per test group (unnamed ones numbered), failures
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        x.starts_with("<testsuites><testsuite name=\"t.yaml\" tests=\"2\" failures=\"1\" errors=\"0\" skipped=\"0\" timestamp=\""),
+        "{x}"
+    );
+    assert!(x.contains("<testcase name=\"good\"></testcase>"), "{x}");
+    assert!(x.contains("<testcase name=\"unnamed#1\"><failure>    alertname: Down, time: 1m, &#xA;        diff: "), "{x}");
+    assert!(x.ends_with("</testsuite></testsuites>"), "{x}");
+    // --debug: start and end of each test group and a dump of every series
+    assert!(err.contains("DEBUG: Starting test good\n"), "{err}");
+    assert!(
+        err.contains("DEBUG: Test unnamed#1 finished, took "),
+        "{err}"
+    );
+    assert!(
+        err.contains("DEBUG: Dump of all data (input_series and rules) at 1m1s:\n"),
+        "{err}"
+    );
+    // (a range `[61s]` at 61 s is left-open in Prometheus 3: the sample at 0 is outside)
+    assert!(
+        err.contains("{__name__=\"up\", job=\"a\"} =>\n0 @[60000]\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("{__name__=\"ALERTS\", alertname=\"Down\", alertstate=\"firing\""),
+        "{err}"
+    );
+    // --diff: expected lines only in `-`, got lines only in `+`
+    assert!(err.contains("-       \"job\": \"b\","), "{err}");
+    assert!(err.contains("+       \"job\": \"a\","), "{err}");
+    assert!(err.contains("        \"severity\": \"page\","), "{err}");
+}
+
+#[test]
+fn ignore_unknown_fields_and_utf8_series() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "groups:\n- name: g\n  owner: team-a\n  rules:\n  - record: \"job.up\"\n    runbook:\n      url: x\n    expr: '{\"my.metric\"}'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        "rule_files: [r.yaml]\nmeta: {ticket: 1}\ntests:\n- input_series:\n  - series: '{\"my.metric\", \"a.b\"=\"c\"}'\n    values: '1 2'\n  promql_expr_test:\n  - expr: '{\"job.up\"}'\n    eval_time: 1m\n    exp_samples:\n    - labels: '{\"job.up\", \"a.b\"=\"c\"}'\n      value: 2\n",
+    )
+    .unwrap();
+    let (code, _, err) = medic_test_in(dir.path(), &[], "t.yaml");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("t.yaml:2:1: unknown field `meta`"), "{err}");
+    let (code, out, err) = medic_test_in(dir.path(), &["--ignore-unknown-fields"], "t.yaml");
+    assert_eq!(code, Some(0), "{out}{err}");
+    // and check: unknown fields are errors unless ignored
+    let check = |args: &[&str]| {
+        run(Command::new(MEDIC)
+            .arg("check")
+            .args(args)
+            .arg("r.yaml")
+            .current_dir(dir.path()))
+        .status
+        .code()
+    };
+    assert_eq!(check(&[]), Some(1));
+    assert_eq!(check(&["--ignore-unknown-fields"]), Some(0));
+    // `--enable-feature=promql-experimental-functions` is accepted (and changes nothing)
+    let (code, _, err) = medic_test_in(
+        dir.path(),
+        &[
+            "--ignore-unknown-fields",
+            "--enable-feature=promql-experimental-functions",
+        ],
+        "t.yaml",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("WARNING"), "{err}");
+}
