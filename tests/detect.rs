@@ -69,11 +69,13 @@ fn default_detector_separates_an_injected_spike_from_noise() {
     assert!(v[spike].anomaly && v[shift].anomaly);
     // the new level becomes normal: the score decays to what noise scores
     assert!(noise(shift + 1000..6000) < v[shift].score);
-    // onsets on the noise stretch before the spike: rare (well under 1 per 1,000 points)
+    // onsets on the 2,000 noise points before the spike: of the order of `probability`
+    // (0.001) per point; Gaussian noise has several tail bins under 0.1 % each, so about 1
+    // per 600 points is expected (README), 3 per 1,000 would be too many
     let onsets = (1001..spike)
         .filter(|&i| v[i].anomaly && !v[i - 1].anomaly)
         .count();
-    assert!(onsets <= 2, "{onsets} false alarms on 2,000 noise points");
+    assert!(onsets <= 6, "{onsets} false alarms on 2,000 noise points");
     // scores never tie at 1
     assert!(v.iter().all(|v| v.score < 1.0));
 }
