@@ -179,7 +179,8 @@ fn clear_params(
 pub fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+        // outside a `[...]` class (and `[` is escaped) these are the only special ones
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
             out.push('\\');
         }
         out.push(c);
@@ -374,7 +375,7 @@ impl RedisActuator {
         if req.dry_run {
             let mut o = ActionOutcome::new(
                 ActionStatus::Ok,
-                format!("dry run: would remove {removed} keys matching {pattern:?}{why_stopped}"),
+                format!("dry run: would remove {removed} keys matching `{pattern}`{why_stopped}"),
             )
             .changed(before.clone(), serde_json::Value::Null);
             o.data = serde_json::json!({"keys_matched": removed, "pattern": pattern, "complete": complete});
@@ -389,7 +390,7 @@ impl RedisActuator {
         let mut o = ActionOutcome::new(
             status,
             format!(
-                "removed {removed} keys matching {pattern:?}{why_stopped}; used_memory {} → {}",
+                "removed {removed} keys matching `{pattern}`{why_stopped}; used_memory {} → {}",
                 before["used_memory"], after["used_memory"]
             ),
         )
