@@ -37,6 +37,20 @@ enum Command {
         /// A medic configuration file to validate.
         #[arg(short = 'c', long = "config")]
         config: Option<std::path::PathBuf>,
+        /// Linting checks on rule files, as promtool's: `duplicate-rules` (rules with the
+        /// same name and labels), `all`, or `none`; comma-separated.
+        #[arg(long, default_value = "duplicate-rules")]
+        lint: String,
+        /// Make lint findings fail the check with exit code 3.
+        #[arg(long)]
+        lint_fatal: bool,
+        /// Ignore unknown fields in rule files (e.g. custom metadata).
+        #[arg(long)]
+        ignore_unknown_fields: bool,
+        /// promtool's feature flags; medic always has the experimental PromQL functions it
+        /// implements, so this is accepted for compatibility and changes nothing.
+        #[arg(long = "enable-feature")]
+        enable_feature: Vec<String>,
         /// Rule files to validate.
         rule_files: Vec<std::path::PathBuf>,
     },
@@ -45,6 +59,23 @@ enum Command {
         /// Only run test groups whose name matches this regex (repeatable).
         #[arg(long)]
         run: Vec<String>,
+        /// Write a JUnit XML report of the results to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Print each test group's start and duration and a dump of all its series (stderr).
+        #[arg(long)]
+        debug: bool,
+        /// Show failed alert comparisons as a diff of expected and got.
+        #[arg(long)]
+        diff: bool,
+        /// Ignore unknown fields in test and rule files (e.g. custom metadata).
+        #[arg(long)]
+        ignore_unknown_fields: bool,
+        /// promtool's feature flags (repeatable, comma-separated). medic always has the
+        /// experimental PromQL functions it implements, so `promql-experimental-functions`
+        /// changes nothing; accepted so promtool's command lines work unchanged.
+        #[arg(long = "enable-feature")]
+        enable_feature: Vec<String>,
         /// Test files.
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
@@ -112,15 +143,49 @@ fn main() -> anyhow::Result<()> {
             log_format,
             log_level,
         } => run_daemon(config, log_format, log_level.as_deref())?,
-        Command::Check { config, rule_files } => {
-            if !check(config.as_deref(), &rule_files)? {
-                std::process::exit(1);
+        Command::Check {
+            config,
+            lint,
+            lint_fatal,
+            ignore_unknown_fields,
+            enable_feature: _,
+            rule_files,
+        } => {
+            let code = check(
+                config.as_deref(),
+                &rule_files,
+                &lint,
+                lint_fatal,
+                ignore_unknown_fields,
+            )?;
+            if code != 0 {
+                std::process::exit(code);
             }
         }
-        Command::Test { run, files } => {
+        Command::Test {
+            run,
+            junit,
+            debug,
+            diff,
+            ignore_unknown_fields,
+            enable_feature,
+            files,
+        } => {
+            for f in enable_feature.iter().flat_map(|f| f.split(',')) {
+                if !matches!(f, "" | "promql-experimental-functions") {
+                    eprintln!("  WARNING: unknown feature {f:?}: ignored");
+                }
+            }
+            let opts = medic::rules::unittest::TestOptions {
+                run,
+                junit,
+                debug,
+                diff,
+                ignore_unknown_fields,
+            };
             let code = medic::rules::unittest::run_test_files(
                 &files,
-                &run,
+                &opts,
                 &mut std::io::stdout().lock(),
                 &mut std::io::stderr().lock(),
             )?;
@@ -245,20 +310,32 @@ fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
 
 /// `medic check`: rule files given on the command line (the configuration's own rule files
 /// are checked with it).
+/// The exit code: 0, 1 on an error, 3 on rule lint findings alone with `--lint-fatal`.
 fn check(
     config: Option<&std::path::Path>,
     rule_files: &[std::path::PathBuf],
-) -> anyhow::Result<bool> {
+    lint: &str,
+    lint_fatal: bool,
+    ignore_unknown_fields: bool,
+) -> anyhow::Result<i32> {
     if config.is_none() && rule_files.is_empty() {
         anyhow::bail!("nothing to check: give rule files (or -c CONFIG)");
     }
     let mut out = std::io::stdout().lock();
-    let mut ok = true;
-    if let Some(c) = config {
-        ok &= medic::config::check::check_config(c, &mut out)?;
+    let mut code = 0;
+    if let Some(c) = config
+        && !medic::config::check::check_config(c, &mut out)?
+    {
+        code = 1;
     }
     if !rule_files.is_empty() {
-        ok &= medic::rules::check::check_rule_files(rule_files, &mut out)?;
+        let mut lint = medic::rules::check::Lint::parse(lint, lint_fatal, &mut out)?;
+        lint.ignore_unknown_fields = ignore_unknown_fields;
+        let mut err = std::io::stderr().lock();
+        let rules = medic::rules::check::check_rule_files(rule_files, lint, &mut out, &mut err)?;
+        if code == 0 {
+            code = rules;
+        }
     }
-    Ok(ok)
+    Ok(code)
 }

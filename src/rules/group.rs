@@ -753,7 +753,7 @@ groups:
         let ann = &tr[0].alert.annotations;
         assert!(
             ann["bad"].starts_with(
-                "<error expanding template: template: error calling query: parse error"
+                "<error expanding template: template: error calling query: 1:5: parse error"
             ),
             "{ann:?}"
         );
