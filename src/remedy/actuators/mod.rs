@@ -1,8 +1,12 @@
 //! The built-in actuator kinds, one file each, and the `actuators:` section of medic.yaml
 //! that composes them.
 
+pub mod adjust;
 pub mod exec;
 pub mod http;
+pub mod knob;
+pub mod memcached;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +24,12 @@ pub enum ActuatorConfig {
     Exec(exec::ExecConfig),
     /// Sends one HTTP request.
     Http(http::HttpConfig),
+    /// Clears or resizes a Redis cache (`clear_cache`, `set_capacity`).
+    Redis(redis::RedisActuatorConfig),
+    /// Clears or resizes a memcached (`clear_cache`, `set_capacity`).
+    Memcached(memcached::MemcachedActuatorConfig),
+    /// A numeric setting behind an HTTP admin API (`set_batch_size`, `scale_pool`, `set_value`).
+    Knob(knob::KnobConfig),
 }
 
 impl ActuatorConfig {
@@ -28,6 +38,9 @@ impl ActuatorConfig {
         match self {
             ActuatorConfig::Exec(_) => "exec",
             ActuatorConfig::Http(_) => "http",
+            ActuatorConfig::Redis(_) => "redis",
+            ActuatorConfig::Memcached(_) => "memcached",
+            ActuatorConfig::Knob(_) => "knob",
         }
     }
 
@@ -38,6 +51,22 @@ impl ActuatorConfig {
         match self {
             ActuatorConfig::Exec(_) => true,
             ActuatorConfig::Http(_) => action == "http",
+            ActuatorConfig::Redis(_) | ActuatorConfig::Memcached(_) => {
+                matches!(action, "clear_cache" | "set_capacity")
+            }
+            ActuatorConfig::Knob(_) => knob::ACTIONS.contains(&action),
+        }
+    }
+
+    /// Checks a step's `params` for this actuator at config load: bounds within the
+    /// actuator's, one way to compute a value, no template where a glob is read as written.
+    /// Numbers given as templates are checked when the step runs.
+    pub fn check_params(&self, action: &str, params: &serde_json::Value) -> Result<(), String> {
+        match self {
+            ActuatorConfig::Exec(_) | ActuatorConfig::Http(_) => Ok(()),
+            ActuatorConfig::Redis(c) => c.check_params(action, params),
+            ActuatorConfig::Memcached(c) => c.check_params(action, params),
+            ActuatorConfig::Knob(c) => c.check_params(params),
         }
     }
 }
@@ -49,6 +78,9 @@ pub fn build(configs: &BTreeMap<String, ActuatorConfig>) -> Result<Actuators, Re
         let a: Arc<dyn Actuator> = match cfg {
             ActuatorConfig::Exec(c) => Arc::new(exec::ExecActuator::build(name, c)?),
             ActuatorConfig::Http(c) => Arc::new(http::HttpActuator::build(name, c)?),
+            ActuatorConfig::Redis(c) => Arc::new(redis::RedisActuator::build(name, c)?),
+            ActuatorConfig::Memcached(c) => Arc::new(memcached::MemcachedActuator::build(name, c)?),
+            ActuatorConfig::Knob(c) => Arc::new(knob::KnobActuator::build(name, c)?),
         };
         out.insert(name.clone(), a);
     }
@@ -75,6 +107,12 @@ pub enum StepError {
         action: String,
         target: String,
         kind: String,
+    },
+    #[error("remediate step `{action}` on `{target}`: params: {reason}")]
+    BadParams {
+        action: String,
+        target: String,
+        reason: String,
     },
 }
 
@@ -108,7 +146,18 @@ pub fn validate_step(
             kind: cfg.kind().to_string(),
         });
     }
-    Ok(())
+    let params = serde_json::Value::Object(
+        step.params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    cfg.check_params(&step.action, &params)
+        .map_err(|reason| StepError::BadParams {
+            action: step.action.clone(),
+            target: target.clone(),
+            reason,
+        })
 }
 
 /// [`validate_step`] over a whole ladder.
