@@ -172,6 +172,9 @@ pub enum RemedyError {
     InvalidBody { name: String, reason: String },
     #[error("actuator `{name}`: {reason}")]
     Secret { name: String, reason: String },
+    /// A field out of range or inconsistent with another (bounds, names, paths).
+    #[error("actuator `{name}`: {reason}")]
+    Invalid { name: String, reason: String },
     #[error("actuator `{name}`: cannot build the HTTP client: {source}")]
     HttpClient {
         name: String,

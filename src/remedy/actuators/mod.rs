@@ -3,6 +3,8 @@
 
 pub mod exec;
 pub mod http;
+pub mod rollback;
+pub mod systemd;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +22,10 @@ pub enum ActuatorConfig {
     Exec(exec::ExecConfig),
     /// Sends one HTTP request.
     Http(http::HttpConfig),
+    /// Restarts a unit, scales a pool of template instances, through `systemctl`.
+    Systemd(systemd::SystemdConfig),
+    /// Re-points a `current` symlink to the previous release and restarts.
+    Rollback(rollback::RollbackConfig),
 }
 
 impl ActuatorConfig {
@@ -28,6 +34,8 @@ impl ActuatorConfig {
         match self {
             ActuatorConfig::Exec(_) => "exec",
             ActuatorConfig::Http(_) => "http",
+            ActuatorConfig::Systemd(_) => "systemd",
+            ActuatorConfig::Rollback(_) => "rollback",
         }
     }
 
@@ -38,6 +46,28 @@ impl ActuatorConfig {
         match self {
             ActuatorConfig::Exec(_) => true,
             ActuatorConfig::Http(_) => action == "http",
+            ActuatorConfig::Systemd(_) => matches!(action, "restart" | "scale_pool"),
+            ActuatorConfig::Rollback(_) => action == "rollback",
+        }
+    }
+
+    /// Checks a step's `params` (bounds, names) for actuators that know their params;
+    /// templated values are checked when rendered.
+    pub fn check_params(
+        &self,
+        name: &str,
+        action: &str,
+        params: &serde_json::Value,
+    ) -> Result<(), String> {
+        match self {
+            ActuatorConfig::Systemd(c) => systemd::SystemdActuator::build(name, c)
+                .map_err(|e| e.to_string())?
+                .check_params(action, params),
+            ActuatorConfig::Rollback(_) => match params.as_object() {
+                Some(o) if !o.is_empty() => Err("rollback takes no params".into()),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
         }
     }
 }
@@ -49,8 +79,17 @@ pub fn build(configs: &BTreeMap<String, ActuatorConfig>) -> Result<Actuators, Re
         let a: Arc<dyn Actuator> = match cfg {
             ActuatorConfig::Exec(c) => Arc::new(exec::ExecActuator::build(name, c)?),
             ActuatorConfig::Http(c) => Arc::new(http::HttpActuator::build(name, c)?),
+            ActuatorConfig::Systemd(c) => Arc::new(systemd::SystemdActuator::build(name, c)?),
+            // built below, once the actuators they restart through exist
+            ActuatorConfig::Rollback(_) => continue,
         };
         out.insert(name.clone(), a);
+    }
+    for (name, cfg) in configs {
+        if let ActuatorConfig::Rollback(c) = cfg {
+            let a = rollback::RollbackActuator::build(name, c, &out)?;
+            out.insert(name.clone(), Arc::new(a));
+        }
     }
     Ok(out)
 }
@@ -75,6 +114,12 @@ pub enum StepError {
         action: String,
         target: String,
         kind: String,
+    },
+    #[error("remediate step `{action}`: target `{target}`: {reason}")]
+    BadParams {
+        action: String,
+        target: String,
+        reason: String,
     },
 }
 
@@ -108,6 +153,13 @@ pub fn validate_step(
             kind: cfg.kind().to_string(),
         });
     }
+    let params = serde_json::Value::Object(step.params.clone().into_iter().collect());
+    cfg.check_params(target, &step.action, &params)
+        .map_err(|reason| StepError::BadParams {
+            action: step.action.clone(),
+            target: target.clone(),
+            reason,
+        })?;
     Ok(())
 }
 
