@@ -3,6 +3,7 @@
 
 pub mod exec;
 pub mod http;
+mod reaper;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
