@@ -250,3 +250,29 @@ async fn kill_9_of_medic_kills_the_running_plugin_and_its_children() {
     })
     .await;
 }
+
+/// The remedy section's medic.yaml example in the README parses, with the http actuator's
+/// JSON body as a structure (point 7).
+#[test]
+fn readme_remedy_example_parses_with_a_structured_json_body() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("<!-- section: remedy -->")
+        .nth(1)
+        .expect("remedy section");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block");
+    let c = medic::config::Config::parse_str(Path::new("/etc/medic/medic.yaml"), yaml)
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    match &c.actuators["drain-hook"] {
+        ActuatorConfig::Http(h) => assert_eq!(
+            h.body,
+            Some(serde_json::json!({"drain": true, "instance": "{{ $labels.instance }}"}))
+        ),
+        other => panic!("{other:?}"),
+    }
+}
