@@ -17,7 +17,7 @@ use medic::remedy::{
 };
 use medic::rules::{AlertInstance, AlertState, AlertTransition, RemediateStep, TransitionKind};
 use medic::store::Labels;
-use support::{DEADLINE, Medic, process_exists, wait_for, write_script};
+use support::{DEADLINE, Medic, Target, WebhookSink, process_exists, wait_for, write_script};
 
 fn exec_cfg(yaml: &str) -> ExecConfig {
     serde_saphyr::from_str(yaml).unwrap()
@@ -275,4 +275,49 @@ fn readme_remedy_example_parses_with_a_structured_json_body() {
         ),
         other => panic!("{other:?}"),
     }
+}
+
+/// A config with an http probe of `target`, the alert `Down` on it and a webhook.
+fn probe_config(dir: &Path, target: &Target, hook: &WebhookSink, extra_global: &str) -> String {
+    std::fs::write(
+        dir.join("rules.yaml"),
+        "groups:\n- name: g\n  interval: 200ms\n  rules:\n  - alert: Down\n    expr: probe_success{probe=\"t\"} == 0\n",
+    )
+    .unwrap();
+    format!(
+        "global:\n  listen_address: 127.0.0.1:0\n  state_dir: {state}\n  evaluation_interval: 200ms\n  collect_interval: 200ms\n  alert_resend_delay: 300ms\n{extra_global}collectors:\n  t: {{type: http_probe, url: '{url}', interval: 200ms, timeout: 200ms}}\nnotifiers:\n  hook: {{type: webhook, url: '{hook}', timeout: 5s}}\nrule_files: [rules.yaml]\n",
+        state = dir.join("state").display(),
+        url = target.url(),
+        hook = hook.url(),
+    )
+}
+
+async fn wait_reloaded(medic: &Medic, n: usize) {
+    wait_for("the reload", || async {
+        (medic.logs().matches("configuration reloaded").count() >= n).then_some(())
+    })
+    .await;
+}
+
+// ---- point 3: a resolved alert is announced once, reloads or not ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolved_notification_is_not_sent_again_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = Target::start().await;
+    let hook = WebhookSink::start().await;
+    let medic = Medic::start(d, &probe_config(d, &target, &hook, ""));
+    target.set_failing(true);
+    wait_for("firing", || async { hook.find("firing", "Down") }).await;
+    target.set_failing(false);
+    wait_for("resolved", || async { hook.find("resolved", "Down") }).await;
+    for n in 1..=2 {
+        medic.signal(libc::SIGHUP);
+        wait_reloaded(&medic, n).await;
+        // the engine re-announces the resolved alert every 300 ms: give it many chances
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(hook.count("resolved", "Down"), 1, "{:#?}", hook.all());
+    assert_eq!(hook.count("firing", "Down"), 1, "{:#?}", hook.all());
 }

@@ -262,6 +262,7 @@ impl TestGroup {
             external_labels: Labels::new(self.external_labels.clone()),
             external_url: self.external_url.clone(),
             subquery_step: eval_interval,
+            ..GroupOptions::default()
         };
         let mut groups = match load_files(rule_files, &opts) {
             Ok(g) => g,
