@@ -6,6 +6,7 @@ pub mod exec;
 pub mod http;
 pub mod knob;
 pub mod memcached;
+mod reaper;
 pub mod redis;
 pub mod rollback;
 pub mod systemd;
