@@ -8,11 +8,11 @@ use std::time::{Duration as StdDuration, Instant};
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, IntoConnectionInfo};
 use serde::Deserialize;
 
 use super::target::{OutageLog, TargetLabels, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
+use crate::common::redis::{RedisClient, RedisTarget};
 use crate::common::tls::TlsConfig;
 use crate::common::{Duration, Secret};
 use crate::store::Sample;
@@ -84,7 +84,7 @@ impl RedisConfig {
 pub struct RedisCollector {
     name: String,
     schedule: Schedule,
-    client: redis::Client,
+    client: RedisClient,
     /// A connection kept between rounds; dropped after an error so the next round reconnects.
     /// The lock is only held to clone or replace it, never across an await.
     conn: Mutex<Option<MultiplexedConnection>>,
@@ -104,69 +104,26 @@ enum RoundError {
 impl RedisCollector {
     pub fn new(cfg: &RedisConfig, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
         let schedule = ctx.schedule(cfg.interval, cfg.timeout)?;
-        let tls = cfg.url.starts_with("rediss://");
-        if tls {
-            crate::common::tls::init_tls();
-        } else if cfg.tls.ca_file.is_some() || cfg.tls.insecure_skip_verify {
-            return Err(ctx.invalid("tls: needs a rediss:// url"));
+        let built = RedisTarget {
+            url: &cfg.url,
+            username: cfg.username.as_deref(),
+            password: cfg.password.as_ref(),
+            tls: &cfg.tls,
         }
-        // redis-rs's errors do not echo the URL, so they are safe to show
-        let mut info = cfg
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| ctx.invalid(format!("url: {e}")))?;
-        let instance = cfg
-            .instance
-            .clone()
-            .unwrap_or_else(|| info.addr().to_string());
-        let mut settings = info.redis_settings().clone();
-        if settings.password().is_some() {
+        .client()
+        .map_err(|e| ctx.invalid(e.to_string()))?;
+        if built.password_in_url {
             tracing::warn!(
                 collector = ctx.name,
                 "url {} carries a password: prefer `password: {{file: ...}}` or `{{env: ...}}`",
                 redact_url(&cfg.url)
             );
         }
-        if let Some(u) = &cfg.username {
-            settings = settings.set_username(u);
-        }
-        if let Some(p) = &cfg.password {
-            let p = p
-                .read()
-                .map_err(|e| ctx.invalid(format!("password: {e}")))?;
-            settings = settings.set_password(p.expose());
-        }
-        info = info.set_redis_settings(settings);
-        if cfg.tls.insecure_skip_verify
-            && let redis::ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone()
-        {
-            info = info.set_addr(redis::ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: true,
-                tls_params: None,
-            });
-        }
-        let client = match &cfg.tls.ca_file {
-            Some(ca) => {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| ctx.invalid(format!("tls.ca_file {}: {e}", ca.display())))?;
-                redis::Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-                .map_err(|e| ctx.invalid(format!("tls.ca_file {}: {e}", ca.display())))?
-            }
-            None => redis::Client::open(info).map_err(|e| ctx.invalid(format!("url: {e}")))?,
-        };
+        let instance = cfg.instance.clone().unwrap_or_else(|| built.addr.clone());
         Ok(RedisCollector {
             name: ctx.name.to_string(),
             schedule,
-            client,
+            client: built,
             conn: Mutex::new(None),
             target: TargetLabels::new(&instance, &cfg.labels),
             errors: Mutex::new(0),
@@ -187,13 +144,7 @@ impl RedisCollector {
         let mut conn = match self.cached() {
             Some(c) => c,
             None => {
-                let cfg = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(budget))
-                    .set_response_timeout(Some(budget));
-                let c = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&cfg)
-                    .await?;
+                let c = self.client.connect(budget).await?;
                 self.set_cached(Some(c.clone()));
                 c
             }

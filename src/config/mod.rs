@@ -95,10 +95,32 @@ pub struct GlobalConfig {
     /// Limits on the API's connections: `header_timeout`, `idle_timeout`, `max_connections`.
     #[serde(default)]
     pub http: crate::api::server::HttpConfig,
+    /// Minimum time between two announcements of a firing or resolved alert to the
+    /// notifiers (Prometheus' `--rules.alert.resend-delay`).
+    #[serde(default = "default_resend_delay")]
+    pub alert_resend_delay: Duration,
+    /// Alert state (`activeAt`, firing) saved in the journal is restored at start when
+    /// medic was down for at most this long (Prometheus'
+    /// `--rules.alert.for-outage-tolerance`); after a longer outage alerts start afresh.
+    #[serde(default = "default_outage_tolerance")]
+    pub alert_for_outage_tolerance: Duration,
+    /// A pending alert restored at start fires no sooner than this after the start,
+    /// unless its `for` is shorter (Prometheus' `--rules.alert.for-grace-period`).
+    #[serde(default = "default_for_grace_period")]
+    pub alert_for_grace_period: Duration,
 }
 
 fn default_max_series() -> usize {
     100_000
+}
+fn default_resend_delay() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_outage_tolerance() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_for_grace_period() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_interval() -> Duration {
@@ -151,6 +173,9 @@ impl Default for GlobalConfig {
             export_collected: false,
             max_series: default_max_series(),
             http: Default::default(),
+            alert_resend_delay: default_resend_delay(),
+            alert_for_outage_tolerance: default_outage_tolerance(),
+            alert_for_grace_period: default_for_grace_period(),
         }
     }
 }
