@@ -593,3 +593,25 @@ async fn sim_metric(sim: &sim::Sim, name: &str) -> f64 {
         .unwrap();
     daemon::metric_value(&body, name).unwrap_or(f64::NAN)
 }
+
+// ---- the rule pack and the example config ----
+
+#[path = "support/packs.rs"]
+mod packs;
+
+#[test]
+fn cache_pack_unit_tests_pass_in_medic_and_promtool() {
+    packs::unit_tests_pass("cache_test.yaml", "cache.yaml");
+}
+
+/// The example config loads every shipped pack with the actuators their steps name; a step
+/// naming a missing actuator, an action its actuator cannot do, or params outside its
+/// bounds would fail this.
+#[test]
+fn the_example_config_with_every_pack_checks() {
+    let said = packs::example_config_checks("remediation.yaml", &[]);
+    for pack in ["cache.yaml", "inference.yaml", "gpu.yaml", "host.yaml"] {
+        assert!(said.contains(pack), "{pack} not checked:\n{said}");
+    }
+    assert!(!said.contains("error"), "{said}");
+}

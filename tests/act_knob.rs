@@ -430,3 +430,13 @@ async fn e2e_errors_scale_the_pool() {
         "FIGURE error rate: fault→firing {fired:?}, →scale_pool ok {acted:?}, →resolved {resolved:?}; {m}"
     );
 }
+
+// ---- the rule pack ----
+
+#[path = "support/packs.rs"]
+mod packs;
+
+#[test]
+fn inference_pack_unit_tests_pass_in_medic_and_promtool() {
+    packs::unit_tests_pass("inference_test.yaml", "inference.yaml");
+}
