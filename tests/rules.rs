@@ -546,3 +546,105 @@ fn ignore_unknown_fields_and_utf8_series() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("WARNING"), "{err}");
 }
+
+#[test]
+fn experimental_functions_always_on_in_check_and_test() {
+    // Prometheus 3 needs --enable-feature=promql-experimental-functions for these; medic
+    // has them on everywhere (check, test and the daemon share one loader), with or
+    // without the flag.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "groups:\n- name: g\n  rules:\n  - record: one\n    expr: limitk(1, up)\n  - record: mad\n    expr: mad_over_time(up[5m])\n  - record: des\n    expr: double_exponential_smoothing(up[5m], 0.5, 0.5)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        "rule_files: [r.yaml]\ntests:\n- input_series:\n  - series: 'up{a=\"1\"}'\n    values: '1 1 1'\n  promql_expr_test:\n  - expr: count(one)\n    eval_time: 2m\n    exp_samples: [{value: 1}]\n  - expr: mad\n    eval_time: 2m\n    exp_samples: [{labels: 'mad{a=\"1\"}', value: 0}]\n",
+    )
+    .unwrap();
+    for flags in [&[][..], &["--enable-feature=promql-experimental-functions"]] {
+        let out = run(Command::new(MEDIC)
+            .arg("check")
+            .args(flags)
+            .arg("r.yaml")
+            .current_dir(dir.path()));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains("SUCCESS: 3 rules found"), "{text}");
+        let (code, out, err) = medic_test_in(dir.path(), flags, "t.yaml");
+        assert_eq!(code, Some(0), "{out}{err}");
+    }
+}
+
+#[test]
+fn readme_rule_and_test_examples_pass() {
+    // The first YAML block of "Writing rules" is the rule file the YAML block of "Testing
+    // rules" tests.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = |marker: &str| {
+        let start = readme.find(marker).expect(marker);
+        let rest = &readme[start..];
+        let end = rest[marker.len()..]
+            .find("<!-- section:")
+            .map_or(rest.len(), |e| e + marker.len());
+        rest[..end].to_string()
+    };
+    let first_yaml = |text: &str, containing: &str| {
+        text.split("```yaml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap().to_string())
+            .find(|b| b.contains(containing))
+            .expect(containing)
+    };
+    let rules = first_yaml(&section("<!-- section: rules -->"), "groups:");
+    let test = first_yaml(&section("<!-- section: rules-test -->"), "rule_files:");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+    std::fs::write(dir.path().join("test.yaml"), test).unwrap();
+    let (code, out, err) = medic_test_in(dir.path(), &[], "test.yaml");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn yaml_1_1_booleans_are_errors_in_medic_yaml() {
+    // YAML 1.2 core booleans only, as Prometheus' yaml.v3: `n`, `off`, `faLse` in a bool
+    // field are errors naming file:line:column and what was expected.
+    let dir = tempfile::tempdir().unwrap();
+    for word in ["n", "off", "faLse", "yes"] {
+        let cfg = dir.path().join(format!("medic-{word}.yaml"));
+        std::fs::write(
+            &cfg,
+            format!("global:\n  export_collected: {word}\ncollectors:\n  host:\n    type: host\n"),
+        )
+        .unwrap();
+        let out = run(Command::new(MEDIC).args(["check", "-c"]).arg(&cfg));
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{word}: {text}");
+        assert!(
+            text.contains(&format!(
+                "{}:2:21: invalid boolean \"{word}\": expected true or false",
+                cfg.display()
+            )),
+            "{word}: {text}"
+        );
+    }
+    for word in ["true", "True", "TRUE", "false", "False", "FALSE"] {
+        let cfg = dir.path().join("medic-ok.yaml");
+        std::fs::write(
+            &cfg,
+            format!("global:\n  export_collected: {word}\ncollectors:\n  host:\n    type: host\n"),
+        )
+        .unwrap();
+        let out = run(Command::new(MEDIC).args(["check", "-c"]).arg(&cfg));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{word}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

@@ -699,4 +699,35 @@ mod tests {
         let nested = format!("{}1{}", "(".repeat(100), ")".repeat(100));
         assert_eq!(check(&nested), Ok(()));
     }
+
+    #[test]
+    fn the_deepest_accepted_expression_is_walked_on_a_small_stack() {
+        // What the limit is for: every recursive walk (parse, support check, evaluation,
+        // retention) over the deepest tree the limits let through fits a 2 MiB thread stack
+        // (tokio's default), in a debug build.
+        let parens = format!("{}x{}", "(".repeat(250), ")".repeat(250));
+        let calls = format!("{}x{}", "abs(".repeat(120), ")".repeat(120));
+        let chain = vec!["x"; 250].join(" + ");
+        let unary = format!("{}x", "-".repeat(250));
+        for text in [parens, calls, chain, unary] {
+            let t = text.clone();
+            let r = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let store = crate::store::Store::new(i64::MAX / 4);
+                    let expr = crate::promql::parse(&t).map_err(|e| e.to_string())?;
+                    crate::promql::check_supported(&expr).map_err(|e| e.to_string())?;
+                    let _ = crate::promql::max_lookback_ms(&expr);
+                    crate::promql::eval_instant(&store, &expr, 0).map_err(|e| e.to_string())?;
+                    Ok::<(), String>(())
+                })
+                .unwrap()
+                .join()
+                .expect("no stack overflow");
+            assert_eq!(r, Ok(()), "{}", &text[..40]);
+        }
+        // one level more than the limit is refused
+        let over = format!("{}x{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(check(&over).unwrap_err().limit);
+    }
 }
