@@ -615,3 +615,36 @@ fn the_example_config_with_every_pack_checks() {
     }
     assert!(!said.contains("error"), "{said}");
 }
+
+/// Every medic.yaml example in the README's cache-and-knob subsections parses and its
+/// actuators build (but for the secrets and CA files they name, which this machine lacks).
+#[test]
+fn readme_actuator_examples_build() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- remedy: caches and knobs -->").unwrap();
+    let end = readme.find("<!-- /remedy: caches and knobs -->").unwrap();
+    let mut n = 0;
+    for block in readme[start..end].split("```yaml\n").skip(1) {
+        let yaml = &block[..block.find("```").unwrap()];
+        if !yaml.starts_with("actuators:") {
+            continue;
+        }
+        let cfg: medic::config::Config = serde_saphyr::from_str(yaml)
+            .unwrap_or_else(|e| panic!("README example does not parse: {e}\n{yaml}"));
+        for (name, a) in &cfg.actuators {
+            let one = BTreeMap::from([(name.clone(), a.clone())]);
+            if let Err(e) = medic::remedy::build(&one) {
+                let e = e.to_string();
+                assert!(
+                    ["password: ", "tls.ca_file", "ADMIN_TOKEN"]
+                        .iter()
+                        .any(|f| e.contains(f)),
+                    "README example does not build: {e}\n{yaml}"
+                );
+            }
+        }
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}

@@ -165,6 +165,9 @@ async fn knob_reverts_only_its_own_value() {
     assert_eq!(sim.knobs().await["batch_size"], 12);
 }
 
+/// One request as received: method, URI, content type, authorization, body.
+type Seen = Arc<Mutex<Vec<(String, String, String, String, String)>>>;
+
 /// An admin API that records what it is sent, answers GETs with `state`, and ignores
 /// writes (so a read-back cannot confirm) or hangs, as told.
 async fn recorder(
@@ -449,7 +452,7 @@ fn inference_pack_unit_tests_pass_in_medic_and_promtool() {
 struct Documented {
     workers: Arc<Mutex<u64>>,
     replicas: Arc<Mutex<u64>>,
-    seen: Arc<Mutex<Vec<(String, String, String, String, String)>>>,
+    seen: Seen,
 }
 
 async fn documented_apis() -> (String, Documented) {
