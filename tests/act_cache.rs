@@ -266,15 +266,29 @@ async fn redis_that_never_answers_times_out() {
     req.timeout = Duration::from_millis(500);
     let t = Instant::now();
     let o = a.act(&req).await;
-    assert!(
-        matches!(o.status, ActionStatus::Timeout | ActionStatus::Failed),
-        "{o:?}"
-    );
+    assert_eq!(o.status, ActionStatus::Timeout, "{o:?}");
     eprintln!(
         "FIGURE silent redis: outcome {:?} after {:?}",
         o.status,
         t.elapsed()
     );
+}
+
+#[tokio::test]
+async fn memcached_that_never_answers_times_out() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let a = memcached_actuator(port);
+    let mut req = request("clear_cache", json!({}), false);
+    req.timeout = Duration::from_millis(500);
+    let o = a.act(&req).await;
+    assert_eq!(o.status, ActionStatus::Timeout, "{o:?}");
 }
 
 fn memcached_actuator(port: u16) -> MemcachedActuator {
@@ -557,6 +571,8 @@ async fn e2e_redis_evictions_grow_the_capacity() {
     wait_alert(&medic, "RedisEvictingKeys", false).await;
     let resolved = t0.elapsed();
     let evicted_after = evicted(&mut c);
+    // the working set (~7 MB) fits the grown cache (16 MB): no eviction since the action
+    assert_eq!(evicted_after, evicted_at_action);
     let hits = sim_metric(&sim, "inference_cache_hits_total").await;
     let misses = sim_metric(&sim, "inference_cache_misses_total").await;
 

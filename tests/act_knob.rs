@@ -252,10 +252,7 @@ async fn knob_fails_when_the_value_does_not_stick_and_times_out_on_a_silent_api(
     req.timeout = Duration::from_millis(500);
     let t = Instant::now();
     let o = k.act(&req).await;
-    assert!(
-        matches!(o.status, ActionStatus::Timeout | ActionStatus::Failed),
-        "{o:?}"
-    );
+    assert_eq!(o.status, ActionStatus::Timeout, "{o:?}");
     eprintln!(
         "FIGURE silent admin API: {:?} after {:?}",
         o.status,

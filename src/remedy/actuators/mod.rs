@@ -2,6 +2,7 @@
 //! that composes them.
 
 pub mod adjust;
+pub mod bounded;
 pub mod exec;
 pub mod http;
 pub mod knob;
