@@ -595,3 +595,46 @@ async fn the_documented_recipes_speak_each_servers_api() {
     assert_eq!(patch.4, r#"{"spec":{"replicas":6}}"#);
     assert!(seen.iter().all(|s| s.3 == "Bearer s3cret"), "{seen:?}");
 }
+
+/// `remedy.dry_run: true` through the daemon: the knob is asked in dry-run mode, reads the
+/// live value, says what it would set, and the service keeps its batch size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_dry_run_reports_and_changes_nothing() {
+    let sim = sim::Sim::start(&["--batch-size", "32", "--workers", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        r#"groups:
+- name: inference
+  interval: 500ms
+  rules:
+  - alert: InferenceLatencyHigh
+    expr: histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket[5s]))) > 1
+    remediate:
+    - {action: set_batch_size, target: inference-batch, params: {factor: 0.25}, cooldown: 1h}
+"#,
+    )
+    .unwrap();
+    let config =
+        config(dir.path(), &sim).replace("actuators:\n", "remedy:\n  dry_run: true\nactuators:\n");
+    let medic = daemon::Medic::start(dir.path(), &config);
+    sim.send(
+        "PUT",
+        "/fault",
+        json!({"load_rps": 50, "latency_per_item_s": 0.05, "per_worker_rps": 50}),
+    )
+    .await;
+    wait_alert(&medic, "InferenceLatencyHigh", true).await;
+    let msg = daemon::wait_for("the dry run journaled", || async {
+        journal_messages(dir.path())
+            .into_iter()
+            .find(|m| m.contains("dry run: would set batch_size 32 → 8"))
+    })
+    .await;
+    assert_eq!(
+        sim.knobs().await["batch_size"],
+        32,
+        "a dry run changed the service"
+    );
+    eprintln!("dry run: {msg}");
+}
