@@ -664,3 +664,63 @@ fn readme_actuator_examples_build() {
     }
     assert_eq!(n, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_memcached_evictions_grow_the_memory_limit() {
+    let server = collectors::memcached(8);
+    let port = server.port;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        r#"groups:
+- name: cache
+  interval: 500ms
+  rules:
+  - alert: MemcachedEvictingItems
+    expr: rate(memcached_items_evicted_total[5s]) > 1
+    remediate:
+    - {action: set_capacity, target: memcache, params: {factor: 4}, cooldown: 1h}
+"#,
+    )
+    .unwrap();
+    let config = format!(
+        "{}collectors:\n  sessions:\n    type: memcached\n    address: 127.0.0.1:{port}\nactuators:\n  memcache:\n    type: memcached\n    address: 127.0.0.1:{port}\n    capacity: {{min: 8, max: 64}}\n    timeout: 5s\nrule_files: [rules.yaml]\n",
+        base(dir.path())
+    );
+    let medic = daemon::Medic::start(dir.path(), &config);
+    // the fault: a working set of ~13 MB cycled through an 8 MB cache
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut m = collectors::Memc::connect(port);
+        let value = "v".repeat(1000);
+        let mut i = 0u64;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            m.set(&format!("ws:{}", i % 12_000), &value);
+            i += 1;
+        }
+    });
+    let t0 = Instant::now();
+    wait_alert(&medic, "MemcachedEvictingItems", true).await;
+    let fired = t0.elapsed();
+    wait_action(&medic, "MemcachedEvictingItems", "set_capacity").await;
+    let acted = t0.elapsed();
+    let mut m = collectors::Memc::connect(port);
+    assert_eq!(
+        m.stats()["limit_maxbytes"],
+        (32u64 * 1024 * 1024).to_string()
+    );
+    wait_alert(&medic, "MemcachedEvictingItems", false).await;
+    let resolved = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let evictions = m.stats()["evictions"].clone();
+    let msg = journal_actions(dir.path())
+        .into_iter()
+        .find_map(|r| r.message.filter(|m| m.contains("cache_memlimit")))
+        .expect("journaled");
+    assert!(msg.contains("cache_memlimit 8 → 32 MB"), "{msg}");
+    eprintln!(
+        "FIGURE memcached evictions: load→firing {fired:?}, →set_capacity ok {acted:?}, →resolved {resolved:?}; {msg}; evictions {evictions} in all"
+    );
+}
