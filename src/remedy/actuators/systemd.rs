@@ -186,10 +186,10 @@ impl SystemdActuator {
             return Err(invalid(name, "timeout must be greater than 0"));
         }
         let pool = cfg.pool.as_ref().map(|p| build_pool(name, p)).transpose()?;
-        if cfg.unit.is_none() && pool.is_none() {
+        if cfg.unit.is_none() && allowed.is_none() && pool.is_none() {
             return Err(invalid(
                 name,
-                "give `unit` (for restart), `pool` (for scale_pool) or both",
+                "give `unit` or `allowed_units` (for restart), `pool` (for scale_pool), or both",
             ));
         }
         if let Some(p) = &cfg.systemctl
