@@ -764,3 +764,28 @@ fn ops_rule_packs_pass_medic_test_promtool_and_check() {
     let said = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(!said.contains("error"), "{said}");
 }
+
+/// Every YAML example of the README's act-ops section is a config that builds: its
+/// actuators (the rollback's restart included) and its collectors.
+#[test]
+fn readme_examples_build() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("<!-- section: act-ops -->").unwrap();
+    let end = start
+        + readme[start..]
+            .find("\n### ")
+            .unwrap_or(readme.len() - start);
+    let mut n = 0;
+    for block in readme[start..end].split("```yaml\n").skip(1) {
+        let yaml = &block[..block.find("```").unwrap()];
+        let cfg: medic::config::Config = serde_saphyr::from_str(yaml)
+            .unwrap_or_else(|e| panic!("README example does not parse: {e}\n{yaml}"));
+        medic::remedy::build(&cfg.actuators)
+            .unwrap_or_else(|e| panic!("README example does not build: {e}\n{yaml}"));
+        if let Err(e) = cfg.build_collectors(&[]) {
+            panic!("README example's collectors do not build: {e:?}\n{yaml}");
+        }
+        n += 1;
+    }
+    assert_eq!(n, 2);
+}
