@@ -1,10 +1,11 @@
 //! The bottom layer: small value types every other module may use and that use nothing of
 //! medic's own: durations, secrets, YAML loading with located errors, time formatting,
-//! metric and label names, TLS set-up, and the registry of medic's own metrics.
+//! metric and label names, TLS set-up, Redis connection settings, and the registry of medic's own metrics.
 
 pub mod duration;
 pub mod metrics;
 pub mod names;
+pub mod redis;
 pub mod secret;
 pub mod time;
 pub mod tls;

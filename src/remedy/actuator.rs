@@ -172,9 +172,10 @@ pub enum RemedyError {
     InvalidBody { name: String, reason: String },
     #[error("actuator `{name}`: {reason}")]
     Secret { name: String, reason: String },
-    /// A field out of range or inconsistent with another (bounds, names, paths).
+    /// A bound, limit or setting that cannot work (min above max, a URL with nowhere to
+    /// put the value, ...).
     #[error("actuator `{name}`: {reason}")]
-    Invalid { name: String, reason: String },
+    Config { name: String, reason: String },
     #[error("actuator `{name}`: cannot build the HTTP client: {source}")]
     HttpClient {
         name: String,

@@ -216,7 +216,7 @@ async fn blocking<T: Send + 'static>(
 impl RollbackActuator {
     /// `built` holds the actuators built so far; the `restart` one must be among them.
     pub fn build(name: &str, cfg: &RollbackConfig, built: &Actuators) -> Result<Self, RemedyError> {
-        let invalid = |reason: String| RemedyError::Invalid {
+        let invalid = |reason: String| RemedyError::Config {
             name: name.to_string(),
             reason,
         };

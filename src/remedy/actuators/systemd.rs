@@ -155,7 +155,7 @@ pub fn is_unit_name(s: &str) -> bool {
 }
 
 fn invalid(name: &str, reason: impl Into<String>) -> RemedyError {
-    RemedyError::Invalid {
+    RemedyError::Config {
         name: name.to_string(),
         reason: reason.into(),
     }
