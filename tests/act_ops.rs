@@ -549,6 +549,99 @@ async fn restart_dry_run_changes_nothing() {
     );
 }
 
+/// A wedged service (stopped with SIGSTOP: active, but it answers nothing) is restarted
+/// and answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wedged_service_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let units = Units::new(dir.path());
+    let port = free_port();
+    std::fs::write(dir.path().join("server.py"), SERVER_PY).unwrap();
+    units.define(
+        "web.service",
+        &format!(
+            "ExecStart=/usr/bin/python3 {} {port} 200\n",
+            dir.path().join("server.py").display()
+        ),
+    );
+    units.ctl(&["start", "--", "web.service"]);
+    units.track("web.service");
+    let url = format!("http://127.0.0.1:{port}/health");
+    wait_http(&url, 200);
+    let pid = units.main_pid("web.service");
+    // SAFETY: kill(2) on the pid of the test's own service.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    assert_eq!(http_status(&url), None);
+    assert_eq!(units.state("web.service"), "active");
+    let acts = actuators(&format!(
+        "svc: {{type: systemd, systemctl: {}, unit: web.service, active_within: 20s}}\n",
+        units.systemctl().display()
+    ));
+    let o = acts["svc"].act(&request("restart", json!({}), false)).await;
+    assert_eq!(o.status, ActionStatus::Ok, "{o:?}");
+    assert_eq!(o.before["state"], "active");
+    assert_eq!(o.before["main_pid"], pid);
+    assert_ne!(o.after["main_pid"], pid);
+    wait_http(&url, 200);
+    println!("figure wedged restart: {}", o.message);
+}
+
+/// A systemctl that does not answer is given up at the action's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_systemctl_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("systemctl");
+    support::write_script(&ctl, "#!/bin/sh\nexec sleep 60\n");
+    let acts = actuators(&format!(
+        "svc: {{type: systemd, systemctl: {}, unit: web.service}}\n",
+        ctl.display()
+    ));
+    let mut req = request("restart", json!({}), false);
+    req.timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    let o = acts["svc"].act(&req).await;
+    assert_eq!(o.status, ActionStatus::Timeout, "{o:?}");
+    assert!(started.elapsed() < PATIENCE);
+}
+
+/// Steps whose params break the actuator's bounds or names fail `medic check -c`, saying
+/// which rule, which step and why.
+#[test]
+fn check_rejects_params_outside_the_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        r#"groups:
+- name: g
+  rules:
+  - alert: Busy
+    expr: vector(1)
+    remediate:
+    - {action: scale_pool, target: workers, params: {step: 1, max: 99}, cooldown: 5m}
+    - {action: restart, target: workers, params: {unit: "{{ $labels.name }}"}, cooldown: 5m}
+    - {action: rollback, target: deploy, params: {to: v1}, cooldown: 5m}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("medic.yaml"),
+        "actuators:\n  workers: {type: systemd, pool: {template: worker@.service, min: 1, max: 4}}\n  svc: {type: systemd, unit: a.service}\n  deploy: {type: rollback, releases_dir: r, current: c, restart: svc}\nrule_files: [rules.yaml]\n",
+    )
+    .unwrap();
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["check", "-c"])
+        .arg(dir.path().join("medic.yaml")));
+    let said = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{said}");
+    for want in [
+        "rule Busy: remediate[0] (scale_pool): remediate step `scale_pool` on `workers`: params: scale_pool: min 1 / max 99 must lie within the pool's bounds 1..4",
+        "rule Busy: remediate[1] (restart): remediate step `restart` on `workers`: params: restart: a templated `unit` needs `allowed_units`",
+        "rule Busy: remediate[2] (rollback): remediate step `rollback` on `deploy`: params: rollback takes no params",
+    ] {
+        assert!(said.contains(want), "missing {want:?} in:\n{said}");
+    }
+}
+
 /// Label values rendered into `unit` (shell metacharacters, `../`, newlines, an option)
 /// are refused before any systemctl runs; an allowed one goes as one argv element after `--`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
