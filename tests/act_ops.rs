@@ -381,6 +381,40 @@ async fn rollback_refuses_without_an_earlier_release_or_past_max_steps() {
     assert_eq!(again.status, ActionStatus::Noop, "{again:?}");
     assert_eq!(link(), Path::new("releases/v2"));
 
+    // a restart that fails: `current` moved, and a retry of the same request only tries
+    // the restart again, it never rolls back one release further
+    std::fs::rename(
+        units.root.join("units/app.service"),
+        units.root.join("units/app.service.off"),
+    )
+    .unwrap();
+    let acts3 = deploy_actuators(&units, &app, 3);
+    let req = request("rollback", json!({}), false);
+    let o = acts3["deploy"].act(&req).await;
+    assert_eq!(o.status, ActionStatus::Failed, "{o:?}");
+    assert!(
+        o.message
+            .contains("from v2 to v1, but the restart did not succeed"),
+        "{}",
+        o.message
+    );
+    assert_eq!(link(), Path::new("releases/v1"));
+    std::fs::rename(
+        units.root.join("units/app.service.off"),
+        units.root.join("units/app.service"),
+    )
+    .unwrap();
+    let o = acts3["deploy"].act(&req).await;
+    assert_eq!(o.status, ActionStatus::Ok, "{o:?}");
+    assert_eq!(
+        (o.data["from"].clone(), o.data["to"].clone()),
+        (json!("v2"), json!("v1"))
+    );
+    assert_eq!(link(), Path::new("releases/v1"));
+    let o = acts3["deploy"].act(&req).await;
+    assert_eq!(o.status, ActionStatus::Noop, "{o:?}");
+    repoint_by_hand(&app, "v2");
+
     // v1 would be 2 below the newest (v10): refused
     let o = rb.act(&request("rollback", json!({}), false)).await;
     assert_eq!(o.status, ActionStatus::Failed, "{o:?}");
@@ -413,6 +447,12 @@ async fn rollback_refuses_without_an_earlier_release_or_past_max_steps() {
     );
     assert_eq!(link(), Path::new("releases/v1"));
     assert!(!rb.reversible("rollback"));
+}
+
+fn repoint_by_hand(app: &Path, to: &str) {
+    let tmp = app.join("current.tmp");
+    std::os::unix::fs::symlink(format!("releases/{to}"), &tmp).unwrap();
+    std::fs::rename(&tmp, app.join("current")).unwrap();
 }
 
 /// scale_pool starts and stops template instances one step at a time, never past the

@@ -479,7 +479,9 @@ impl SystemdActuator {
         let up: Vec<bool> = states.iter().map(|s| is_up(s)).collect();
         let current = up.iter().filter(|u| **u).count() as u32;
         let target = match change {
-            Change::Step(s) => (current as i64 + s).clamp(lo as i64, hi as i64) as u32,
+            Change::Step(s) => (current as i64)
+                .saturating_add(s)
+                .clamp(lo as i64, hi as i64) as u32,
             Change::Value(v) => v.clamp(lo, hi),
         };
         // up: the lowest-numbered instances that are down; down: the highest that are up
