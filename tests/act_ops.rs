@@ -216,6 +216,82 @@ async fn killed_service_is_restarted_and_the_alert_resolves() {
     );
 }
 
+/// rules/services.yaml's ServiceUnitFailed through a daemon: the process collector reads
+/// the unit from (the stand-in) systemctl, the unit fails, the rule's templated
+/// `unit: "{{ $labels.name }}"` passes `allowed_units`, the unit is restarted, the alert
+/// resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_unit_is_restarted_by_its_label_through_allowed_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let units = Units::new(&d.join("sysd"));
+    units.define("worker-a.service", "ExecStart=/bin/sleep 600\n");
+    units.ctl(&["start", "--", "worker-a.service"]);
+    units.track("worker-a.service");
+    // the pack's rule, with a short `for:` for the test
+    let pack = std::fs::read_to_string(repo().join("rules/services.yaml")).unwrap();
+    assert!(pack.contains("params: {unit: \"{{ $labels.name }}\"}"));
+    std::fs::write(
+        d.join("rules.yaml"),
+        r#"groups:
+- name: services
+  interval: 300ms
+  rules:
+  - alert: ServiceUnitFailed
+    expr: node_systemd_unit_state{state="failed"} == 1
+    labels: {severity: critical}
+    remediate:
+    - action: restart
+      target: services
+      params: {unit: "{{ $labels.name }}"}
+      cooldown: 1h
+"#,
+    )
+    .unwrap();
+    let config = base_config(
+        d,
+        &format!(
+            "collectors:\n  worker-a: {{type: process, systemd_unit: worker-a.service, systemctl: {ctl}, interval: 1s, timeout: 1s}}\nactuators:\n  services: {{type: systemd, systemctl: {ctl}, allowed_units: 'worker-[a-z]+\\.service', active_within: 20s, timeout: 40s}}\nrule_files: [rules.yaml]\n",
+            ctl = units.systemctl().display()
+        ),
+    );
+    let medic = Medic::start(d, &config);
+    let pid = units.main_pid("worker-a.service");
+    let fault = Instant::now();
+    // SAFETY: kill(2) on the pid of the test's own unit.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let acted = wait_for("the restart to succeed", || async {
+        (medic
+            .metric(
+                r#"medic_actions_total{rule="ServiceUnitFailed",action="restart",outcome="ok"}"#,
+            )
+            .await
+            == Some(1.0))
+        .then(|| fault.elapsed())
+    })
+    .await;
+    let resolved = wait_for("ServiceUnitFailed to resolve", || async {
+        no_alerts(&medic).await.map(|_| fault.elapsed())
+    })
+    .await;
+    assert_eq!(units.state("worker-a.service"), "active");
+    let a = journal_actions(d)
+        .into_iter()
+        .find(|a| a.action == "restart")
+        .expect("the restart in the journal");
+    assert!(a.params.contains("worker-a.service"), "{}", a.params);
+    let msg = a.message.unwrap_or_default();
+    assert!(
+        msg.contains("restarted worker-a.service: failed → active"),
+        "{msg}"
+    );
+    println!(
+        "figure unit failed: fault → restart ok counted {:.2}s, → resolved {:.2}s; journal: {msg}",
+        acted.as_secs_f64(),
+        resolved.as_secs_f64()
+    );
+}
+
 /// A release tree `app/releases/<v>/` with `app/current -> releases/<cur>`, each release
 /// holding a server whose /health answers `status` and a MANIFEST.sha256 made by sha256sum.
 fn releases(app: &Path, versions: &[(&str, u16)], cur: &str) {
