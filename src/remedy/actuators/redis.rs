@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use super::adjust::{Adjust, Bounds, Computed, show};
 use super::knob::bounded;
-use crate::common::redis::{RedisClient, RedisTarget, redact_url};
+use crate::common::redact_url;
+use crate::common::redis::{RedisClient, RedisTarget};
 use crate::common::tls::TlsConfig;
 use crate::common::{Duration, Secret};
 use crate::remedy::actuator::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
