@@ -626,7 +626,13 @@ fn cache_pack_unit_tests_pass_in_medic_and_promtool() {
 #[test]
 fn the_example_config_with_every_pack_checks() {
     let said = packs::example_config_checks("remediation.yaml", &[]);
-    for pack in ["cache.yaml", "inference.yaml", "gpu.yaml", "host.yaml"] {
+    let packs: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/rules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    assert!(packs.len() >= 6, "{packs:?}");
+    for pack in &packs {
         assert!(said.contains(pack), "{pack} not checked:\n{said}");
     }
     assert!(!said.contains("error"), "{said}");
