@@ -10,7 +10,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::notifier::{Notification, NotificationStatus, Notifier, Notifiers, NotifyError};
 use crate::common::metrics::{SelfMetrics, labels};
 use crate::common::time::now_ms;
+use crate::remedy::Escalation;
 use crate::rules::{AlertTransition, TransitionKind};
+use crate::silence::SilenceStore;
 use crate::store::Labels;
 
 /// How one notification ended, for tests and the journal.
@@ -49,17 +51,25 @@ impl DispatcherHandle {
     }
 }
 
+/// What the dispatcher reads besides transitions.
+#[derive(Default)]
+pub struct DispatchDeps {
+    /// A silenced alert is not notified.
+    pub silences: Option<Arc<SilenceStore>>,
+    /// The planner's escalations, delivered to every notifier.
+    pub escalations: Option<broadcast::Receiver<Escalation>>,
+}
+
 /// Fans alert transitions out to the notifiers.
 pub struct Dispatcher;
 
 impl Dispatcher {
-    /// Starts the dispatcher. `external_labels` are added to every alert's labels (the
-    /// alert's own value wins). Send it every alert transition; drop the sender and `join()`
-    /// the handle to shut it down.
-    pub fn start(
+    /// [`Dispatcher::start`] with silences and escalations.
+    pub fn start_with(
         notifiers: Notifiers,
         external_labels: BTreeMap<String, String>,
         metrics: Arc<SelfMetrics>,
+        deps: DispatchDeps,
     ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (records, _) = broadcast::channel(256);
@@ -69,8 +79,20 @@ impl Dispatcher {
             external_labels,
             metrics,
             records.clone(),
+            deps,
         ));
         (tx, DispatcherHandle { task, records })
+    }
+
+    /// Starts the dispatcher. `external_labels` are added to every alert's labels (the
+    /// alert's own value wins). Send it every alert transition; drop the sender and `join()`
+    /// the handle to shut it down.
+    pub fn start(
+        notifiers: Notifiers,
+        external_labels: BTreeMap<String, String>,
+        metrics: Arc<SelfMetrics>,
+    ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
+        Self::start_with(notifiers, external_labels, metrics, DispatchDeps::default())
     }
 }
 
@@ -95,7 +117,12 @@ async fn dispatch(
     external_labels: BTreeMap<String, String>,
     metrics: Arc<SelfMetrics>,
     records: broadcast::Sender<DeliveryRecord>,
+    deps: DispatchDeps,
 ) {
+    let DispatchDeps {
+        silences,
+        mut escalations,
+    } = deps;
     let mut tasks = JoinSet::new();
     let mut workers: Vec<Worker> = Vec::new();
     for (name, notifier) in notifiers {
@@ -123,11 +150,38 @@ async fn dispatch(
             resolved_sent: HashMap::new(),
         });
     }
-    while let Some(t) = rx.recv().await {
+    loop {
+        let t = tokio::select! {
+            t = rx.recv() => match t {
+                Some(t) => t,
+                None => break,
+            },
+            e = recv_escalation(&mut escalations) => {
+                match e {
+                    Ok(e) => {
+                        let n = super::escalation::notification(&e, &external_labels);
+                        for w in &workers {
+                            enqueue(w, &n, &metrics, &records);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(k)) => {
+                        tracing::error!(lost = k, "escalations lost: the dispatcher fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => escalations = None,
+                }
+                continue;
+            }
+        };
         let Some(n) = notification(&t, &external_labels) else {
             continue;
         };
         let now = now_ms();
+        if let Some(s) = &silences
+            && let Some(id) = s.silenced_by(|k| n.labels.get(k).map(String::as_str), now)
+        {
+            tracing::debug!(silence = %id, rule = %n.rule, "silenced: not notified");
+            continue;
+        }
         for w in &mut workers {
             let send = match t.kind {
                 TransitionKind::Firing => true,
@@ -153,26 +207,45 @@ async fn dispatch(
             if n.status == NotificationStatus::Firing {
                 w.last_sent.insert(n.fingerprint, now);
             }
-            // never wait on a notifier: a full queue means it is far behind
-            if w.queue.try_send(n.clone()).is_err() {
-                finish(
-                    &metrics,
-                    &records,
-                    DeliveryRecord {
-                        notifier: w.name.clone(),
-                        fingerprint: n.fingerprint,
-                        status: n.status,
-                        outcome: "dropped",
-                        attempts: 0,
-                        error: "queue full".into(),
-                    },
-                );
-            }
+            enqueue(w, &n, &metrics, &records);
         }
     }
     // closing the queues lets each worker finish what it holds, then stop
     drop(workers);
     while tasks.join_next().await.is_some() {}
+}
+
+/// The next escalation; never ready without a receiver.
+async fn recv_escalation(
+    rx: &mut Option<broadcast::Receiver<Escalation>>,
+) -> Result<Escalation, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands `n` to a worker; never waits on it (a full queue means it is far behind).
+fn enqueue(
+    w: &Worker,
+    n: &Notification,
+    metrics: &SelfMetrics,
+    records: &broadcast::Sender<DeliveryRecord>,
+) {
+    if w.queue.try_send(n.clone()).is_err() {
+        finish(
+            metrics,
+            records,
+            DeliveryRecord {
+                notifier: w.name.clone(),
+                fingerprint: n.fingerprint,
+                status: n.status,
+                outcome: "dropped",
+                attempts: 0,
+                error: "queue full".into(),
+            },
+        );
+    }
 }
 
 /// The notification for a transition; `None` when there is nothing to tell (pending, or a
@@ -200,6 +273,7 @@ fn notification(
         group: t.alert.group.clone(),
         labels: map,
         annotations: t.alert.annotations.clone(),
+        escalation: None,
         starts_at_ms: t.alert.fired_at_ms.unwrap_or(t.alert.active_at_ms),
         ends_at_ms: match status {
             NotificationStatus::Firing => None,

@@ -141,13 +141,19 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
             None
         }
     };
-    let (planner_tx, planner) = Planner::start_journaled(
+    let silences = pipeline::open_silences(journal.as_ref());
+    let (planner_tx, planner) = Planner::start_with(
         std::mem::take(&mut prepared.actuators),
         prepared.config.remedy.clone(),
         metrics.clone(),
-        planner_journal,
+        crate::remedy::PlannerDeps {
+            journal: planner_journal,
+            store: Some(store.clone()),
+            silences: Some(silences.clone()),
+        },
     );
-    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &metrics);
+    api.set_remedy(planner.control(), silences.clone());
+    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &metrics, &planner, &silences);
     let shared = Shared {
         store,
         metrics: metrics.clone(),
@@ -158,6 +164,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         planner,
         notify_tx,
         dispatcher,
+        silences,
     };
     let mut watcher = watch::FileWatcher::new()?;
     watch_files(&mut watcher, &prepared);
@@ -209,6 +216,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         planner,
         notify_tx,
         dispatcher,
+        ..
     } = sinks;
     drop((planner_tx, notify_tx));
     let notifications = async {
@@ -239,6 +247,7 @@ struct Sinks {
     planner: PlannerHandle,
     notify_tx: mpsc::Sender<AlertTransition>,
     dispatcher: DispatcherHandle,
+    silences: Arc<crate::silence::SilenceStore>,
 }
 
 impl Sinks {
@@ -250,11 +259,17 @@ impl Sinks {
 fn start_dispatcher(
     prepared: &mut Prepared,
     metrics: &Arc<SelfMetrics>,
+    planner: &PlannerHandle,
+    silences: &Arc<crate::silence::SilenceStore>,
 ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
-    Dispatcher::start(
+    Dispatcher::start_with(
         std::mem::take(&mut prepared.notifiers),
         prepared.config.global.external_labels.clone(),
         metrics.clone(),
+        crate::alert::DispatchDeps {
+            silences: Some(silences.clone()),
+            escalations: Some(planner.escalations()),
+        },
     )
 }
 
@@ -306,7 +321,12 @@ async fn reload(
         std::mem::take(&mut prepared.actuators),
         prepared.config.remedy.clone(),
     );
-    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &shared.metrics);
+    let (notify_tx, dispatcher) = start_dispatcher(
+        &mut prepared,
+        &shared.metrics,
+        &sinks.planner,
+        &sinks.silences,
+    );
     drop(std::mem::replace(&mut sinks.notify_tx, notify_tx));
     let old_dispatcher = std::mem::replace(&mut sinks.dispatcher, dispatcher);
     // Nothing sends to the old dispatcher any more: it works through its queue and ends.

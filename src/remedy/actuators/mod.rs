@@ -134,6 +134,7 @@ mod tests {
             timeout: None,
             verify_within: None,
             dry_run: false,
+            ..RemediateStep::default()
         }
     }
 
