@@ -125,6 +125,8 @@ async fn dispatch(
     } = deps;
     let mut tasks = JoinSet::new();
     let mut workers: Vec<Worker> = Vec::new();
+    // alerts that fired while silenced (bounded: a silence over a huge fleet stays cheap)
+    let mut held: std::collections::HashSet<u64> = std::collections::HashSet::new();
     for (name, notifier) in notifiers {
         // every outcome exported at 0 from the start, so rate() sees the first failure
         for outcome in ["sent", "failed", "dropped"] {
@@ -180,11 +182,20 @@ async fn dispatch(
             && let Some(id) = s.silenced_by(|k| n.labels.get(k).map(String::as_str), now)
         {
             tracing::debug!(silence = %id, rule = %n.rule, "silenced: not notified");
+            if n.status == NotificationStatus::Firing && held.len() < QUEUE_CAPACITY * 16 {
+                held.insert(n.fingerprint);
+            }
             continue;
+        }
+        // firing while silenced and still firing once the silence ended: announce it now
+        let unheld = t.kind == TransitionKind::StillFiring && held.remove(&n.fingerprint);
+        if t.kind == TransitionKind::Resolved {
+            held.remove(&n.fingerprint);
         }
         for w in &mut workers {
             let send = match t.kind {
                 TransitionKind::Firing => true,
+                TransitionKind::StillFiring if unheld => true,
                 TransitionKind::StillFiring => match w.notifier.repeat_interval() {
                     Some(every) => w
                         .last_sent

@@ -292,6 +292,11 @@ impl WebhookSink {
         format!("http://{}/hook", self.addr)
     }
 
+    /// Every payload received so far.
+    pub fn all(&self) -> Vec<serde_json::Value> {
+        self.received.lock().unwrap().clone()
+    }
+
     /// The first payload received with this `status` for this `alertname`.
     pub fn find(&self, status: &str, alertname: &str) -> Option<serde_json::Value> {
         self.received
