@@ -73,6 +73,7 @@ fn config(d: &Path, url: &str, hook: &str, rules: &str, remedy: &str) -> String 
   state_dir: {state}
   evaluation_interval: 300ms
   collect_interval: 300ms
+  alert_resend_delay: 1s
   api_token: {{file: {d}/token}}
 collectors:
   svc:

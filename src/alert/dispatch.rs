@@ -2,7 +2,7 @@
 //! queue, worked by its own task with retries and backoff.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
@@ -58,6 +58,8 @@ pub struct DispatchDeps {
     pub silences: Option<Arc<SilenceStore>>,
     /// The planner's escalations, delivered to every notifier.
     pub escalations: Option<broadcast::Receiver<Escalation>>,
+    /// What the previous config's dispatcher sent (see [`SentMemory`]).
+    pub memory: SentMemory,
 }
 
 /// Fans alert transitions out to the notifiers.
@@ -84,6 +86,25 @@ impl Dispatcher {
         (tx, DispatcherHandle { task, records })
     }
 
+    /// [`Dispatcher::start`] remembering what was sent in `memory`, which the dispatcher of
+    /// the previous config used: a reload must not send a resolution (or a repeat) again.
+    pub fn start_with_memory(
+        notifiers: Notifiers,
+        external_labels: BTreeMap<String, String>,
+        metrics: Arc<SelfMetrics>,
+        memory: SentMemory,
+    ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
+        Self::start_with(
+            notifiers,
+            external_labels,
+            metrics,
+            DispatchDeps {
+                memory,
+                ..DispatchDeps::default()
+            },
+        )
+    }
+
     /// Starts the dispatcher. `external_labels` are added to every alert's labels (the
     /// alert's own value wins). Send it every alert transition; drop the sender and `join()`
     /// the handle to shut it down.
@@ -100,6 +121,11 @@ struct Worker {
     name: String,
     notifier: Arc<dyn Notifier>,
     queue: mpsc::Sender<Notification>,
+}
+
+/// What one notifier was sent.
+#[derive(Default)]
+struct Sent {
     /// Last time each firing alert was sent, for `repeat_interval`.
     last_sent: HashMap<u64, i64>,
     /// Episodes (fingerprint, fired-at ms) whose resolution was sent, and when: the rule
@@ -107,6 +133,12 @@ struct Worker {
     /// Alertmanager, which deduplicates), and a receiver wants it once.
     resolved_sent: HashMap<(u64, i64), i64>,
 }
+
+/// What was sent, by notifier name. It outlives a dispatcher: the daemon hands it from one
+/// config's dispatcher to the next (bounded: resolutions are forgotten after
+/// [`RESOLVED_MEMORY_MS`], firing entries when their alert resolves).
+#[derive(Clone, Default)]
+pub struct SentMemory(Arc<Mutex<HashMap<String, Sent>>>);
 
 /// How long a sent resolution is remembered: past the engine's 15 minutes of re-announcing.
 const RESOLVED_MEMORY_MS: i64 = 20 * 60 * 1000;
@@ -122,6 +154,7 @@ async fn dispatch(
     let DispatchDeps {
         silences,
         mut escalations,
+        memory,
     } = deps;
     let mut tasks = JoinSet::new();
     let mut workers: Vec<Worker> = Vec::new();
@@ -148,8 +181,6 @@ async fn dispatch(
             name,
             notifier,
             queue: qtx,
-            last_sent: HashMap::new(),
-            resolved_sent: HashMap::new(),
         });
     }
     loop {
@@ -192,23 +223,28 @@ async fn dispatch(
         if t.kind == TransitionKind::Resolved {
             held.remove(&n.fingerprint);
         }
+        // a plain map behind the lock: nothing awaits while it is held
+        let mut sent = memory.0.lock().unwrap_or_else(|e| e.into_inner());
         for w in &mut workers {
+            let w_sent = sent.entry(w.name.clone()).or_default();
             let send = match t.kind {
                 TransitionKind::Firing => true,
                 TransitionKind::StillFiring if unheld => true,
                 TransitionKind::StillFiring => match w.notifier.repeat_interval() {
-                    Some(every) => w
+                    Some(every) => w_sent
                         .last_sent
                         .get(&n.fingerprint)
                         .is_none_or(|last| now.saturating_sub(*last) >= every.as_millis() as i64),
                     None => false,
                 },
                 TransitionKind::Resolved => {
-                    w.last_sent.remove(&n.fingerprint);
-                    w.resolved_sent
+                    w_sent.last_sent.remove(&n.fingerprint);
+                    w_sent
+                        .resolved_sent
                         .retain(|_, at| now.saturating_sub(*at) < RESOLVED_MEMORY_MS);
                     let episode = (n.fingerprint, t.alert.fired_at_ms.unwrap_or_default());
-                    w.notifier.send_resolved() && w.resolved_sent.insert(episode, now).is_none()
+                    w.notifier.send_resolved()
+                        && w_sent.resolved_sent.insert(episode, now).is_none()
                 }
                 TransitionKind::Pending => false,
             };
@@ -216,7 +252,7 @@ async fn dispatch(
                 continue;
             }
             if n.status == NotificationStatus::Firing {
-                w.last_sent.insert(n.fingerprint, now);
+                w_sent.last_sent.insert(n.fingerprint, now);
             }
             enqueue(w, &n, &metrics, &records);
         }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-pub use dispatch::{DeliveryRecord, DispatchDeps, Dispatcher, DispatcherHandle};
+pub use dispatch::{DeliveryRecord, DispatchDeps, Dispatcher, DispatcherHandle, SentMemory};
 pub use notifier::{
     AlertError, Notification, NotificationStatus, Notifier, Notifiers, NotifyError, RetryPolicy,
 };

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch as tokio_watch};
 
-use crate::alert::{Dispatcher, DispatcherHandle};
+use crate::alert::{Dispatcher, DispatcherHandle, SentMemory};
 use crate::api::{ApiState, ControlRequest};
 use crate::common::metrics::SelfMetrics;
 use crate::config::Config;
@@ -153,7 +153,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         },
     );
     api.set_remedy(planner.control(), silences.clone());
-    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &metrics, &planner, &silences);
+    let sent = SentMemory::default();
+    let (notify_tx, dispatcher) =
+        start_dispatcher(&mut prepared, &metrics, &planner, &silences, &sent);
     let shared = Shared {
         store,
         metrics: metrics.clone(),
@@ -165,6 +167,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         notify_tx,
         dispatcher,
         silences,
+        sent,
     };
     let mut watcher = watch::FileWatcher::new()?;
     watch_files(&mut watcher, &prepared);
@@ -248,6 +251,8 @@ struct Sinks {
     notify_tx: mpsc::Sender<AlertTransition>,
     dispatcher: DispatcherHandle,
     silences: Arc<crate::silence::SilenceStore>,
+    /// What the notifiers were sent, handed from one dispatcher to the next.
+    sent: SentMemory,
 }
 
 impl Sinks {
@@ -261,6 +266,7 @@ fn start_dispatcher(
     metrics: &Arc<SelfMetrics>,
     planner: &PlannerHandle,
     silences: &Arc<crate::silence::SilenceStore>,
+    sent: &SentMemory,
 ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
     Dispatcher::start_with(
         std::mem::take(&mut prepared.notifiers),
@@ -269,6 +275,7 @@ fn start_dispatcher(
         crate::alert::DispatchDeps {
             silences: Some(silences.clone()),
             escalations: Some(planner.escalations()),
+            memory: sent.clone(),
         },
     )
 }
@@ -326,6 +333,7 @@ async fn reload(
         &shared.metrics,
         &sinks.planner,
         &sinks.silences,
+        &sinks.sent,
     );
     drop(std::mem::replace(&mut sinks.notify_tx, notify_tx));
     let old_dispatcher = std::mem::replace(&mut sinks.dispatcher, dispatcher);

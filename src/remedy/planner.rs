@@ -1689,6 +1689,7 @@ impl State {
         let status = match e.record.outcome {
             "ok" => JournalStatus::Ok,
             "noop" | "dry_run" | "cancelled" => JournalStatus::Noop,
+            "timeout" => JournalStatus::Timeout,
             _ => JournalStatus::Failed,
         };
         let message = format!("{}: {}", e.record.outcome, e.record.message);
