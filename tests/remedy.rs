@@ -636,3 +636,57 @@ async fn revert_after_resolve_and_after_a_restart() {
     assert_eq!(reverts, 1);
     assert_eq!(incidents(&jpath)[0].phase, "closed");
 }
+
+/// The YAML examples of the README's operator section load: the medic.yaml one as a config
+/// (its actuators build, its remedy settings are the ones documented), the rule file's
+/// ladder validates against it.
+#[test]
+fn readme_operator_examples_load() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- section: remedy-operator -->").unwrap();
+    let end = start + readme[start..].find("\n## ").unwrap();
+    let section = &readme[start..end];
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    let config = medic::config::Config::parse_str(Path::new("README.md"), blocks[0]).unwrap();
+    medic::remedy::build(&config.actuators).unwrap();
+    let r = &config.remedy;
+    assert_eq!(
+        r.rules["InferenceDown"].mode,
+        Some(medic::rules::StepMode::Approve)
+    );
+    assert_eq!(r.target_budget("restart-inference").unwrap().max, 3);
+    assert_eq!(r.breaker_of("restart-inference").failures, 2);
+    assert_eq!(r.breaker_of("other").failures, 3);
+    assert_eq!(
+        r,
+        &{
+            let mut d = RemedyConfig {
+                rules: r.rules.clone(),
+                targets: r.targets.clone(),
+                ..RemedyConfig::default()
+            };
+            d.budgets.global = r.budgets.global;
+            d
+        },
+        "the documented defaults are the defaults"
+    );
+    medic::rules::file::parse_rule_file(
+        Path::new("README.md"),
+        blocks[1],
+        &medic::rules::GroupOptions::default(),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_saphyr::from_str(blocks[1]).unwrap();
+    let ladder: Vec<RemediateStep> =
+        serde_json::from_value(v["groups"][0]["rules"][0]["remediate"].clone()).unwrap();
+    assert_eq!(ladder.len(), 2);
+    medic::remedy::validate_ladder(&config.actuators, &ladder).unwrap();
+    assert_eq!(ladder[0].mode, Some(medic::rules::StepMode::Approve));
+    assert!(ladder[0].verify.is_some());
+}
