@@ -7,6 +7,7 @@
 mod support;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::{Medic, WebhookSink, wait_for, write_script};
@@ -470,5 +471,125 @@ async fn restarts_keep_cooldowns_and_episodes() {
         lines(&d.join("slow.log")),
         1,
         "the 1h cooldown did not hold"
+    );
+}
+
+/// An admin endpoint on loopback behind the http actuator, with faults injected: its first
+/// `fail_first` requests answer 500, later ones repair the service.
+async fn admin_service(dir: &Path, fail_first: usize) -> (String, Arc<AtomicUsize>) {
+    use axum::{Router, http::StatusCode, routing::post};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (c, broken) = (calls.clone(), dir.join("broken"));
+    let app = Router::new().route(
+        "/admin/fix",
+        post(move || {
+            let (c, broken) = (c.clone(), broken.clone());
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "injected fault")
+                } else {
+                    let _ = std::fs::remove_file(&broken);
+                    (StatusCode::OK, "repaired")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/admin/fix"), calls)
+}
+
+/// The http actuator meets an injected 500 (failed: a breaker failure, the next rung at
+/// once); that rung is in `approve` mode and waits for `medic approve` (the API refuses
+/// without the token); approved, it repairs the service and the incident is verified. The
+/// breaker is reset with the CLI; the metrics tell the story.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_fault_then_approved_step_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    plugins(d);
+    let url = service(d).await;
+    let (admin, calls) = admin_service(d, 1).await;
+    let hook = WebhookSink::start().await;
+    let rules = r#"groups:
+- name: svc
+  interval: 300ms
+  rules:
+  - alert: AdminDown
+    expr: probe_success{probe="svc"} == 0
+    remediate:
+    - {action: http, target: admin, verify_within: 30s}
+    - {action: http, target: admin, when_unresolved_after: 1h, mode: approve, verify_within: 30s}
+"#;
+    let cfg = config(d, &url, &hook.url(), rules, "  flapping: {episodes: 0}").replace(
+        "actuators:\n",
+        &format!("actuators:\n  admin: {{type: http, url: \"{admin}\", timeout: 5s}}\n"),
+    );
+    let medic = Medic::start(d, &cfg);
+    std::fs::write(d.join("broken"), "").unwrap();
+    let id = wait_for("a step awaiting approval", || async {
+        let v = json(&medic, "/api/v1/status").await;
+        v["data"]["awaitingApproval"][0]["incident"].as_i64()
+    })
+    .await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the proposal ran before approval"
+    );
+    assert_eq!(
+        medic.metric("medic_actions_awaiting_approval").await,
+        Some(1.0)
+    );
+    let r = support::client()
+        .post(medic.url(&format!("/api/v1/incidents/{id}/approve")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let (ok, out) = cli(&medic, &["approve", &id.to_string(), "--by", "alice"]);
+    assert!(ok, "{out}");
+    let incident = wait_for("the verified incident", || async {
+        let v = json(&medic, &format!("/api/v1/incidents/{id}")).await;
+        (v["data"]["outcome"] == "verified").then_some(v)
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let timeline = incident["data"]["timeline"].to_string();
+    assert!(timeline.contains("approved by alice"), "{timeline}");
+    assert_eq!(incident["data"]["actions"].as_array().unwrap().len(), 2);
+    let b = json(&medic, "/api/v1/breakers").await;
+    assert_eq!(b["data"]["breakers"][0]["failures"], 1, "{b}");
+    let (ok, out) = cli(&medic, &["reset-breaker", "admin"]);
+    assert!(ok, "{out}");
+    let b = json(&medic, "/api/v1/breakers").await;
+    assert_eq!(b["data"]["breakers"][0]["failures"], 0, "{b}");
+    assert_eq!(
+        medic
+            .metric(r#"medic_incidents_total{rule="AdminDown",outcome="verified"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        medic.metric(r#"medic_breaker_state{target="admin"}"#).await,
+        Some(0.0)
+    );
+    assert_eq!(
+        medic.metric("medic_actions_awaiting_approval").await,
+        Some(0.0)
+    );
+    let left = medic
+        .metric(r#"medic_budget_remaining{scope="target",name="admin"}"#)
+        .await
+        .unwrap();
+    assert!(left < 5.0, "two actions taken from 6: {left}");
+    let v = json(&medic, "/api/v1/budgets").await;
+    assert!(
+        v["data"]["budgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["scope"] == "global")
     );
 }
