@@ -593,3 +593,64 @@ async fn http_fault_then_approved_step_verifies() {
             .any(|b| b["scope"] == "global")
     );
 }
+
+/// Alertmanager's own CLI manages medic's silences: `amtool silence add`, `query`,
+/// `expire` against medic's `/api/v2/silences` (prometheus-alertmanager ships amtool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amtool_manages_silences() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    plugins(d);
+    let hook = WebhookSink::start().await;
+    let cfg = config(
+        d,
+        "http://127.0.0.1:9/health",
+        &hook.url(),
+        "groups: []\n",
+        "  mode: auto",
+    );
+    let medic = Medic::start(d, &cfg);
+    std::fs::write(
+        d.join("http.yml"),
+        "authorization:\n  type: Bearer\n  credentials: t0ken\n",
+    )
+    .unwrap();
+    let amtool = |args: &[&str]| {
+        let out = std::process::Command::new("amtool")
+            .arg(format!("--alertmanager.url=http://{}", medic.addr))
+            .arg(format!(
+                "--http.config.file={}",
+                d.join("http.yml").display()
+            ))
+            .args(args)
+            .output()
+            .expect("amtool (Debian package prometheus-alertmanager) is installed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "amtool {args:?}: {text}");
+        text
+    };
+    let id = amtool(&[
+        "silence",
+        "add",
+        "alertname=Foo",
+        "instance=~db.*",
+        "--comment",
+        "maint",
+        "--author",
+        "ops",
+        "--duration",
+        "1h",
+    ]);
+    let id = id.trim();
+    let listed = amtool(&["silence", "query"]);
+    assert!(
+        listed.contains(id) && listed.contains(r#"instance=~"db.*""#),
+        "{listed}"
+    );
+    let (ok, out) = cli(&medic, &["silence", "list"]);
+    assert!(ok && out.contains(id) && out.contains("active"), "{out}");
+    amtool(&["silence", "expire", id]);
+    assert!(!amtool(&["silence", "query", "-q"]).contains(id));
+    assert!(amtool(&["silence", "query", "--expired", "-q"]).contains(id));
+}
