@@ -1535,7 +1535,8 @@ impl State {
             ),
         );
         // journal before acting: a crash from here on leaves `running`, read back as
-        // `interrupted`, never as "not started"
+        // `interrupted`, never as "not started". Written inline (not on the blocking pool):
+        // the write must precede the action, and a WAL commit takes about a millisecond.
         let state = serde_json::to_string(&*inc).unwrap_or_default();
         let params_json = req.params.to_string();
         let kv: Vec<(String, String)> = std::mem::take(&mut self.dirty_kv).into_iter().collect();
@@ -2213,7 +2214,19 @@ impl State {
             open_incidents: self.incidents.len(),
             ..PlannerStatus::default()
         };
-        for (target, b) in &self.breakers {
+        // every configured target has a breaker to show, closed until first used
+        let mut breakers = self.breakers.clone();
+        for t in self
+            .shared
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .actuators
+            .keys()
+        {
+            breakers.entry(t.clone()).or_default();
+        }
+        for (target, b) in &breakers {
             m.breaker_state
                 .get_or_create(&labels(&[("target", target)]))
                 .set(b.state.gauge());
