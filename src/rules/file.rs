@@ -547,6 +547,15 @@ fn build_rule(
                     ),
                 ));
             }
+            if let Some(v) = &s.verify
+                && let Err(err) = promql::parse(v)
+            {
+                errors.push((
+                    sl,
+                    sc,
+                    format!("{what} {name:?}: remediate[{i}].verify: {err}"),
+                ));
+            }
             for (k, v) in &s.params {
                 if let serde_json::Value::String(text) = v
                     && let Err(err) = Template::parse(text)

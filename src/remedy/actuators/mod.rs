@@ -212,6 +212,7 @@ mod tests {
             timeout: None,
             verify_within: None,
             dry_run: false,
+            ..RemediateStep::default()
         }
     }
 
