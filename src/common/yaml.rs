@@ -4,8 +4,11 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
 
 /// A YAML file that does not match its schema, or is not YAML.
 #[derive(Debug, thiserror::Error)]
@@ -392,15 +395,60 @@ pub fn resolve(p: PathBuf) -> PathBuf {
     })
 }
 
-/// `deserialize_with` for every list and map field of rule and test files: a key with no
-/// value (`rules:`, `labels:`) or `null` is the empty list or map, as in Prometheus
-/// (yaml.v3 decodes a null into a slice or map as nil). Use with `#[serde(default)]`.
+/// `deserialize_with` for the list, map and string fields of rule and test files: a key
+/// with no value (`rules:`, `labels:`, `name:`) or `null` is the empty list, map or string,
+/// as in Prometheus (Go's YAML decoders leave a null as the zero value). With
+/// `#[serde(default)]` the key may also be left out.
 pub fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// [`null_as_empty`] for a located string (`name:` with no value is `""`, still located).
+pub fn null_as_empty_spanned<'de, D>(d: D) -> Result<Spanned<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let s = Spanned::<Option<String>>::deserialize(d)?;
+    Ok(Spanned::new(
+        s.value.unwrap_or_default(),
+        s.referenced,
+        s.defined,
+    ))
+}
+
+/// [`null_as_empty`] for a map of strings whose values may be null too
+/// (`annotations: {summary: }` is `summary: ""`, as in Prometheus).
+pub fn null_as_empty_values<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: NullValue<'de>,
+{
+    let m = Option::<BTreeMap<String, V::Raw>>::deserialize(d)?.unwrap_or_default();
+    Ok(m.into_iter().map(|(k, v)| (k, V::from_raw(v))).collect())
+}
+
+/// A map value read through its nullable form ([`null_as_empty_values`]).
+pub trait NullValue<'de>: Sized {
+    type Raw: Deserialize<'de>;
+    fn from_raw(raw: Self::Raw) -> Self;
+}
+
+impl<'de> NullValue<'de> for String {
+    type Raw = Option<String>;
+    fn from_raw(raw: Option<String>) -> String {
+        raw.unwrap_or_default()
+    }
+}
+
+impl<'de> NullValue<'de> for Spanned<String> {
+    type Raw = Spanned<Option<String>>;
+    fn from_raw(raw: Spanned<Option<String>>) -> Spanned<String> {
+        Spanned::new(raw.value.unwrap_or_default(), raw.referenced, raw.defined)
+    }
 }
 
 /// `deserialize_with` for a path relative to the config file's folder.

@@ -21,7 +21,7 @@ use super::group::{Rule, RuleGroup};
 use super::template::go_duration;
 use crate::common::Duration;
 use crate::common::names::is_legacy_metric_name;
-use crate::common::yaml::{null_as_empty, parse_yaml_lenient_with};
+use crate::common::yaml::{null_as_empty, null_as_empty_values, parse_yaml_lenient_with};
 use crate::promql::{self, Value, notation::parse_series_values};
 use crate::store::{Labels, Sample, Store};
 
@@ -42,7 +42,7 @@ pub struct UnitTestFile {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub tests: Vec<TestGroup>,
     /// Compare floats allowing one unit in the last place of difference (Prometheus 3).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub fuzzy_compare: bool,
 }
 
@@ -63,13 +63,13 @@ pub struct TestGroup {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub promql_expr_test: Vec<PromqlTestCase>,
     /// `$externalLabels` in templates.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty_values")]
     pub external_labels: BTreeMap<String, String>,
     /// `$externalURL` in templates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub external_url: String,
     /// The test group's name (matched by `--run`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub name: String,
     /// Where the test's time 0 is (Prometheus 3): RFC 3339 or Unix seconds; default the
     /// Unix epoch. Input samples start there and `eval_time`s count from there.
@@ -150,9 +150,10 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 #[serde(deny_unknown_fields)]
 pub struct InputSeries {
     /// The series, e.g. `up{job="api"}`.
+    #[serde(deserialize_with = "null_as_empty")]
     pub series: String,
     /// Its values, e.g. `0+10x5 _ stale 3`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub values: String,
 }
 
@@ -161,10 +162,10 @@ pub struct InputSeries {
 #[serde(deny_unknown_fields)]
 pub struct AlertTestCase {
     /// Time since the start of the test.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub eval_time: Duration,
     /// The alerting rule's name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub alertname: String,
     /// The alerts expected to fire (none: the alert must not fire).
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -176,10 +177,10 @@ pub struct AlertTestCase {
 #[serde(deny_unknown_fields)]
 pub struct ExpAlert {
     /// Its labels, `alertname` excepted.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty_values")]
     pub exp_labels: BTreeMap<String, String>,
     /// Its annotations.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty_values")]
     pub exp_annotations: BTreeMap<String, String>,
 }
 
@@ -188,9 +189,10 @@ pub struct ExpAlert {
 #[serde(deny_unknown_fields)]
 pub struct PromqlTestCase {
     /// The PromQL expression.
+    #[serde(deserialize_with = "null_as_empty")]
     pub expr: String,
     /// Time since the start of the test.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub eval_time: Duration,
     /// The expected samples (any order).
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -202,9 +204,10 @@ pub struct PromqlTestCase {
 #[serde(deny_unknown_fields)]
 pub struct ExpSample {
     /// The series, e.g. `up{job="api"}` or `{job="api"}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub labels: String,
     /// The value.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub value: f64,
 }
 
