@@ -289,12 +289,40 @@ fn user_message(e: &serde_saphyr::Error, text: &str) -> String {
             None => "invalid boolean: expected true or false".into(),
         },
         E::MultipleDocuments { .. } => "several YAML documents; one expected".into(),
+        // the parser's event names, in YAML's terms
+        E::Unexpected { expected, .. } => format!("expected {}", yaml_words(expected)),
+        E::InvalidScalar { ty, .. } => format!("expected {}", yaml_words(ty)),
+        E::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        } => format!(
+            "invalid type: {unexpected}, expected {}",
+            yaml_words(expected)
+        ),
         E::NullIntoString { .. } | E::InvalidCharNull { .. } => {
             "a value is missing here (null)".into()
         }
         _ => UserMessageFormatter.format_message(e).into_owned(),
     };
     scrub_library_hints(&m)
+}
+
+/// A Rust type or parser event named in a message, said in YAML's words (`sequence start`
+/// → `a list`, `i64` → `an integer`, `struct RuleConfig` → `a mapping`).
+fn yaml_words(what: &str) -> String {
+    let w = what.trim_start_matches("a ").trim_start_matches("an ");
+    match w {
+        "sequence start" | "sequence" | "empty sequence start" => "a list".into(),
+        "mapping start" | "map" | "mapping" | "empty mapping start" => "a mapping".into(),
+        "string scalar" | "string" | "scalar" => "a string".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128"
+        | "usize" | "integer" => "an integer".into(),
+        "f32" | "f64" | "float" => "a number".into(),
+        "bool" | "boolean" => "true or false".into(),
+        w if w.starts_with("struct ") || w.starts_with("enum ") => "a mapping".into(),
+        _ => what.to_string(),
+    }
 }
 
 /// Drops what is left of advice addressed to the program's author rather than its user
@@ -620,12 +648,16 @@ mod tests {
             ("items: &x [*y]\n", ""),
             ("items: !!binary aGk=\n", ""),
             ("\t- a\n", ""),
+            ("items: 5\n", "expected a list"),
+            ("items: [5]\n", "expected a mapping"),
+            ("labels: {a: [1]}\n", "expected a string"),
         ];
         for (text, want) in cases {
             let e = lenient(text).unwrap_err();
             let shown = e.to_string();
             for hint in [
                 "Option", "Policy", "from_str", "use ", "set ", "serde", "saphyr", "<input>",
+                "struct ", "i64", "u64", "scalar", " start",
             ] {
                 assert!(!shown.contains(hint), "{text:?}: {shown}");
             }
