@@ -385,6 +385,18 @@ fn promql_parse_errors_say_where_and_what_as_promtool() {
         ")",
         "up == on(",
         "sum(rate(x[5m])) by",
+        // well-formed, but wrong: types, names
+        "rate(up)",
+        "sum(up) + nosuch(x)",
+        "up and 1",
+        "x + rate(up[5m]) + abs(up[5m])",
+        "sum by (a) (up) by (b)",
+        "\\\"a\\\" + 1",
+        "topk(x, up)",
+        "histogram_quantile(0.9)",
+        "up offset 5x",
+        "label_replace(up, 1, \\\"a\\\", \\\"b\\\", \\\"c\\\")",
+        "up{__name__=\\\"a\\\"} == bool up",
     ];
     let mut text = String::from("groups:\n- name: a\n  rules:\n");
     for (i, e) in exprs.iter().enumerate() {
