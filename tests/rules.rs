@@ -660,3 +660,36 @@ fn yaml_1_1_booleans_are_errors_in_medic_yaml() {
         );
     }
 }
+
+#[test]
+fn prometheus_3_own_unit_test_files() {
+    // tests/promtool/prometheus3: Prometheus' cmd/promtool/testdata, with the arguments and
+    // exit codes of its cmd/promtool/unittest_test.go (features on: medic has `@` and
+    // negative offsets always; unittest.yml is left out, it tests native histograms).
+    let dir = promtool_dir().join("prometheus3");
+    let cases: &[(&[&str], &str, i32)] = &[
+        (&[], "long-period.yml", 0),
+        (&[], "bad-input-series.yml", 1),
+        (&[], "bad-promql.yml", 1),
+        (&[], "bad-rules-syntax-test.yml", 1),
+        (&[], "bad-rules-error-test.yml", 1),
+        (&[], "failing.yml", 1),
+        (&[], "at-modifier-test.yml", 0),
+        (&[], "negative-offset-test.yml", 0),
+        (&[], "no-test-group-interval.yml", 0),
+        (&[], "start-time-test.yml", 0),
+        (&[], "rules_run.yml", 1),
+        (&["--run", "correct", "--run", "wrong"], "rules_run.yml", 1),
+        (&["--run", "correct"], "rules_run.yml", 0),
+        (&["--run", "wrong"], "rules_run.yml", 1),
+        (&["--ignore-unknown-fields"], "rules_run_extrafields.yml", 0),
+        (&[], "rules_run_extrafields.yml", 1),
+        (&[], "rules_run_no_fuzzy.yml", 1),
+        (&["--run", "correct"], "rules_run_fuzzy.yml", 0),
+        (&["--run", "wrong"], "rules_run_fuzzy.yml", 1),
+    ];
+    for (args, file, want) in cases {
+        let (code, out, err) = medic_test_in(&dir, args, file);
+        assert_eq!(code, Some(*want), "medic test {args:?} {file}:\n{out}{err}");
+    }
+}
