@@ -118,12 +118,18 @@ enum SloCommand {
 #[derive(Subcommand)]
 enum AnomalyCommand {
     /// Read a `timestamp,value` CSV and write `timestamp,value,anomaly_score,label` to stdout
-    /// (score in 0..1, label 0/1 after persistence), with the daemon's detector code.
+    /// (one row per input row; score in 0..1, label: the 0/1 alarm), with the daemon's
+    /// detector code.
     Score {
-        /// Detector settings: `key=value,...` (e.g. `method=zscore,window=100,sigma=2,
-        /// persistence.count=3`) or a YAML file with one detector's configuration.
+        /// Detector settings: `key=value,...` (e.g. `half_life=1000,probability=0.0001` or
+        /// `method=zscore,window=100,sigma=2,persistence.count=3`) or a YAML file with one
+        /// detector's configuration.
         #[arg(long, default_value = "")]
         detector: String,
+        /// Write 1 at each alarm onset (0 → 1) as `anomaly_score` instead of the score: the
+        /// daemon's alarm as NAB scores it with a fixed threshold of 0.5.
+        #[arg(long)]
+        onsets: bool,
         /// The CSV file (`-` for stdin).
         file: std::path::PathBuf,
     },
@@ -192,8 +198,13 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Command::Anomaly {
-            command: AnomalyCommand::Score { detector, file },
-        } => anomaly_score(&detector, &file)?,
+            command:
+                AnomalyCommand::Score {
+                    detector,
+                    onsets,
+                    file,
+                },
+        } => anomaly_score(&detector, onsets, &file)?,
         Command::Collect { config, only, .. } => {
             if !collect_once(&config, &only)? {
                 std::process::exit(1);
@@ -279,12 +290,12 @@ fn collect_once(config: &std::path::Path, only: &[String]) -> anyhow::Result<boo
     Ok(ok)
 }
 
-fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
+fn anomaly_score(spec: &str, onsets: bool, file: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
     use medic::detect::anomaly;
     let config = anomaly::AnomalyConfig::from_spec(spec)?;
     let name = file.display().to_string();
-    let (source, (params, points, skipped)) = if name == "-" {
+    let (source, (_, points, out_of_order)) = if name == "-" {
         let source = "<stdin>".to_string();
         let r = anomaly::score_csv(&config, &source, std::io::stdin().lock())?;
         (source, r)
@@ -293,15 +304,20 @@ fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
         let r = anomaly::score_csv(&config, &name, std::io::BufReader::new(f))?;
         (name, r)
     };
-    if let Some(line) = skipped.first_line {
+    if let Some(line) = out_of_order.first_line {
         eprintln!(
-            "warning: {source}:{line}: timestamp goes backwards; skipped {} out-of-order row(s) (as the daemon drops out-of-order samples)",
-            skipped.count
+            "warning: {source}:{line}: timestamp goes backwards; {} out-of-order row(s) scored as if at the newest time read",
+            out_of_order.count
         );
     }
+    let column = if onsets {
+        anomaly::ScoreColumn::Onsets
+    } else {
+        anomaly::ScoreColumn::Score
+    };
     anomaly::write_scores(
-        &params,
         &points,
+        column,
         std::io::BufWriter::new(std::io::stdout().lock()),
     )
     .context("writing the scores")?;

@@ -1043,6 +1043,55 @@ async fn http_actuator_times_out_on_a_hanging_server() {
     assert_eq!(sink.got().len(), 1);
 }
 
+/// A JSON body is written as a structure: templated values are JSON-encoded where they
+/// land, so a hostile label value stays one string and the body is always valid JSON.
+#[tokio::test]
+async fn http_actuator_json_body_encodes_templated_values() {
+    let (url, sink) = Sink::start(vec![]).await;
+    let act = http_actuator(&format!(
+        r#"{{type: http, url: "{url}/admin", body: {{drain: false, batch_size: 8, instance: "{{{{ $labels.instance }}}}", note: "at {{{{ $value }}}}", tags: ["{{{{ $labels.alertname }}}}", 1]}}}}"#
+    ));
+    let hostile = r#"x", "batch_size": 1, "drain": true, "y": ""#.to_string() + "\n\"quote";
+    let mut req = request(serde_json::json!({}), PATIENCE);
+    req.alert.labels.insert("instance".into(), hostile.clone());
+    let out = act.act(&req).await;
+    assert_eq!(out.status, ActionStatus::Ok, "{out:?}");
+    let c = &sink.got()[0];
+    assert_eq!(c.headers["content-type"], "application/json");
+    assert_eq!(
+        c.json(),
+        serde_json::json!({
+            "drain": false,
+            "batch_size": 8,
+            "instance": hostile,
+            "note": "at 9.5",
+            "tags": ["HighLoad", 1],
+        })
+    );
+    // a text body says what it is
+    let act = http_actuator(&format!(
+        "{{type: http, url: \"{url}/t\", body: 'workers=4'}}"
+    ));
+    act.act(&req).await;
+    assert_eq!(
+        sink.got()[1].headers["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    // JSON written as a text template is refused: it would splice values in raw
+    let cfg: ActuatorConfig = serde_saphyr::from_str(
+        r#"{type: http, url: "http://x/", body: '{"instance": "{{ $labels.instance }}"}'}"#,
+    )
+    .unwrap();
+    let err = medic::remedy::build(&BTreeMap::from([("hook".to_string(), cfg)]))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("write a JSON body as a YAML mapping"),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn http_actuator_rejects_bad_config() {
     for yaml in [

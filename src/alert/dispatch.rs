@@ -2,7 +2,7 @@
 //! queue, worked by its own task with retries and backoff.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
@@ -61,6 +61,17 @@ impl Dispatcher {
         external_labels: BTreeMap<String, String>,
         metrics: Arc<SelfMetrics>,
     ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
+        Self::start_with_memory(notifiers, external_labels, metrics, SentMemory::default())
+    }
+
+    /// [`Dispatcher::start`] remembering what was sent in `memory`, which the dispatcher of
+    /// the previous config used: a reload must not send a resolution (or a repeat) again.
+    pub fn start_with_memory(
+        notifiers: Notifiers,
+        external_labels: BTreeMap<String, String>,
+        metrics: Arc<SelfMetrics>,
+        memory: SentMemory,
+    ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (records, _) = broadcast::channel(256);
         let task = tokio::spawn(dispatch(
@@ -69,6 +80,7 @@ impl Dispatcher {
             external_labels,
             metrics,
             records.clone(),
+            memory,
         ));
         (tx, DispatcherHandle { task, records })
     }
@@ -78,6 +90,11 @@ struct Worker {
     name: String,
     notifier: Arc<dyn Notifier>,
     queue: mpsc::Sender<Notification>,
+}
+
+/// What one notifier was sent.
+#[derive(Default)]
+struct Sent {
     /// Last time each firing alert was sent, for `repeat_interval`.
     last_sent: HashMap<u64, i64>,
     /// Episodes (fingerprint, fired-at ms) whose resolution was sent, and when: the rule
@@ -85,6 +102,12 @@ struct Worker {
     /// Alertmanager, which deduplicates), and a receiver wants it once.
     resolved_sent: HashMap<(u64, i64), i64>,
 }
+
+/// What was sent, by notifier name. It outlives a dispatcher: the daemon hands it from one
+/// config's dispatcher to the next (bounded: resolutions are forgotten after
+/// [`RESOLVED_MEMORY_MS`], firing entries when their alert resolves).
+#[derive(Clone, Default)]
+pub struct SentMemory(Arc<Mutex<HashMap<String, Sent>>>);
 
 /// How long a sent resolution is remembered: past the engine's 15 minutes of re-announcing.
 const RESOLVED_MEMORY_MS: i64 = 20 * 60 * 1000;
@@ -95,6 +118,7 @@ async fn dispatch(
     external_labels: BTreeMap<String, String>,
     metrics: Arc<SelfMetrics>,
     records: broadcast::Sender<DeliveryRecord>,
+    memory: SentMemory,
 ) {
     let mut tasks = JoinSet::new();
     let mut workers: Vec<Worker> = Vec::new();
@@ -119,8 +143,6 @@ async fn dispatch(
             name,
             notifier,
             queue: qtx,
-            last_sent: HashMap::new(),
-            resolved_sent: HashMap::new(),
         });
     }
     while let Some(t) = rx.recv().await {
@@ -128,22 +150,27 @@ async fn dispatch(
             continue;
         };
         let now = now_ms();
+        // a plain map behind the lock: nothing awaits while it is held
+        let mut sent = memory.0.lock().unwrap_or_else(|e| e.into_inner());
         for w in &mut workers {
+            let w_sent = sent.entry(w.name.clone()).or_default();
             let send = match t.kind {
                 TransitionKind::Firing => true,
                 TransitionKind::StillFiring => match w.notifier.repeat_interval() {
-                    Some(every) => w
+                    Some(every) => w_sent
                         .last_sent
                         .get(&n.fingerprint)
                         .is_none_or(|last| now.saturating_sub(*last) >= every.as_millis() as i64),
                     None => false,
                 },
                 TransitionKind::Resolved => {
-                    w.last_sent.remove(&n.fingerprint);
-                    w.resolved_sent
+                    w_sent.last_sent.remove(&n.fingerprint);
+                    w_sent
+                        .resolved_sent
                         .retain(|_, at| now.saturating_sub(*at) < RESOLVED_MEMORY_MS);
                     let episode = (n.fingerprint, t.alert.fired_at_ms.unwrap_or_default());
-                    w.notifier.send_resolved() && w.resolved_sent.insert(episode, now).is_none()
+                    w.notifier.send_resolved()
+                        && w_sent.resolved_sent.insert(episode, now).is_none()
                 }
                 TransitionKind::Pending => false,
             };
@@ -151,7 +178,7 @@ async fn dispatch(
                 continue;
             }
             if n.status == NotificationStatus::Firing {
-                w.last_sent.insert(n.fingerprint, now);
+                w_sent.last_sent.insert(n.fingerprint, now);
             }
             // never wait on a notifier: a full queue means it is far behind
             if w.queue.try_send(n.clone()).is_err() {

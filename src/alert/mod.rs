@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-pub use dispatch::{DeliveryRecord, Dispatcher, DispatcherHandle};
+pub use dispatch::{DeliveryRecord, Dispatcher, DispatcherHandle, SentMemory};
 pub use notifier::{
     AlertError, Notification, NotificationStatus, Notifier, Notifiers, NotifyError, RetryPolicy,
 };

@@ -71,7 +71,7 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
-pub use crate::common::redis::redact_url;
+use crate::common::redact_url;
 
 impl RedisConfig {
     /// Makes the collector. Reads the password; connects to nothing.

@@ -85,6 +85,29 @@ pub struct GlobalConfig {
     /// Also expose the collected series on `/metrics` (medic's own metrics are always there).
     #[serde(default)]
     pub export_collected: bool,
+    /// Minimum time between two announcements of a firing or resolved alert to the
+    /// notifiers (Prometheus' `--rules.alert.resend-delay`).
+    #[serde(default = "default_resend_delay")]
+    pub alert_resend_delay: Duration,
+    /// Alert state (`activeAt`, firing) saved in the journal is restored at start when
+    /// medic was down for at most this long (Prometheus'
+    /// `--rules.alert.for-outage-tolerance`); after a longer outage alerts start afresh.
+    #[serde(default = "default_outage_tolerance")]
+    pub alert_for_outage_tolerance: Duration,
+    /// A pending alert restored at start fires no sooner than this after the start,
+    /// unless its `for` is shorter (Prometheus' `--rules.alert.for-grace-period`).
+    #[serde(default = "default_for_grace_period")]
+    pub alert_for_grace_period: Duration,
+}
+
+fn default_resend_delay() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_outage_tolerance() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_for_grace_period() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_interval() -> Duration {
@@ -135,6 +158,9 @@ impl Default for GlobalConfig {
             state_dir: default_state_dir(),
             api_token: None,
             export_collected: false,
+            alert_resend_delay: default_resend_delay(),
+            alert_for_outage_tolerance: default_outage_tolerance(),
+            alert_for_grace_period: default_for_grace_period(),
         }
     }
 }

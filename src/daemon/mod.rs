@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch as tokio_watch};
 
-use crate::alert::{Dispatcher, DispatcherHandle};
+use crate::alert::{Dispatcher, DispatcherHandle, SentMemory};
 use crate::api::{ApiState, ControlRequest};
 use crate::common::metrics::SelfMetrics;
 use crate::config::Config;
@@ -147,7 +147,8 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         metrics.clone(),
         planner_journal,
     );
-    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &metrics);
+    let sent = SentMemory::default();
+    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &metrics, &sent);
     let shared = Shared {
         store,
         metrics: metrics.clone(),
@@ -158,6 +159,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         planner,
         notify_tx,
         dispatcher,
+        sent,
     };
     let mut watcher = watch::FileWatcher::new()?;
     watch_files(&mut watcher, &prepared);
@@ -209,6 +211,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         planner,
         notify_tx,
         dispatcher,
+        ..
     } = sinks;
     drop((planner_tx, notify_tx));
     let notifications = async {
@@ -239,6 +242,8 @@ struct Sinks {
     planner: PlannerHandle,
     notify_tx: mpsc::Sender<AlertTransition>,
     dispatcher: DispatcherHandle,
+    /// What the notifiers were sent, handed from one dispatcher to the next.
+    sent: SentMemory,
 }
 
 impl Sinks {
@@ -250,11 +255,13 @@ impl Sinks {
 fn start_dispatcher(
     prepared: &mut Prepared,
     metrics: &Arc<SelfMetrics>,
+    sent: &SentMemory,
 ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
-    Dispatcher::start(
+    Dispatcher::start_with_memory(
         std::mem::take(&mut prepared.notifiers),
         prepared.config.global.external_labels.clone(),
         metrics.clone(),
+        sent.clone(),
     )
 }
 
@@ -306,7 +313,7 @@ async fn reload(
         std::mem::take(&mut prepared.actuators),
         prepared.config.remedy.clone(),
     );
-    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &shared.metrics);
+    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &shared.metrics, &sinks.sent);
     drop(std::mem::replace(&mut sinks.notify_tx, notify_tx));
     let old_dispatcher = std::mem::replace(&mut sinks.dispatcher, dispatcher);
     // Nothing sends to the old dispatcher any more: it works through its queue and ends.

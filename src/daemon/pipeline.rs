@@ -162,6 +162,7 @@ fn group_options(config: &Config) -> GroupOptions {
         external_labels: Labels::new(config.global.external_labels.clone()),
         external_url: format!("http://{}", config.global.listen_address),
         subquery_step: config.global.evaluation_interval,
+        resend_delay: config.global.alert_resend_delay,
     }
 }
 

@@ -12,6 +12,8 @@ pub enum ActionStatus {
     Ok,
     Failed,
     Noop,
+    /// Did not finish within its timeout (and was stopped).
+    Timeout,
     /// Was running when medic stopped; never silently retried.
     Interrupted,
 }
@@ -23,6 +25,7 @@ impl ActionStatus {
             ActionStatus::Ok => "ok",
             ActionStatus::Failed => "failed",
             ActionStatus::Noop => "noop",
+            ActionStatus::Timeout => "timeout",
             ActionStatus::Interrupted => "interrupted",
         }
     }
@@ -32,6 +35,7 @@ impl ActionStatus {
             "running" => ActionStatus::Running,
             "ok" => ActionStatus::Ok,
             "noop" => ActionStatus::Noop,
+            "timeout" => ActionStatus::Timeout,
             "interrupted" => ActionStatus::Interrupted,
             _ => ActionStatus::Failed,
         }

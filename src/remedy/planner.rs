@@ -603,6 +603,7 @@ async fn journal_finish(shared: &Shared, id: i64, record: &ActionRecord) {
     let status = match record.outcome {
         "ok" => JournalStatus::Ok,
         "noop" | "dry_run" => JournalStatus::Noop,
+        "timeout" => JournalStatus::Timeout,
         _ => JournalStatus::Failed,
     };
     // the journal's status is coarser than the outcome: keep the outcome in the message

@@ -26,7 +26,8 @@ use crate::promql::Expr;
 
 /// How long a resolved alert is kept and re-announced (Prometheus' `resolvedRetention`).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
-/// Minimum time between two announcements of the same alert (Prometheus' `resendDelay`).
+/// Minimum time between two announcements of the same alert (Prometheus' `resendDelay`),
+/// unless [`super::GroupOptions::resend_delay`] says otherwise.
 pub const RESEND_DELAY_MS: i64 = 60 * 1000;
 
 /// One alert instance's state (the engine's own bookkeeping around [`AlertInstance`]).
@@ -63,6 +64,7 @@ pub struct AlertingRule {
     pub(crate) remediate: Arc<[RemediateStep]>,
     external_labels: Labels,
     external_url: String,
+    pub(crate) resend_delay_ms: i64,
     active: HashMap<Labels, Alert>,
 }
 
@@ -102,6 +104,7 @@ impl AlertingRule {
             remediate,
             external_labels: opts.external_labels.clone(),
             external_url: opts.external_url.clone(),
+            resend_delay_ms: opts.resend_delay.as_millis_i64(),
             active: HashMap::new(),
         }
     }
@@ -192,6 +195,7 @@ impl AlertingRule {
         // 3. Walk every alert: those whose series went away resolve (after
         //    `keep_firing_for` if firing); pending ones that have been active for `for` fire.
         let mut out = AlertEval::default();
+        let resend_ms = self.resend_delay_ms;
         let mut keys: Vec<Labels> = self.active.keys().cloned().collect();
         keys.sort();
         let mut num_active = 0;
@@ -284,7 +288,7 @@ impl AlertingRule {
                 AlertState::Firing => {
                     if !a.announced_firing {
                         Some(TransitionKind::Firing)
-                    } else if a.last_sent_ms.is_none_or(|l| l + RESEND_DELAY_MS < ts) {
+                    } else if a.last_sent_ms.is_none_or(|l| l + resend_ms < ts) {
                         Some(TransitionKind::StillFiring)
                     } else {
                         None
@@ -294,7 +298,7 @@ impl AlertingRule {
                     let resolved_unsent = a
                         .resolved_at_ms
                         .is_some_and(|r| a.last_sent_ms.is_none_or(|l| r > l));
-                    if resolved_unsent || a.last_sent_ms.is_none_or(|l| l + RESEND_DELAY_MS < ts) {
+                    if resolved_unsent || a.last_sent_ms.is_none_or(|l| l + resend_ms < ts) {
                         Some(TransitionKind::Resolved)
                     } else {
                         None

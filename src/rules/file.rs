@@ -27,8 +27,10 @@ pub const ACTION_KINDS: &[&str] = &[
     "exec",
     "http",
     "clear_cache",
+    "set_capacity",
     "set_batch_size",
     "scale_pool",
+    "set_value",
     "restart",
     "rollback",
 ];

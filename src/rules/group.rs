@@ -414,6 +414,7 @@ fn same_rule(a: &Rule, b: &Rule) -> bool {
                 && x.label_texts == y.label_texts
                 && x.annotation_texts == y.annotation_texts
                 && x.remediate == y.remediate
+                && x.resend_delay_ms == y.resend_delay_ms
         }
         _ => false,
     }

@@ -33,6 +33,9 @@ pub struct GroupOptions {
     /// Step of subqueries written without one (`x[10m:]`): Prometheus' global
     /// `evaluation_interval`.
     pub subquery_step: Duration,
+    /// Minimum time between two announcements of the same alert (Prometheus'
+    /// `--rules.alert.resend-delay`, default 1m).
+    pub resend_delay: Duration,
 }
 
 impl Default for GroupOptions {
@@ -42,6 +45,7 @@ impl Default for GroupOptions {
             external_labels: Labels::default(),
             external_url: String::new(),
             subquery_step: Duration::from_secs(60),
+            resend_delay: Duration::from_secs(60),
         }
     }
 }
@@ -114,8 +118,8 @@ pub struct AlertTransition {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RemediateStep {
-    /// Actuator kind: `exec`, `http`, `clear_cache`, `set_batch_size`, `scale_pool`,
-    /// `restart`, `rollback`.
+    /// Actuator kind: `exec`, `http`, `clear_cache`, `set_capacity`, `set_batch_size`,
+    /// `scale_pool`, `set_value`, `restart`, `rollback`.
     pub action: String,
     /// The actuator instance (a key of `actuators:` in medic.yaml).
     #[serde(default)]

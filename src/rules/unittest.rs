@@ -459,6 +459,7 @@ impl TestGroup {
             external_labels: Labels::new(self.external_labels.clone()),
             external_url: self.external_url.clone(),
             subquery_step: eval_interval,
+            ..GroupOptions::default()
         };
         let mut warnings = Vec::new();
         let loaded = load_files_warning(

@@ -292,6 +292,24 @@ impl WebhookSink {
         format!("http://{}/hook", self.addr)
     }
 
+    /// Every payload received so far.
+    pub fn all(&self) -> Vec<serde_json::Value> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many payloads with this `status` named this `alertname`.
+    pub fn count(&self, status: &str, alertname: &str) -> usize {
+        self.all()
+            .iter()
+            .filter(|p| {
+                p["status"] == status
+                    && p["alerts"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x["labels"]["alertname"] == alertname))
+            })
+            .count()
+    }
+
     /// The first payload received with this `status` for this `alertname`.
     pub fn find(&self, status: &str, alertname: &str) -> Option<serde_json::Value> {
         self.received

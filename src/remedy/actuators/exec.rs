@@ -3,9 +3,10 @@
 //! medic starts the program itself (argv from the config, no shell), in a new process group,
 //! writes the [`ActionRequest`] as one JSON object to its stdin and reads one JSON object
 //! `{"status":"ok"|"failed"|"noop","message":..,"data":..}` from its stdout. Exit 0 without
-//! JSON is `ok`; a non-zero exit is `failed`. At the timeout the whole process group is
-//! killed, so a plugin's children cannot outlive it. Alert data reaches the plugin only on
-//! stdin, never on its command line or in its environment.
+//! JSON is `ok`; a non-zero exit is `failed`. `kill_grace` before the deadline the whole
+//! process group gets SIGTERM, at the deadline SIGKILL, so a plugin's children cannot
+//! outlive it; nor can they outlive medic (see `reaper.rs`). Alert data reaches the plugin
+//! only on stdin, never on its command line or in its environment.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ fn default_max_stdout_bytes() -> usize {
 }
 fn default_stderr_tail_bytes() -> usize {
     4096
+}
+fn default_kill_grace() -> Duration {
+    Duration::from_secs(3)
 }
 
 /// The only variables of medic's environment a plugin inherits.
@@ -63,12 +67,18 @@ pub struct ExecConfig {
     /// nothing), so in dry-run mode medic calls it instead of only logging.
     #[serde(default)]
     pub supports_dry_run: bool,
-    /// At most this many bytes of stdout are read; the rest is discarded.
+    /// This many bytes from the end of stdout are kept (the reply is the whole of stdout
+    /// or its last line); what comes before is read and discarded, so a plugin may log
+    /// any amount before its answer.
     #[serde(default = "default_max_stdout_bytes")]
     pub max_stdout_bytes: usize,
     /// This many bytes from the end of stderr are kept for the log and the journal.
     #[serde(default = "default_stderr_tail_bytes")]
     pub stderr_tail_bytes: usize,
+    /// How long before its deadline the plugin's process group gets SIGTERM, to clean up;
+    /// at the deadline it gets SIGKILL. At most half the action's timeout is used.
+    #[serde(default = "default_kill_grace")]
+    pub kill_grace: Duration,
 }
 
 /// `command`, with a relative program path (`plugins/x`) resolved like other config paths.
@@ -115,12 +125,28 @@ struct Reply {
 }
 
 /// Kills the process group when dropped while armed, so a cancelled action (shutdown, the
-/// planner's backstop timeout) cannot leave the plugin running.
+/// planner's backstop timeout) cannot leave the plugin running; while armed the reaper
+/// also kills it if medic dies.
 struct GroupGuard {
     pgid: Option<i32>,
 }
 
 impl GroupGuard {
+    fn new(pgid: Option<i32>) -> Self {
+        if let Some(g) = pgid {
+            super::reaper::watch(g);
+        }
+        GroupGuard { pgid }
+    }
+    /// Asks the group to stop (the plugin may clean up); the guard stays armed.
+    fn terminate(&self) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: as in `kill`.
+            unsafe {
+                libc::killpg(pgid, libc::SIGTERM);
+            }
+        }
+    }
     fn kill(&mut self) {
         if let Some(pgid) = self.pgid.take() {
             // SAFETY: killpg has no memory-safety preconditions; pgid > 0 was checked at
@@ -128,10 +154,13 @@ impl GroupGuard {
             unsafe {
                 libc::killpg(pgid, libc::SIGKILL);
             }
+            super::reaper::forget(pgid);
         }
     }
     fn disarm(&mut self) {
-        self.pgid = None;
+        if let Some(pgid) = self.pgid.take() {
+            super::reaper::forget(pgid);
+        }
     }
 }
 
@@ -143,23 +172,8 @@ impl Drop for GroupGuard {
 
 type Buf = Arc<Mutex<Vec<u8>>>;
 
-/// Reads `r` to EOF, keeping the first `max` bytes (the rest is drained and dropped so
-/// the writer never blocks on a full pipe).
-async fn read_head(mut r: impl AsyncRead + Unpin, max: usize, buf: Buf) {
-    let mut chunk = [0u8; 8192];
-    loop {
-        match r.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
-                let room = max.saturating_sub(b.len());
-                b.extend_from_slice(&chunk[..n.min(room)]);
-            }
-        }
-    }
-}
-
-/// Reads `r` to EOF, keeping the last `max` bytes.
+/// Reads `r` to EOF, keeping the last `max` bytes (what comes before is drained and
+/// dropped, so the writer never blocks on a full pipe; stdout and stderr are read at once).
 async fn read_tail(mut r: impl AsyncRead + Unpin, max: usize, buf: Buf) {
     let mut chunk = [0u8; 8192];
     loop {
@@ -182,11 +196,6 @@ fn take_tail(buf: &Buf, max: usize) -> String {
     let b = buf.lock().unwrap_or_else(|e| e.into_inner());
     let start = b.len().saturating_sub(max);
     String::from_utf8_lossy(&b[start..]).into_owned()
-}
-
-fn take_all(buf: &Buf) -> String {
-    let b = buf.lock().unwrap_or_else(|e| e.into_inner());
-    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// The reply object: the whole of stdout, or else its last non-empty line (so a plugin
@@ -269,7 +278,10 @@ impl Actuator for ExecActuator {
         // Invariant: a freshly spawned, unreaped child always has a pid; with
         // process_group(0) it is also the group id.
         let pgid = child.id().map(|p| p as i32).filter(|p| *p > 0);
-        let mut guard = GroupGuard { pgid };
+        let mut guard = GroupGuard::new(pgid);
+        // SIGTERM this long before the deadline, SIGKILL at it
+        let grace = self.cfg.kill_grace.std().min(req.timeout / 2);
+        let term_at = deadline - grace;
 
         let stdin = child.stdin.take();
         let writer = tokio::spawn(async move {
@@ -283,7 +295,7 @@ impl Actuator for ExecActuator {
         let err_buf: Buf = Arc::default();
         let mut readers = Vec::new();
         if let Some(o) = child.stdout.take() {
-            readers.push(tokio::spawn(read_head(
+            readers.push(tokio::spawn(read_tail(
                 o,
                 self.cfg.max_stdout_bytes,
                 out_buf.clone(),
@@ -302,7 +314,7 @@ impl Actuator for ExecActuator {
             }
         };
 
-        let waited = timeout_at(deadline, child.wait()).await;
+        let waited = timeout_at(term_at, child.wait()).await;
         let mut note = String::new();
         let exit = match waited {
             Ok(Ok(st)) => {
@@ -324,6 +336,9 @@ impl Actuator for ExecActuator {
                 ))
             }
             Err(_) => {
+                guard.terminate();
+                let stopped = timeout_at(deadline, child.wait()).await.is_ok();
+                // what is left of the group (the leader too, if it ignored SIGTERM)
                 guard.kill();
                 // reap the leader; SIGKILL makes this prompt
                 let _ = timeout(StdDuration::from_secs(5), child.wait()).await;
@@ -335,12 +350,14 @@ impl Actuator for ExecActuator {
                     // something escaped the group (setsid) and holds the pipes
                     aborts.iter().for_each(|a| a.abort());
                 }
+                let how = if stopped {
+                    "it stopped on SIGTERM"
+                } else {
+                    "SIGTERM was not enough, killed its process group"
+                };
                 Err(ActionOutcome::new(
                     ActionStatus::Timeout,
-                    format!(
-                        "no answer within {:?}; killed its process group",
-                        req.timeout
-                    ),
+                    format!("no answer within {:?}; {how}", req.timeout),
                 ))
             }
         };
@@ -349,7 +366,7 @@ impl Actuator for ExecActuator {
         let mut outcome = match exit {
             Err(o) => o,
             Ok(st) => {
-                let stdout = take_all(&out_buf);
+                let stdout = take_tail(&out_buf, self.cfg.max_stdout_bytes);
                 let reply = parse_reply(&stdout);
                 let mut o = match reply {
                     Some(r) => {

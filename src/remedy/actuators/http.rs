@@ -39,12 +39,15 @@ pub struct HttpConfig {
     /// Sent as `Authorization: Bearer <token>` (`{file: PATH}` or `{env: VAR}`).
     #[serde(default)]
     pub bearer_token: Option<Secret>,
-    /// The request body, a template over the alert (`{{ $labels.instance }}`,
-    /// `{{ $value }}`; values are inserted as they are, not JSON-escaped). When absent, the
-    /// body is the action request as JSON (the exec plugin protocol's input object) with
-    /// `Content-Type: application/json`.
+    /// The request body. A YAML mapping or list is sent as JSON (`Content-Type:
+    /// application/json`) with every string in it a template over the alert
+    /// (`{{ $labels.instance }}`, `{{ $value }}`) whose result is JSON-encoded where it
+    /// lands, so a label value can never add keys or break the JSON; keys, numbers and
+    /// booleans are sent as written. A string is a text template sent as `text/plain`
+    /// (unless `headers` sets `Content-Type`); JSON written as a string is refused. When
+    /// absent, the body is the action request as JSON (the exec plugin protocol's input).
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<serde_json::Value>,
     /// How long the request may take. A step's `timeout` overrides it;
     /// `remedy.default_timeout` applies when both are absent.
     #[serde(default)]
@@ -54,12 +57,86 @@ pub struct HttpConfig {
     pub expected_status: Vec<u16>,
 }
 
+/// A parsed body: text, or a JSON structure whose strings are templates.
+#[derive(Debug)]
+enum Body {
+    Text(Template),
+    Json(JsonTemplate),
+}
+
+/// A JSON value whose strings are templates (keys and other scalars are as written).
+#[derive(Debug)]
+enum JsonTemplate {
+    Literal(serde_json::Value),
+    String(Template),
+    Array(Vec<JsonTemplate>),
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+impl JsonTemplate {
+    fn parse(v: &serde_json::Value) -> Result<Self, String> {
+        use serde_json::Value;
+        Ok(match v {
+            Value::String(s) => {
+                JsonTemplate::String(Template::parse(s).map_err(|e| e.to_string())?)
+            }
+            Value::Array(a) => {
+                JsonTemplate::Array(a.iter().map(Self::parse).collect::<Result<_, _>>()?)
+            }
+            Value::Object(o) => JsonTemplate::Object(
+                o.iter()
+                    .map(|(k, v)| Ok((k.clone(), Self::parse(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => JsonTemplate::Literal(other.clone()),
+        })
+    }
+
+    /// Renders every template into a JSON string value: the structure is fixed by the
+    /// config, the alert only ever fills in string values.
+    fn render(&self, data: &TemplateData) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        Ok(match self {
+            JsonTemplate::Literal(v) => v.clone(),
+            JsonTemplate::String(t) => Value::String(t.render(data).map_err(|e| e.to_string())?),
+            JsonTemplate::Array(a) => {
+                Value::Array(a.iter().map(|t| t.render(data)).collect::<Result<_, _>>()?)
+            }
+            JsonTemplate::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, t)| Ok((k.clone(), t.render(data)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+        })
+    }
+}
+
+fn parse_body(v: &serde_json::Value) -> Result<Body, String> {
+    match v {
+        serde_json::Value::String(s) => {
+            if matches!(s.trim_start().chars().next(), Some('{' | '[')) {
+                return Err(
+                    "write a JSON body as a YAML mapping or list (body: {drain: true, \
+                     instance: \"{{ $labels.instance }}\"}), so templated values are \
+                     JSON-encoded; a text body splices them in raw"
+                        .into(),
+                );
+            }
+            Ok(Body::Text(Template::parse(s).map_err(|e| e.to_string())?))
+        }
+        serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+            Ok(Body::Json(JsonTemplate::parse(v)?))
+        }
+        _ => Err("expected a text template, a mapping or a list".into()),
+    }
+}
+
 /// A running `http` actuator.
 pub struct HttpActuator {
     url: reqwest::Url,
     method: reqwest::Method,
     headers: HeaderMap,
-    body: Option<Template>,
+    body: Option<Body>,
     timeout: Option<StdDuration>,
     expected_status: Vec<u16>,
     client: reqwest::Client,
@@ -69,13 +146,13 @@ impl HttpActuator {
     pub fn build(name: &str, cfg: &HttpConfig) -> Result<Self, RemedyError> {
         let url = reqwest::Url::parse(&cfg.url).map_err(|e| RemedyError::InvalidUrl {
             name: name.into(),
-            url: cfg.url.clone(),
+            url: crate::common::redact_url(&cfg.url),
             reason: e.to_string(),
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(RemedyError::InvalidUrl {
                 name: name.into(),
-                url: cfg.url.clone(),
+                url: crate::common::redact_url(&cfg.url),
                 reason: "expected an http:// or https:// URL".into(),
             });
         }
@@ -85,9 +162,9 @@ impl HttpActuator {
                 method: cfg.method.clone(),
             })?;
         let body = match &cfg.body {
-            Some(b) => Some(Template::parse(b).map_err(|e| RemedyError::InvalidBody {
+            Some(b) => Some(parse_body(b).map_err(|reason| RemedyError::InvalidBody {
                 name: name.into(),
-                reason: e.to_string(),
+                reason,
             })?),
             None => None,
         };
@@ -209,8 +286,24 @@ impl Actuator for HttpActuator {
                     external_url: "",
                     value: req.alert.value,
                 };
-                match t.render(&data) {
-                    Ok(b) => rb.body(b),
+                let rendered = match t {
+                    Body::Text(t) => t
+                        .render(&data)
+                        .map(|b| ("text/plain; charset=utf-8", b.into_bytes()))
+                        .map_err(|e| e.to_string()),
+                    Body::Json(t) => t.render(&data).and_then(|v| {
+                        serde_json::to_vec(&v)
+                            .map(|b| ("application/json", b))
+                            .map_err(|e| e.to_string())
+                    }),
+                };
+                match rendered {
+                    Ok((kind, b)) => {
+                        if !self.headers.contains_key(CONTENT_TYPE) {
+                            rb = rb.header(CONTENT_TYPE, kind);
+                        }
+                        rb.body(b)
+                    }
                     Err(e) => {
                         return ActionOutcome::new(
                             ActionStatus::Failed,
@@ -240,19 +333,30 @@ impl Actuator for HttpActuator {
             Err(_) => {
                 return ActionOutcome::new(
                     ActionStatus::Timeout,
-                    format!("no answer from {} within {:?}", self.url, req.timeout),
+                    format!(
+                        "no answer from {} within {:?}",
+                        crate::common::redact_url(self.url.as_str()),
+                        req.timeout
+                    ),
                 );
             }
             Ok(Err(e)) if e.is_timeout() => {
                 return ActionOutcome::new(
                     ActionStatus::Timeout,
-                    format!("no answer from {} within {:?}", self.url, req.timeout),
+                    format!(
+                        "no answer from {} within {:?}",
+                        crate::common::redact_url(self.url.as_str()),
+                        req.timeout
+                    ),
                 );
             }
             Ok(Err(e)) => {
                 return ActionOutcome::new(
                     ActionStatus::Failed,
-                    format!("request to {} failed: {e}", self.url),
+                    format!(
+                        "request to {} failed: {e}",
+                        crate::common::redact_url(self.url.as_str())
+                    ),
                 );
             }
             Ok(Ok(x)) => x,
