@@ -606,11 +606,12 @@ impl TestGroup {
             format!("    name: {},\n", self.name)
         };
         if ctx.opts.diff {
+            let diff = alerts_diff(&exp, &got)?;
             return Some(format!(
                 "{name}    alertname: {}, time: {}, \n        diff: {}",
                 case.alertname,
                 case.eval_time,
-                indent(&alerts_diff(&exp, &got), "            ")
+                indent(&diff, "            ")
             ));
         }
         Some(format!(
@@ -660,62 +661,32 @@ impl TestGroup {
     }
 }
 
-/// `--diff`: expected and got alerts as JSON, one line per label, `-` for lines only
-/// expected, `+` for lines only got (promtool 3 prints a jsondiff; the content is the same,
-/// the rendering medic's own).
-fn alerts_diff(exp: &[(Labels, Annotations)], got: &[(Labels, Annotations)]) -> String {
-    let json = |la: &[(Labels, Annotations)]| -> Vec<String> {
-        let mut lines = vec!["[".to_string()];
-        for (l, a) in la {
-            lines.push("  {".into());
-            let labels: Annotations = l
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            for (what, set) in [("Labels", &labels), ("Annotations", a)] {
-                lines.push(format!("    \"{what}\": {{"));
-                for (k, v) in set {
-                    lines.push(format!(
-                        "      {}: {},",
-                        serde_json::Value::from(k.as_str()),
-                        serde_json::Value::from(v.as_str())
-                    ));
-                }
-                lines.push("    },".into());
-            }
-            lines.push("  },".into());
+/// `--diff`: expected and got alerts as JSON, compared as promtool 3 does (jsondiff, an
+/// empty side shown as one empty alert); None when the JSON matches after all.
+fn alerts_diff(exp: &[(Labels, Annotations)], got: &[(Labels, Annotations)]) -> Option<String> {
+    let json = |la: &[(Labels, Annotations)]| {
+        let one = |l: serde_json::Map<String, serde_json::Value>,
+                   a: serde_json::Map<String, serde_json::Value>| {
+            serde_json::json!({"Labels": l, "Annotations": a})
+        };
+        if la.is_empty() {
+            return serde_json::Value::Array(vec![one(Default::default(), Default::default())]);
         }
-        lines.push("]".into());
-        lines
+        let items = la
+            .iter()
+            .map(|(l, a)| {
+                let labels = l.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+                let ann = a
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().into()))
+                    .collect();
+                one(labels, ann)
+            })
+            .collect();
+        serde_json::Value::Array(items)
     };
-    let (e, g) = (json(exp), json(got));
-    // longest common subsequence, small inputs
-    let (n, m) = (e.len(), g.len());
-    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            lcs[i][j] = if e[i] == g[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::new();
-    while i < n || j < m {
-        if i < n && j < m && e[i] == g[j] {
-            out.push(format!("  {}", e[i]));
-            (i, j) = (i + 1, j + 1);
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", g[j]));
-            j += 1;
-        } else {
-            out.push(format!("- {}", e[i]));
-            i += 1;
-        }
-    }
-    out.join("\n")
+    let (d, text) = super::jsondiff::compare(&json(exp), &json(got));
+    (d != super::jsondiff::Difference::FullMatch).then_some(text)
 }
 
 fn check_expr(
@@ -1048,6 +1019,8 @@ mod junit {
                 '\n' => o.push_str("&#xA;"),
                 '\r' => o.push_str("&#xD;"),
                 '\t' => o.push_str("&#x9;"),
+                // not allowed in XML: Go writes the replacement character
+                c if (c as u32) < 0x20 => o.push('\u{FFFD}'),
                 c => o.push(c),
             }
         }
