@@ -5,8 +5,9 @@
 
 use serde_json::Value;
 
-/// jsondiff's verdict.
+/// jsondiff's verdict (its names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 pub enum Difference {
     FullMatch,
     /// The first document has everything of the second, and more.
