@@ -694,3 +694,58 @@ fn prometheus_3_own_unit_test_files() {
         assert_eq!(code, Some(*want), "medic test {args:?} {file}:\n{out}{err}");
     }
 }
+
+#[test]
+fn check_agrees_with_promtool_on_every_rule_file_here() {
+    // The rule files of the agreement tests and Prometheus' own (prometheus3/): the same
+    // verdict, and the same report when they pass.
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in [promtool_dir(), promtool_dir().join("prometheus3")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            let is_rules = (n.starts_with("rules") || n == "templates.yaml")
+                || [
+                    "at-modifier.yml",
+                    "negative-offset.yml",
+                    "bad-rules-error.yml",
+                    "bad-rules-syntax.yml",
+                ]
+                .contains(&n.as_str());
+            if is_rules && (n.ends_with(".yaml") || n.ends_with(".yml")) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 12, "{files:?}");
+    for f in &files {
+        let (m, p) = check_both(&[], &[f.as_path()]);
+        let what = f.display().to_string();
+        assert_eq!(m.status.code(), p.status.code(), "exit code of {what}");
+        assert_eq!(
+            String::from_utf8_lossy(&m.stdout),
+            String::from_utf8_lossy(&p.stdout),
+            "stdout of {what}"
+        );
+    }
+    // every unknown field reported, as promtool does (its wording differs)
+    let (m, p) = check_both(
+        &[],
+        &[&promtool_dir().join("prometheus3/rules_extrafields.yml")],
+    );
+    let (me, pe) = (
+        String::from_utf8_lossy(&m.stderr),
+        String::from_utf8_lossy(&p.stderr),
+    );
+    for (line, field) in [(7, "namespace"), (21, "ownership")] {
+        assert!(
+            pe.contains(&format!("line {line}: field {field} not found")),
+            "{pe}"
+        );
+        assert!(
+            me.contains(&format!(":{line}:5: invalid YAML: unknown field `{field}`")),
+            "{me}"
+        );
+    }
+}

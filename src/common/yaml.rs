@@ -92,21 +92,44 @@ pub fn parse_yaml_lenient_with<T: DeserializeOwned + Default>(
     text: &str,
     ignore_unknown_fields: bool,
 ) -> Result<Lenient<T>, YamlError> {
-    if !ignore_unknown_fields {
-        return parse_lenient(path, text);
-    }
+    parse_yaml_lenient_all(path, text, ignore_unknown_fields).map_err(|mut es| es.remove(0))
+}
+
+/// [`parse_yaml_lenient_with`], reporting every unknown field at once (as Go's decoders
+/// do) rather than the first: each is blanked out in turn and the document read again.
+/// The errors come in the file's order; the last may be another kind of error.
+pub fn parse_yaml_lenient_all<T: DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+    ignore_unknown_fields: bool,
+) -> Result<Lenient<T>, Vec<YamlError>> {
+    let original = text;
     let mut text = text.to_string();
+    let mut unknown = Vec::new();
     // each round removes one key, so this ends; the bound is for the impossible case
-    for _ in 0..=text.lines().count() {
+    for _ in 0..=original.lines().count() {
         match parse_lenient::<T>(path, &text) {
             Err(e) if unknown_field(&e.message).is_some() => match (e.line, e.column) {
-                (Some(l), Some(c)) if blank_key(&mut text, l, c) => continue,
-                _ => return Err(e),
+                (Some(l), Some(c)) if blank_key(&mut text, l, c) => {
+                    if !ignore_unknown_fields {
+                        // the snippet from the file as written
+                        unknown.push(YamlError::at(path, original, l, c, e.message));
+                    }
+                }
+                _ => {
+                    unknown.push(e);
+                    return Err(unknown);
+                }
             },
-            other => return other,
+            Ok(v) if unknown.is_empty() => return Ok(v),
+            Ok(_) => return Err(unknown),
+            Err(e) => {
+                unknown.push(e);
+                return Err(unknown);
+            }
         }
     }
-    parse_lenient(path, &text)
+    Err(unknown)
 }
 
 /// Blanks the block-style key at `line`:`column` (1-based) and its value (the lines after
@@ -616,6 +639,15 @@ mod tests {
         assert_eq!(l.value.items.len(), 1);
         assert_eq!(l.value.items[0].len(), 2, "{:?}", l.value.items);
         assert_eq!(l.value.labels.len(), 1);
+        // without the flag, every unknown field is reported, in the file's order
+        let es = parse_yaml_lenient_all::<Lists>(Path::new("f.yaml"), text, false).unwrap_err();
+        let got: Vec<(Option<u64>, &str)> =
+            es.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, Some(4));
+        assert!(got[0].1.starts_with("unknown field `note`"), "{got:?}");
+        assert_eq!(got[1].0, Some(9));
+        assert!(es[1].to_string().contains("9 | extra: 1"), "{}", es[1]);
         // other errors stay, at their own line
         let e =
             parse_yaml_lenient_with::<Lists>(Path::new("f.yaml"), "extra: 1\nflag: off\n", true)

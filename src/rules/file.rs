@@ -17,7 +17,7 @@ use super::template::Template;
 use crate::common::Duration;
 use crate::common::names::{is_valid_label_name, is_valid_metric_name};
 use crate::common::yaml::{
-    null_as_empty, null_as_empty_spanned, null_as_empty_values, parse_yaml_lenient_with,
+    null_as_empty, null_as_empty_spanned, null_as_empty_values, parse_yaml_lenient_all,
 };
 use crate::promql::{self, Expr};
 use crate::store::Labels;
@@ -328,25 +328,29 @@ fn parse_rule_text(
     ignore_unknown_fields: bool,
     warnings: &mut Vec<String>,
 ) -> Result<RuleFileConfig, RuleFileErrors> {
-    match parse_yaml_lenient_with::<RuleFileConfig>(path, text, ignore_unknown_fields) {
+    match parse_yaml_lenient_all::<RuleFileConfig>(path, text, ignore_unknown_fields) {
         Ok(l) => {
             warnings.extend(l.warnings);
             Ok(l.value)
         }
-        Err(e) => {
-            let snippet = e.snippet();
-            let message = if snippet.is_empty() {
-                format!("invalid YAML: {}", e.message)
-            } else {
-                format!("invalid YAML: {}\n{snippet}", e.message)
-            };
-            Err(RuleFileErrors(vec![RuleFileError {
-                file: path.to_path_buf(),
-                line: e.line.unwrap_or(0),
-                column: e.column.unwrap_or(0),
-                message,
-            }]))
-        }
+        Err(es) => Err(RuleFileErrors(
+            es.into_iter()
+                .map(|e| {
+                    let snippet = e.snippet();
+                    let message = if snippet.is_empty() {
+                        format!("invalid YAML: {}", e.message)
+                    } else {
+                        format!("invalid YAML: {}\n{snippet}", e.message)
+                    };
+                    RuleFileError {
+                        file: path.to_path_buf(),
+                        line: e.line.unwrap_or(0),
+                        column: e.column.unwrap_or(0),
+                        message,
+                    }
+                })
+                .collect(),
+        )),
     }
 }
 

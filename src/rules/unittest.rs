@@ -21,7 +21,7 @@ use super::group::{Rule, RuleGroup};
 use super::template::go_duration;
 use crate::common::Duration;
 use crate::common::names::is_legacy_metric_name;
-use crate::common::yaml::{null_as_empty, null_as_empty_values, parse_yaml_lenient_with};
+use crate::common::yaml::{null_as_empty, null_as_empty_values, parse_yaml_lenient_all};
 use crate::promql::{self, Value, notation::parse_series_values};
 use crate::store::{Labels, Sample, Store};
 
@@ -292,12 +292,15 @@ fn test_file(
         Err(e) => return abort(suite, format!("{}: {e}", path.display())),
     };
     // promtool reads the first document of a test file (yaml.Unmarshal); null is empty.
-    let file: UnitTestFile = match parse_yaml_lenient_with(path, &text, opts.ignore_unknown_fields)
-    {
+    // Every unknown field at once, as promtool's yaml.UnmarshalStrict.
+    let file: UnitTestFile = match parse_yaml_lenient_all(path, &text, opts.ignore_unknown_fields) {
         Ok(f) => f.value,
-        Err(e) => {
-            let e = e.to_string().trim_start_matches("error: ").to_string();
-            return abort(suite, e);
+        Err(es) => {
+            let es: Vec<String> = es
+                .iter()
+                .map(|e| e.to_string().trim_start_matches("error: ").to_string())
+                .collect();
+            return abort(suite, es.join("\n"));
         }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
