@@ -749,3 +749,99 @@ fn check_agrees_with_promtool_on_every_rule_file_here() {
         );
     }
 }
+
+/// A small deterministic generator (xorshift) for the mutation test below.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// `seed` with a few random edits: bytes deleted, duplicated, or replaced by one of the
+/// characters the grammars care about.
+fn mutate(rng: &mut Rng, seed: &str) -> String {
+    const PIECES: &[&str] = &[
+        "(", ")", "{", "}", "[", "]", "\"", "'", "`", ",", ":", "-", " ", "\n", "{{", "}}", "|",
+        "$", ".", "\\", "ü", "null", "---", "#", "5m", "by", "offset", "@", "=~", "~",
+    ];
+    let mut s: Vec<char> = seed.chars().collect();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(s.len() + 1);
+        match rng.below(3) {
+            0 if at < s.len() => {
+                s.remove(at);
+            }
+            1 if at < s.len() => {
+                let c = s[at];
+                s.insert(at, c);
+            }
+            _ => {
+                let p = PIECES[rng.below(PIECES.len())];
+                for (k, c) in p.chars().enumerate() {
+                    s.insert((at + k).min(s.len()), c);
+                }
+            }
+        }
+    }
+    s.into_iter().collect()
+}
+
+#[test]
+fn mutated_rule_and_test_files_never_crash_check_or_test() {
+    // 300 mutations of the agreement files through `medic check` and `medic test`: each
+    // ends with a verdict (0 or 1, or 3 for lint), never a crash or a hang.
+    let dir = tempfile::tempdir().unwrap();
+    let seeds: Vec<(String, String)> = [
+        "rules.yaml",
+        "templates.yaml",
+        "pass_templates.yaml",
+        "pass_yaml_nulls.yaml",
+    ]
+    .iter()
+    .map(|n| {
+        (
+            n.to_string(),
+            std::fs::read_to_string(promtool_dir().join(n)).unwrap(),
+        )
+    })
+    .collect();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for round in 0..300 {
+        let (name, text) = &seeds[round % seeds.len()];
+        let f = dir.path().join(format!("m{round}.yaml"));
+        std::fs::write(&f, mutate(&mut rng, text)).unwrap();
+        let cmd = if name.starts_with("pass_") {
+            "test"
+        } else {
+            "check"
+        };
+        // test files name their rule files relative to themselves: keep them beside
+        for r in [
+            "rules.yaml",
+            "templates.yaml",
+            "rules_nulls.yaml",
+            "rules_null.yaml",
+        ] {
+            let to = dir.path().join(r);
+            if !to.exists() {
+                std::fs::copy(promtool_dir().join(r), to).unwrap();
+            }
+        }
+        let out = run(Command::new(MEDIC).arg(cmd).arg(&f));
+        let code = out.status.code();
+        assert!(
+            matches!(code, Some(0 | 1 | 3)),
+            "medic {cmd} on a mutation of {name} ended with {code:?}:\n{}\n{}",
+            std::fs::read_to_string(&f).unwrap(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -136,16 +136,19 @@ pub fn parse_yaml_lenient_all<T: DeserializeOwned + Default>(
 /// it indented deeper). False when the key is not a block key there.
 fn blank_key(text: &mut String, line: u64, column: u64) -> bool {
     let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
-    let Some(l) = lines.get((line - 1) as usize) else {
+    let (Some(li), Some(col)) = (line.checked_sub(1), column.checked_sub(1)) else {
         return false;
     };
-    let col = (column - 1) as usize;
+    let Some(l) = lines.get(li as usize) else {
+        return false;
+    };
+    let col = col as usize;
+    let width = l.chars().count();
     let before: String = l.chars().take(col).collect();
     // only `key:` at the start of a line or after a sequence dash
-    if !before.chars().all(|c| c == ' ' || c == '-') {
+    if col >= width || !before.chars().all(|c| c == ' ' || c == '-') {
         return false;
     }
-    let width = l.chars().count();
     lines[(line - 1) as usize] = format!("{before}{}", " ".repeat(width - col));
     let mut i = line as usize;
     while i < lines.len() {
