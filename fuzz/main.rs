@@ -492,7 +492,8 @@ struct Current {
     input: Mutex<(String, Vec<u8>)>,
 }
 
-/// Known findings: `fuzz/known.txt`, one panic message substring a line, ` # ` and a note.
+/// Known findings: `fuzz/known.txt`, one a line, ` # ` and a note: a panic message
+/// substring, or `slow:TARGET` for the slow inputs of a target.
 fn known_findings(root: &Path) -> Vec<String> {
     std::fs::read_to_string(root.join("fuzz/known.txt"))
         .unwrap_or_default()
@@ -564,7 +565,16 @@ fn fuzz(
                 );
             }
             Ok(outcome) => {
-                if took > SLOW {
+                let slow_known = known
+                    .iter()
+                    .any(|k| k.strip_prefix("slow:") == Some(t.name));
+                if took > SLOW && slow_known {
+                    if rep.known == 0 {
+                        let p = save(&out, "known-slow", &input);
+                        eprintln!("{}: known slow input ({took:?}) on {}", t.name, p.display());
+                    }
+                    rep.known += 1;
+                } else if took > SLOW {
                     rep.slow += 1;
                     let p = save(&out, "slow", &input);
                     eprintln!(
