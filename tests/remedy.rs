@@ -690,3 +690,57 @@ fn readme_operator_examples_load() {
     assert_eq!(ladder[0].mode, Some(medic::rules::StepMode::Approve));
     assert!(ladder[0].verify.is_some());
 }
+
+/// A clean shutdown while a rung waits for a free slot: it is not lost (nor counted toward
+/// its cooldown); after the restart, once its alert fires again, it runs once.
+#[tokio::test]
+async fn a_rung_queued_at_shutdown_runs_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    let (hang, _, _) = plugin(dir.path(), "hang");
+    // the hang plugin waits for the release file before it answers
+    let script = dir.path().join("hang.sh");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let (head, tail) = text.split_at(text.find("r=$(cat").unwrap());
+    let body = format!(
+        "{head}while [ ! -e {} ]; do sleep 0.05; done\n{tail}",
+        release.display()
+    );
+    std::fs::write(&script, body).unwrap();
+    let (queued, log, _) = plugin(dir.path(), "queued");
+    let jpath = dir.path().join("journal.db");
+    let config: RemedyConfig = serde_saphyr::from_str("max_concurrent_actions: 1").unwrap();
+    let acts = || build(vec![("hang", hang.clone()), ("queued", queued.clone())]);
+    let rig = start(acts(), config.clone(), &jpath, None);
+    let hang_l = ladder("[{action: exec, target: hang}]");
+    let queued_l = ladder("[{action: exec, target: queued, cooldown: 1h}]");
+    rig.send(TransitionKind::Firing, "Hang", now_ms(), &hang_l)
+        .await;
+    wait_until("the hanging action to start", || {
+        std::fs::read_to_string(dir.path().join("hang.log")).is_ok_and(|s| !s.is_empty())
+    })
+    .await;
+    let fired = now_ms();
+    rig.send(TransitionKind::Firing, "Queued", fired, &queued_l)
+        .await;
+    wait_until("the queued action to be journaled", || {
+        incidents(&jpath)
+            .iter()
+            .any(|i| i.alertname == "Queued" && i.state.contains("running"))
+    })
+    .await;
+    // shut down: the queued one is dropped, the running one finishes once released
+    let Rig { tx, handle, .. } = rig;
+    drop(tx);
+    std::fs::write(&release, "").unwrap();
+    handle.join().await;
+    assert!(received(&log).is_empty());
+
+    let mut rig = start(acts(), config, &jpath, None);
+    rig.send(TransitionKind::Firing, "Queued", now_ms(), &queued_l)
+        .await;
+    let r = rig.record().await;
+    assert_eq!((r.rule.as_str(), r.outcome), ("Queued", "ok"), "{r:?}");
+    rig.stop().await;
+    assert_eq!(received(&log).len(), 1);
+}
