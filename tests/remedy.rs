@@ -744,3 +744,65 @@ async fn a_rung_queued_at_shutdown_runs_after_the_restart() {
     rig.stop().await;
     assert_eq!(received(&log).len(), 1);
 }
+
+/// A step's `verify:` expression must hold too: the alert resolving is not enough while the
+/// expression returns nothing (unverified, escalated); once it holds, the action is verified.
+#[tokio::test]
+async fn verify_expression_must_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fix, _, _) = plugin(dir.path(), "fix");
+    let jpath = dir.path().join("journal.db");
+    let store = Arc::new(medic::store::Store::default());
+    let healthy = Labels::new([("__name__", "requests_ok_ratio")]);
+    let metrics = Arc::new(SelfMetrics::default());
+    let config: RemedyConfig = serde_saphyr::from_str("flapping: {episodes: 0}").unwrap();
+    let (tx, handle) = Planner::start_with(
+        build(vec![("fix", fix)]),
+        config,
+        metrics,
+        PlannerDeps {
+            journal: Some(Journal::open(&jpath).unwrap()),
+            store: Some(store.clone()),
+            silences: None,
+        },
+    );
+    let mut records = handle.subscribe();
+    let mut escalations = handle.escalations();
+    let l = ladder(
+        "[{action: restart, target: fix, verify_within: 2s, verify: 'requests_ok_ratio > 0.9'}]",
+    );
+    let send = |kind, rule: &str| {
+        let t = transition(kind, rule, now_ms(), &l);
+        let tx = tx.clone();
+        async move { tx.send(t).await.unwrap() }
+    };
+
+    // the ratio stays low: resolved, but not verified
+    store.append(&healthy, now_ms(), 0.5);
+    send(TransitionKind::Firing, "V1").await;
+    assert_eq!(records.recv().await.unwrap().outcome, "ok");
+    send(TransitionKind::Resolved, "V1").await;
+    let e = tokio::time::timeout(PATIENCE, escalations.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e.rule.as_str(), e.reason.as_str()),
+        ("V1", "unverified")
+    );
+    assert!(e.history.iter().any(|h| h.kind == "unverified"));
+
+    // the ratio recovers: verified
+    store.append(&healthy, now_ms(), 0.99);
+    send(TransitionKind::Firing, "V2").await;
+    assert_eq!(records.recv().await.unwrap().outcome, "ok");
+    send(TransitionKind::Resolved, "V2").await;
+    wait_until("the verified incident", || {
+        incidents(&jpath)
+            .iter()
+            .any(|i| i.alertname == "V2" && i.outcome.as_deref() == Some("verified"))
+    })
+    .await;
+    drop(tx);
+    handle.join().await;
+}

@@ -1169,8 +1169,19 @@ impl State {
                     Some(i),
                     format!("the alert did not resolve within {within} of the action"),
                 );
+                let resolved = !inc.firing;
                 if !dry {
                     self.breaker_failure(&config, &target, now);
+                }
+                // the alert cleared but the step's condition never held: nothing will
+                // retry (no alert), so a person must look
+                if resolved {
+                    self.escalate(
+                        id,
+                        now,
+                        "unverified",
+                        &format!("the alert resolved but `verify` did not hold within {within}"),
+                    );
                 }
             }
             self.mark(id);
