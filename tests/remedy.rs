@@ -786,10 +786,7 @@ async fn verify_expression_must_hold() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        (e.rule.as_str(), e.reason.as_str()),
-        ("V1", "unverified")
-    );
+    assert_eq!((e.rule.as_str(), e.reason.as_str()), ("V1", "unverified"));
     assert!(e.history.iter().any(|h| h.kind == "unverified"));
 
     // the ratio recovers: verified
