@@ -661,8 +661,14 @@ fn readme_actuator_examples_build() {
     let start = readme.find("<!-- remedy: caches and knobs -->").unwrap();
     let end = readme.find("<!-- /remedy: caches and knobs -->").unwrap();
     let mut n = 0;
+    let mut all = BTreeMap::new();
+    let mut rule_blocks = Vec::new();
     for block in readme[start..end].split("```yaml\n").skip(1) {
         let yaml = &block[..block.find("```").unwrap()];
+        if yaml.starts_with("# in a rule file") {
+            rule_blocks.push(yaml);
+            continue;
+        }
         if !yaml.starts_with("actuators:") {
             continue;
         }
@@ -680,9 +686,30 @@ fn readme_actuator_examples_build() {
                 );
             }
         }
+        all.extend(cfg.actuators.clone());
         n += 1;
     }
     assert_eq!(n, 3);
+    // the rule examples' ladders name those actuators with valid params; the knob's is
+    // reverted after resolve
+    assert_eq!(rule_blocks.len(), 2);
+    let mut reverted = 0;
+    for yaml in rule_blocks {
+        let rules: Vec<serde_json::Value> = serde_saphyr::from_str(yaml)
+            .unwrap_or_else(|e| panic!("README rule example does not parse: {e}\n{yaml}"));
+        for r in rules {
+            let steps: Vec<medic::rules::RemediateStep> =
+                serde_json::from_value(r["remediate"].clone())
+                    .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+            medic::remedy::validate_ladder(&all, &steps)
+                .unwrap_or_else(|e| panic!("README rule example: {e}\n{yaml}"));
+            reverted += steps
+                .iter()
+                .filter(|s| s.revert_on_resolve && s.revert_after.is_some())
+                .count();
+        }
+    }
+    assert_eq!(reverted, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
