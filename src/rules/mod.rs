@@ -6,6 +6,7 @@ pub mod alerting;
 pub mod check;
 pub mod file;
 pub mod group;
+mod jsondiff;
 pub mod recording;
 pub mod template;
 pub mod unittest;
