@@ -13,7 +13,6 @@ use tokio::time::Instant;
 
 use super::adjust::{Adjust, Bounds, Computed, show};
 use super::bounded::{Failure, bounded};
-use crate::common::redact_url;
 use crate::common::redis::{RedisClient, RedisTarget};
 use crate::common::tls::TlsConfig;
 use crate::common::{Duration, Secret};
@@ -75,11 +74,9 @@ pub struct RedisActuatorConfig {
 // by hand, not derived: the URL may carry a password
 impl std::fmt::Debug for RedisActuatorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisActuatorConfig")
-            .field("url", &redact_url(&self.url))
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("allow_flush", &self.allow_flush)
+        let mut d = f.debug_struct("RedisActuatorConfig");
+        self.target().debug_fields(&mut d);
+        d.field("allow_flush", &self.allow_flush)
             .field("max_keys", &self.max_keys)
             .field("capacity", &self.capacity)
             .finish_non_exhaustive()
@@ -190,7 +187,8 @@ pub fn glob_escape(s: &str) -> String {
 }
 
 impl RedisActuatorConfig {
-    fn target(&self) -> RedisTarget<'_> {
+    /// The connection settings, as the `redis` collector's.
+    pub fn target(&self) -> RedisTarget<'_> {
         RedisTarget {
             url: &self.url,
             username: self.username.as_deref(),
@@ -265,14 +263,10 @@ impl RedisActuator {
                 ));
             }
         }
-        let client = cfg.target().client().map_err(|e| invalid(e.to_string()))?;
-        if client.password_in_url {
-            tracing::warn!(
-                actuator = name,
-                "url {} carries a password: prefer `password: {{file: ...}}` or `{{env: ...}}`",
-                redact_url(&cfg.url)
-            );
-        }
+        let client = cfg
+            .target()
+            .client("actuator", name)
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(RedisActuator {
             client,
             allow_flush: cfg.allow_flush,
