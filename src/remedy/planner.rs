@@ -584,6 +584,8 @@ struct State {
     stopping: Arc<AtomicBool>,
     /// Per running action: set when its alert resolved (it is dropped if not started yet).
     cancel: HashMap<i64, Arc<AtomicBool>>,
+    /// Per running rung (incident, step): when it had last started before this attempt.
+    previous_run: HashMap<(i64, usize), Option<i64>>,
 }
 
 async fn run(
@@ -645,6 +647,7 @@ impl State {
             tasks: JoinSet::new(),
             stopping: Arc::new(AtomicBool::new(false)),
             cancel: HashMap::new(),
+            previous_run: HashMap::new(),
         }
     }
 
@@ -1166,8 +1169,19 @@ impl State {
                     Some(i),
                     format!("the alert did not resolve within {within} of the action"),
                 );
+                let resolved = !inc.firing;
                 if !dry {
                     self.breaker_failure(&config, &target, now);
+                }
+                // the alert cleared but the step's condition never held: nothing will
+                // retry (no alert), so a person must look
+                if resolved {
+                    self.escalate(
+                        id,
+                        now,
+                        "unverified",
+                        &format!("the alert resolved but `verify` did not hold within {within}"),
+                    );
                 }
             }
             self.mark(id);
@@ -1473,7 +1487,8 @@ impl State {
             }
         }
         let ckey = cooldown_key(inc, i);
-        self.last_run.insert(ckey.clone(), now);
+        let before = self.last_run.insert(ckey.clone(), now);
+        self.previous_run.insert((id, i), before);
         self.dirty_kv.insert(ckey, now.to_string());
         inc.hurry_ms = None;
 
@@ -1687,6 +1702,12 @@ impl State {
         if let Some(a) = e.action_id {
             self.cancel.remove(&a);
         }
+        // when the rung had last started before this attempt (a revert has no entry)
+        let prev_run = if e.revert {
+            None
+        } else {
+            self.previous_run.remove(&(e.incident, e.step))
+        };
         let status = match e.record.outcome {
             "ok" => JournalStatus::Ok,
             "noop" | "dry_run" | "cancelled" => JournalStatus::Noop,
@@ -1734,6 +1755,21 @@ impl State {
                             since_ms: now,
                             deadline_ms: now + within.as_millis_i64(),
                         };
+                    }
+                    "cancelled" if self.stopping.load(Ordering::SeqCst) && inc.firing => {
+                        // never started because medic is stopping: the rung runs after the
+                        // restart, and this attempt does not count toward its cooldown
+                        inc.steps[i].state = StepState::Waiting;
+                        let ckey = cooldown_key(inc, i);
+                        let prev = prev_run.flatten();
+                        match prev {
+                            Some(p) => self.last_run.insert(ckey.clone(), p),
+                            None => self.last_run.remove(&ckey),
+                        };
+                        self.dirty_kv.insert(ckey, prev.unwrap_or(0).to_string());
+                        if let Some(b) = self.breakers.get_mut(&target) {
+                            b.trial_abandoned();
+                        }
                     }
                     "cancelled" | "busy" => {
                         inc.steps[i].state = StepState::Done {
