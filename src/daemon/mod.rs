@@ -146,9 +146,10 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         .map(|a| a.to_string())
         .unwrap_or(listen.clone());
     let (api_stop, mut api_stop_rx) = tokio_watch::channel(false);
-    let api_task = tokio::spawn(crate::api::server::serve(
+    let api_task = tokio::spawn(crate::api::server::serve_with(
         listener,
         api.clone(),
+        prepared.config.global.http.clone(),
         async move {
             let _ = api_stop_rx.wait_for(|v| *v).await;
         },
