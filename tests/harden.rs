@@ -321,3 +321,68 @@ async fn resolved_notification_is_not_sent_again_after_a_reload() {
     assert_eq!(hook.count("resolved", "Down"), 1, "{:#?}", hook.all());
     assert_eq!(hook.count("firing", "Down"), 1, "{:#?}", hook.all());
 }
+
+// ---- point 1: alert state survives restarts ----
+
+fn alert_json(body: &str, name: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["data"]["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["labels"]["alertname"] == name)
+        .cloned()
+}
+
+fn starts_at(p: &serde_json::Value) -> String {
+    p["alerts"][0]["startsAt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A clean restart and a kill -9 while an alert fires: after the restart the alert is still
+/// firing with its activeAt, the webhook gets no second "firing" with a new startsAt, and an
+/// alert that resolved while medic was down gets its "resolved" with the original startsAt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_state_survives_clean_restarts_and_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = Target::start().await;
+    let hook = WebhookSink::start().await;
+    let config = probe_config(d, &target, &hook, "");
+    target.set_failing(true);
+    let mut medic = Medic::start(d, &config);
+    let first = wait_for("firing", || async { hook.find("firing", "Down") }).await;
+    let (_, body) = medic.get("/api/v1/alerts").await;
+    let active_at = alert_json(&body, "Down").unwrap()["activeAt"].clone();
+
+    // two clean restarts while it fires
+    for _ in 0..2 {
+        medic.signal(libc::SIGTERM);
+        assert_eq!(medic.wait_exit(DEADLINE).code(), Some(0));
+        medic = Medic::start(d, &config);
+        let a = wait_for("the alert after the restart", || async {
+            let (_, body) = medic.get("/api/v1/alerts").await;
+            alert_json(&body, "Down").filter(|a| a["state"] == "firing")
+        })
+        .await;
+        assert_eq!(a["activeAt"], active_at, "{a}");
+        // the engine re-announces every 300 ms: a second "firing" would show by now
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(hook.count("firing", "Down"), 1, "{:#?}", hook.all());
+
+    // resolved while medic is down (kill -9): announced after the restart
+    medic.signal(libc::SIGKILL);
+    medic.wait_exit(DEADLINE);
+    target.set_failing(false);
+    let medic = Medic::start(d, &config);
+    let resolved = wait_for("the resolved notification", || async {
+        hook.find("resolved", "Down")
+    })
+    .await;
+    assert_eq!(starts_at(&resolved), starts_at(&first));
+    let (_, body) = medic.get("/api/v1/alerts").await;
+    assert!(alert_json(&body, "Down").is_none(), "{body}");
+    assert_eq!(hook.count("firing", "Down"), 1, "{:#?}", hook.all());
+}

@@ -149,10 +149,18 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     );
     let sent = SentMemory::default();
     let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &metrics, &sent);
+    let alert_journal = match journal.as_ref().map(Journal::reopen).transpose() {
+        Ok(j) => j.map(|j| Arc::new(std::sync::Mutex::new(j))),
+        Err(e) => {
+            tracing::error!(error = %e, "journal: alert state will not survive a restart");
+            None
+        }
+    };
     let shared = Shared {
         store,
         metrics: metrics.clone(),
         api,
+        alert_journal,
     };
     let mut sinks = Sinks {
         planner_tx,

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub mod alerts;
 pub mod incidents;
 pub mod kv;
 pub mod notifications;
 pub mod slo;
 
+pub use alerts::AlertStateRow;
 pub use incidents::{ActionRecord, ActionStatus, Incident, NewAction};
 pub use notifications::PendingNotification;
 pub use slo::SloBucket;
@@ -79,6 +81,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE kv (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    // 2: alert state across restarts (alerts.rs).
+    r#"
+    CREATE TABLE alert_state (
+        group_key    TEXT    NOT NULL,
+        rule         TEXT    NOT NULL,
+        labels       TEXT    NOT NULL,
+        state        TEXT    NOT NULL,
+        active_at_ms INTEGER NOT NULL,
+        fired_at_ms  INTEGER,
+        last_sent_ms INTEGER,
+        value        REAL,
+        annotations  TEXT    NOT NULL,
+        PRIMARY KEY (group_key, rule, labels)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE alert_groups (
+        group_key    TEXT    PRIMARY KEY,
+        last_eval_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
 ];
