@@ -37,6 +37,20 @@ enum Command {
         /// A medic configuration file to validate.
         #[arg(short = 'c', long = "config")]
         config: Option<std::path::PathBuf>,
+        /// Linting checks on rule files, as promtool's: `duplicate-rules` (rules with the
+        /// same name and labels), `all`, or `none`; comma-separated.
+        #[arg(long, default_value = "duplicate-rules")]
+        lint: String,
+        /// Make lint findings fail the check with exit code 3.
+        #[arg(long)]
+        lint_fatal: bool,
+        /// Ignore unknown fields in rule files (e.g. custom metadata).
+        #[arg(long)]
+        ignore_unknown_fields: bool,
+        /// promtool's feature flags; medic always has the experimental PromQL functions it
+        /// implements, so this is accepted for compatibility and changes nothing.
+        #[arg(long = "enable-feature")]
+        enable_feature: Vec<String>,
         /// Rule files to validate.
         rule_files: Vec<std::path::PathBuf>,
     },
@@ -45,6 +59,23 @@ enum Command {
         /// Only run test groups whose name matches this regex (repeatable).
         #[arg(long)]
         run: Vec<String>,
+        /// Write a JUnit XML report of the results to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Print each test group's start and duration and a dump of all its series (stderr).
+        #[arg(long)]
+        debug: bool,
+        /// Show failed alert comparisons as a diff of expected and got.
+        #[arg(long)]
+        diff: bool,
+        /// Ignore unknown fields in test and rule files (e.g. custom metadata).
+        #[arg(long)]
+        ignore_unknown_fields: bool,
+        /// promtool's feature flags (repeatable, comma-separated). medic always has the
+        /// experimental PromQL functions it implements, so `promql-experimental-functions`
+        /// changes nothing; accepted so promtool's command lines work unchanged.
+        #[arg(long = "enable-feature")]
+        enable_feature: Vec<String>,
         /// Test files.
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
@@ -87,12 +118,18 @@ enum SloCommand {
 #[derive(Subcommand)]
 enum AnomalyCommand {
     /// Read a `timestamp,value` CSV and write `timestamp,value,anomaly_score,label` to stdout
-    /// (score in 0..1, label 0/1 after persistence), with the daemon's detector code.
+    /// (one row per input row; score in 0..1, label: the 0/1 alarm), with the daemon's
+    /// detector code.
     Score {
-        /// Detector settings: `key=value,...` (e.g. `method=zscore,window=100,sigma=2,
-        /// persistence.count=3`) or a YAML file with one detector's configuration.
+        /// Detector settings: `key=value,...` (e.g. `half_life=1000,probability=0.0001` or
+        /// `method=zscore,window=100,sigma=2,persistence.count=3`) or a YAML file with one
+        /// detector's configuration.
         #[arg(long, default_value = "")]
         detector: String,
+        /// Write 1 at each alarm onset (0 → 1) as `anomaly_score` instead of the score: the
+        /// daemon's alarm as NAB scores it with a fixed threshold of 0.5.
+        #[arg(long)]
+        onsets: bool,
         /// The CSV file (`-` for stdin).
         file: std::path::PathBuf,
     },
@@ -112,23 +149,62 @@ fn main() -> anyhow::Result<()> {
             log_format,
             log_level,
         } => run_daemon(config, log_format, log_level.as_deref())?,
-        Command::Check { config, rule_files } => {
-            if !check(config.as_deref(), &rule_files)? {
-                std::process::exit(1);
+        Command::Check {
+            config,
+            lint,
+            lint_fatal,
+            ignore_unknown_fields,
+            enable_feature: _,
+            rule_files,
+        } => {
+            let code = check(
+                config.as_deref(),
+                &rule_files,
+                &lint,
+                lint_fatal,
+                ignore_unknown_fields,
+            )?;
+            if code != 0 {
+                std::process::exit(code);
             }
         }
-        Command::Test { run, files } => {
+        Command::Test {
+            run,
+            junit,
+            debug,
+            diff,
+            ignore_unknown_fields,
+            enable_feature,
+            files,
+        } => {
+            for f in enable_feature.iter().flat_map(|f| f.split(',')) {
+                if !matches!(f, "" | "promql-experimental-functions") {
+                    eprintln!("  WARNING: unknown feature {f:?}: ignored");
+                }
+            }
+            let opts = medic::rules::unittest::TestOptions {
+                run,
+                junit,
+                debug,
+                diff,
+                ignore_unknown_fields,
+            };
             let code = medic::rules::unittest::run_test_files(
                 &files,
-                &run,
+                &opts,
                 &mut std::io::stdout().lock(),
                 &mut std::io::stderr().lock(),
             )?;
             std::process::exit(code);
         }
         Command::Anomaly {
-            command: AnomalyCommand::Score { detector, file },
-        } => anomaly_score(&detector, &file)?,
+            command:
+                AnomalyCommand::Score {
+                    detector,
+                    onsets,
+                    file,
+                },
+        } => anomaly_score(&detector, onsets, &file)?,
         Command::Collect { config, only, .. } => {
             if !collect_once(&config, &only)? {
                 std::process::exit(1);
@@ -214,12 +290,12 @@ fn collect_once(config: &std::path::Path, only: &[String]) -> anyhow::Result<boo
     Ok(ok)
 }
 
-fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
+fn anomaly_score(spec: &str, onsets: bool, file: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
     use medic::detect::anomaly;
     let config = anomaly::AnomalyConfig::from_spec(spec)?;
     let name = file.display().to_string();
-    let (source, (params, points, skipped)) = if name == "-" {
+    let (source, (_, points, out_of_order)) = if name == "-" {
         let source = "<stdin>".to_string();
         let r = anomaly::score_csv(&config, &source, std::io::stdin().lock())?;
         (source, r)
@@ -228,15 +304,20 @@ fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
         let r = anomaly::score_csv(&config, &name, std::io::BufReader::new(f))?;
         (name, r)
     };
-    if let Some(line) = skipped.first_line {
+    if let Some(line) = out_of_order.first_line {
         eprintln!(
-            "warning: {source}:{line}: timestamp goes backwards; skipped {} out-of-order row(s) (as the daemon drops out-of-order samples)",
-            skipped.count
+            "warning: {source}:{line}: timestamp goes backwards; {} out-of-order row(s) scored as if at the newest time read",
+            out_of_order.count
         );
     }
+    let column = if onsets {
+        anomaly::ScoreColumn::Onsets
+    } else {
+        anomaly::ScoreColumn::Score
+    };
     anomaly::write_scores(
-        &params,
         &points,
+        column,
         std::io::BufWriter::new(std::io::stdout().lock()),
     )
     .context("writing the scores")?;
@@ -245,20 +326,32 @@ fn anomaly_score(spec: &str, file: &std::path::Path) -> anyhow::Result<()> {
 
 /// `medic check`: rule files given on the command line (the configuration's own rule files
 /// are checked with it).
+/// The exit code: 0, 1 on an error, 3 on rule lint findings alone with `--lint-fatal`.
 fn check(
     config: Option<&std::path::Path>,
     rule_files: &[std::path::PathBuf],
-) -> anyhow::Result<bool> {
+    lint: &str,
+    lint_fatal: bool,
+    ignore_unknown_fields: bool,
+) -> anyhow::Result<i32> {
     if config.is_none() && rule_files.is_empty() {
         anyhow::bail!("nothing to check: give rule files (or -c CONFIG)");
     }
     let mut out = std::io::stdout().lock();
-    let mut ok = true;
-    if let Some(c) = config {
-        ok &= medic::config::check::check_config(c, &mut out)?;
+    let mut code = 0;
+    if let Some(c) = config
+        && !medic::config::check::check_config(c, &mut out)?
+    {
+        code = 1;
     }
     if !rule_files.is_empty() {
-        ok &= medic::rules::check::check_rule_files(rule_files, &mut out)?;
+        let mut lint = medic::rules::check::Lint::parse(lint, lint_fatal, &mut out)?;
+        lint.ignore_unknown_fields = ignore_unknown_fields;
+        let mut err = std::io::stderr().lock();
+        let rules = medic::rules::check::check_rule_files(rule_files, lint, &mut out, &mut err)?;
+        if code == 0 {
+            code = rules;
+        }
     }
-    Ok(ok)
+    Ok(code)
 }

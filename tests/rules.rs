@@ -211,7 +211,8 @@ fn check_accepts_good_rules_and_reports_every_error() {
     )
     .unwrap();
     let out = run(Command::new(MEDIC).arg("check").arg(&bad));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    // as promtool: `Checking` on stdout, `FAILED:` and the errors on stderr
+    let stdout = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let b = bad.display();
     assert!(
@@ -268,11 +269,382 @@ fn check_accepts_good_rules_and_reports_every_error() {
     )
     .unwrap();
     let out = run(Command::new(MEDIC).arg("check").arg(&yaml));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout.contains(&format!(" --> {}:5:5", yaml.display())),
+        stdout.contains(&format!(
+            "{}:5:5: invalid YAML: unknown field `exprr`",
+            yaml.display()
+        )),
         "{stdout}"
     );
+    assert!(stdout.contains("5 |     exprr: up\n"), "{stdout}");
     assert!(!stdout.contains("<input>"), "{stdout}");
+}
+
+/// `medic check FILE...` and `promtool check rules ARGS FILE...` in tests/promtool.
+fn check_both(args: &[&str], files: &[&Path]) -> (Output, Output) {
+    let medic = run(Command::new(MEDIC)
+        .arg("check")
+        .args(args)
+        .args(files)
+        .current_dir(promtool_dir()));
+    let prom = run(Command::new("promtool")
+        .args(["check", "rules"])
+        .args(args)
+        .args(files)
+        .current_dir(promtool_dir()));
+    (medic, prom)
+}
+
+fn same_report(medic: &Output, prom: &Output, what: &str) {
+    assert_eq!(
+        medic.status.code(),
+        prom.status.code(),
+        "exit code of {what}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&medic.stdout),
+        String::from_utf8_lossy(&prom.stdout),
+        "stdout of {what}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&medic.stderr),
+        String::from_utf8_lossy(&prom.stderr),
+        "stderr of {what}"
+    );
+}
+
+#[test]
+fn check_reads_yaml_nulls_as_empty_as_promtool() {
+    // A rule file that is `null`, and `labels:` / `annotations:` / `rules:` with no value.
+    let (m, p) = check_both(
+        &[],
+        &[Path::new("rules_null.yaml"), Path::new("rules_nulls.yaml")],
+    );
+    same_report(&m, &p, "the null rule files");
+    assert!(String::from_utf8_lossy(&m.stdout).contains("SUCCESS: 0 rules found"));
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("empty.yaml", ""),
+        ("groups.yaml", "groups:\n"),
+        ("comment.yaml", "# nothing yet\n"),
+    ] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        let (m, p) = check_both(&[], &[&f]);
+        same_report(&m, &p, name);
+    }
+}
+
+#[test]
+fn check_lints_duplicate_rules_as_promtool() {
+    // promtool's default lint (duplicate-rules): the same report, and exit 3 with
+    // --lint-fatal, 0 with --lint=none.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("dup.yaml");
+    std::fs::write(
+        &f,
+        "groups:\n- name: a\n  rules:\n  - record: job:up\n    expr: up\n  - alert: A\n    expr: up == 0\n    labels: {severity: page}\n- name: b\n  rules:\n  - record: job:up\n    expr: sum(up)\n  - alert: A\n    expr: up == 1\n    labels: {severity: page}\n  - alert: A\n    expr: up == 2\n    labels: {severity: page}\n  - alert: A\n    expr: up == 1\n    labels: {severity: info}\n",
+    )
+    .unwrap();
+    for args in [
+        &[][..],
+        &["--lint-fatal"],
+        &["--lint=none"],
+        &["--lint=all"],
+    ] {
+        let (m, p) = check_both(args, &[&f]);
+        same_report(&m, &p, &format!("dup.yaml with {args:?}"));
+    }
+    let (m, _) = check_both(&[], &[&f]);
+    let err = String::from_utf8_lossy(&m.stderr);
+    assert!(
+        err.contains("lint error 2 duplicate rule(s) found.\nMetric: A\nLabel(s):\n\tseverity: page\nMetric: job:up\nLabel(s):\nMight cause inconsistency while recording expressions\n"),
+        "{err}"
+    );
+    assert_eq!(
+        check_both(&["--lint-fatal"], &[&f]).0.status.code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn promql_parse_errors_say_where_and_what_as_promtool() {
+    let exprs = [
+        "sum(up",
+        "up +",
+        "up{a=}",
+        "rate(up[5m]",
+        "foo bar",
+        "1 +",
+        "up[5m",
+        "sum by(a b) (x)",
+        "\\\"abc",
+        "x offset",
+        ")",
+        "up == on(",
+        "sum(rate(x[5m])) by",
+    ];
+    let mut text = String::from("groups:\n- name: a\n  rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        text.push_str(&format!("  - alert: A{i}\n    expr: \"{e}\"\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("pe.yaml");
+    std::fs::write(&f, &text).unwrap();
+    let (m, p) = check_both(&[], &[&f]);
+    assert_eq!(m.status.code(), Some(1));
+    assert_eq!(p.status.code(), Some(1));
+    // The place in the file is written differently (promtool: `file: 5:11: group "a",
+    // rule 1, "A0": ...`); the parse error itself must be the same.
+    let parse_errors = |o: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter_map(|l| l.split_once("could not parse expression: "))
+            .map(|(_, e)| e.to_string())
+            .collect()
+    };
+    let (me, pe) = (parse_errors(&m), parse_errors(&p));
+    assert_eq!(pe.len(), exprs.len(), "{pe:#?}");
+    assert_eq!(me, pe);
+}
+
+/// Runs `medic test ARGS FILE` in `dir`: (exit code, stdout, stderr).
+fn medic_test_in(dir: &Path, args: &[&str], file: &str) -> (Option<i32>, String, String) {
+    let out = run(Command::new(MEDIC)
+        .arg("test")
+        .args(args)
+        .arg(file)
+        .current_dir(dir));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+// Prometheus 3's unit-test features, which Debian's promtool 2.42 does not have (so these
+// are medic-only tests, checked against promtool 3's cmd/promtool/unittest.go).
+
+#[test]
+fn fuzzy_compare_and_start_timestamp_as_promtool_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = |fuzzy: bool| {
+        format!(
+            "fuzzy_compare: {fuzzy}\ntests:\n- start_timestamp: 1700000000\n  input_series:\n  - series: up\n    values: '1 1'\n  promql_expr_test:\n  - expr: 0.1 + 0.2\n    eval_time: 1m\n    exp_samples: [{{value: 0.3}}]\n  - expr: time()\n    eval_time: 1m\n    exp_samples: [{{value: 1700000060}}]\n  - expr: timestamp(up)\n    eval_time: 1m\n    exp_samples: [{{labels: '{{}}', value: 1700000060}}]\n- name: rfc3339\n  start_timestamp: '2023-11-14T22:13:20Z'\n  promql_expr_test:\n  - expr: time()\n    eval_time: 2m\n    exp_samples: [{{value: 1700000120}}]\n"
+        )
+    };
+    std::fs::write(dir.path().join("exact.yaml"), test(false)).unwrap();
+    std::fs::write(dir.path().join("fuzzy.yaml"), test(true)).unwrap();
+    // 0.1 + 0.2 is one unit in the last place above 0.3: equal only when fuzzy
+    let (code, _, err) = medic_test_in(dir.path(), &[], "exact.yaml");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("expr: \"0.1 + 0.2\", time: 1m,"), "{err}");
+    assert_eq!(
+        err.matches("expr:").count(),
+        1,
+        "only the float differs: {err}"
+    );
+    let (code, _, err) = medic_test_in(dir.path(), &[], "fuzzy.yaml");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn junit_debug_and_diff_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    labels: {severity: page}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        "rule_files: [r.yaml]\ntests:\n- name: good\n  input_series:\n  - series: 'up{job=\"a\"}'\n    values: '0 0'\n  alert_rule_test:\n  - alertname: Down\n    eval_time: 1m\n    exp_alerts: [{exp_labels: {job: a, severity: page}}]\n- input_series:\n  - series: 'up{job=\"a\"}'\n    values: '0 0'\n  alert_rule_test:\n  - alertname: Down\n    eval_time: 1m\n    exp_alerts: [{exp_labels: {job: b, severity: page}}]\n",
+    )
+    .unwrap();
+    let xml = dir.path().join("out.xml");
+    let (code, _, err) = medic_test_in(
+        dir.path(),
+        &["--junit", xml.to_str().unwrap(), "--debug", "--diff"],
+        "t.yaml",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    // JUnit: a suite per file, a case per test group (unnamed ones numbered), failures
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        x.starts_with("<testsuites><testsuite name=\"t.yaml\" tests=\"2\" failures=\"1\" errors=\"0\" skipped=\"0\" timestamp=\""),
+        "{x}"
+    );
+    assert!(x.contains("<testcase name=\"good\"></testcase>"), "{x}");
+    assert!(x.contains("<testcase name=\"unnamed#1\"><failure>    alertname: Down, time: 1m, &#xA;        diff: "), "{x}");
+    assert!(x.ends_with("</testsuite></testsuites>"), "{x}");
+    // --debug: start and end of each test group and a dump of every series
+    assert!(err.contains("DEBUG: Starting test good\n"), "{err}");
+    assert!(
+        err.contains("DEBUG: Test unnamed#1 finished, took "),
+        "{err}"
+    );
+    assert!(
+        err.contains("DEBUG: Dump of all data (input_series and rules) at 1m1s:\n"),
+        "{err}"
+    );
+    // (a range `[61s]` at 61 s is left-open in Prometheus 3: the sample at 0 is outside)
+    assert!(
+        err.contains("{__name__=\"up\", job=\"a\"} =>\n0 @[60000]\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("{__name__=\"ALERTS\", alertname=\"Down\", alertstate=\"firing\""),
+        "{err}"
+    );
+    // --diff: expected lines only in `-`, got lines only in `+`
+    assert!(err.contains("-       \"job\": \"b\","), "{err}");
+    assert!(err.contains("+       \"job\": \"a\","), "{err}");
+    assert!(err.contains("        \"severity\": \"page\","), "{err}");
+}
+
+#[test]
+fn ignore_unknown_fields_and_utf8_series() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "groups:\n- name: g\n  owner: team-a\n  rules:\n  - record: \"job.up\"\n    runbook:\n      url: x\n    expr: '{\"my.metric\"}'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        "rule_files: [r.yaml]\nmeta: {ticket: 1}\ntests:\n- input_series:\n  - series: '{\"my.metric\", \"a.b\"=\"c\"}'\n    values: '1 2'\n  promql_expr_test:\n  - expr: '{\"job.up\"}'\n    eval_time: 1m\n    exp_samples:\n    - labels: '{\"job.up\", \"a.b\"=\"c\"}'\n      value: 2\n",
+    )
+    .unwrap();
+    let (code, _, err) = medic_test_in(dir.path(), &[], "t.yaml");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("t.yaml:2:1: unknown field `meta`"), "{err}");
+    let (code, out, err) = medic_test_in(dir.path(), &["--ignore-unknown-fields"], "t.yaml");
+    assert_eq!(code, Some(0), "{out}{err}");
+    // and check: unknown fields are errors unless ignored
+    let check = |args: &[&str]| {
+        run(Command::new(MEDIC)
+            .arg("check")
+            .args(args)
+            .arg("r.yaml")
+            .current_dir(dir.path()))
+        .status
+        .code()
+    };
+    assert_eq!(check(&[]), Some(1));
+    assert_eq!(check(&["--ignore-unknown-fields"]), Some(0));
+    // `--enable-feature=promql-experimental-functions` is accepted (and changes nothing)
+    let (code, _, err) = medic_test_in(
+        dir.path(),
+        &[
+            "--ignore-unknown-fields",
+            "--enable-feature=promql-experimental-functions",
+        ],
+        "t.yaml",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("WARNING"), "{err}");
+}
+
+#[test]
+fn experimental_functions_always_on_in_check_and_test() {
+    // Prometheus 3 needs --enable-feature=promql-experimental-functions for these; medic
+    // has them on everywhere (check, test and the daemon share one loader), with or
+    // without the flag.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "groups:\n- name: g\n  rules:\n  - record: one\n    expr: limitk(1, up)\n  - record: mad\n    expr: mad_over_time(up[5m])\n  - record: des\n    expr: double_exponential_smoothing(up[5m], 0.5, 0.5)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        "rule_files: [r.yaml]\ntests:\n- input_series:\n  - series: 'up{a=\"1\"}'\n    values: '1 1 1'\n  promql_expr_test:\n  - expr: count(one)\n    eval_time: 2m\n    exp_samples: [{value: 1}]\n  - expr: mad\n    eval_time: 2m\n    exp_samples: [{labels: 'mad{a=\"1\"}', value: 0}]\n",
+    )
+    .unwrap();
+    for flags in [&[][..], &["--enable-feature=promql-experimental-functions"]] {
+        let out = run(Command::new(MEDIC)
+            .arg("check")
+            .args(flags)
+            .arg("r.yaml")
+            .current_dir(dir.path()));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains("SUCCESS: 3 rules found"), "{text}");
+        let (code, out, err) = medic_test_in(dir.path(), flags, "t.yaml");
+        assert_eq!(code, Some(0), "{out}{err}");
+    }
+}
+
+#[test]
+fn readme_rule_and_test_examples_pass() {
+    // The first YAML block of "Writing rules" is the rule file the YAML block of "Testing
+    // rules" tests.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = |marker: &str| {
+        let start = readme.find(marker).expect(marker);
+        let rest = &readme[start..];
+        let end = rest[marker.len()..]
+            .find("<!-- section:")
+            .map_or(rest.len(), |e| e + marker.len());
+        rest[..end].to_string()
+    };
+    let first_yaml = |text: &str, containing: &str| {
+        text.split("```yaml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap().to_string())
+            .find(|b| b.contains(containing))
+            .expect(containing)
+    };
+    let rules = first_yaml(&section("<!-- section: rules -->"), "groups:");
+    let test = first_yaml(&section("<!-- section: rules-test -->"), "rule_files:");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+    std::fs::write(dir.path().join("test.yaml"), test).unwrap();
+    let (code, out, err) = medic_test_in(dir.path(), &[], "test.yaml");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn yaml_1_1_booleans_are_errors_in_medic_yaml() {
+    // YAML 1.2 core booleans only, as Prometheus' yaml.v3: `n`, `off`, `faLse` in a bool
+    // field are errors naming file:line:column and what was expected.
+    let dir = tempfile::tempdir().unwrap();
+    for word in ["n", "off", "faLse", "yes"] {
+        let cfg = dir.path().join(format!("medic-{word}.yaml"));
+        std::fs::write(
+            &cfg,
+            format!("global:\n  export_collected: {word}\ncollectors:\n  host:\n    type: host\n"),
+        )
+        .unwrap();
+        let out = run(Command::new(MEDIC).args(["check", "-c"]).arg(&cfg));
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{word}: {text}");
+        assert!(
+            text.contains(&format!(
+                "{}:2:21: invalid boolean \"{word}\": expected true or false",
+                cfg.display()
+            )),
+            "{word}: {text}"
+        );
+    }
+    for word in ["true", "True", "TRUE", "false", "False", "FALSE"] {
+        let cfg = dir.path().join("medic-ok.yaml");
+        std::fs::write(
+            &cfg,
+            format!("global:\n  export_collected: {word}\ncollectors:\n  host:\n    type: host\n"),
+        )
+        .unwrap();
+        let out = run(Command::new(MEDIC).args(["check", "-c"]).arg(&cfg));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{word}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }

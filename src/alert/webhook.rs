@@ -89,7 +89,7 @@ impl WebhookNotifier {
     pub fn build(name: &str, cfg: &WebhookConfig) -> Result<Self, AlertError> {
         let bad_url = |reason: String| AlertError::InvalidUrl {
             name: name.into(),
-            url: cfg.url.clone(),
+            url: crate::common::redact_url(&cfg.url),
             reason,
         };
         let url = reqwest::Url::parse(&cfg.url).map_err(|e| bad_url(e.to_string()))?;
@@ -257,7 +257,7 @@ impl Notifier for WebhookNotifier {
             Ok(Err(e)) => {
                 return Err(NotifyError::Transient(format!(
                     "POST {} failed: {e}",
-                    self.url
+                    crate::common::redact_url(self.url.as_str())
                 )));
             }
             Ok(Ok(r)) => r,
@@ -266,7 +266,11 @@ impl Notifier for WebhookNotifier {
         if status.is_success() {
             return Ok(());
         }
-        let msg = format!("POST {}: HTTP {}", self.url, status.as_u16());
+        let msg = format!(
+            "POST {}: HTTP {}",
+            crate::common::redact_url(self.url.as_str()),
+            status.as_u16()
+        );
         if status.is_server_error()
             || status == reqwest::StatusCode::TOO_MANY_REQUESTS
             || status == reqwest::StatusCode::REQUEST_TIMEOUT

@@ -8,6 +8,7 @@
 
 pub mod blocking;
 pub mod collector;
+pub mod drift;
 pub mod exposition;
 pub mod gpu;
 pub mod host;
@@ -45,6 +46,8 @@ pub enum CollectorConfig {
     Process(process::ProcessConfig),
     /// Every NVIDIA GPU of the host, through NVML, with dcgm-exporter's names.
     Gpu(gpu::GpuConfig),
+    /// A deployed release folder, hashed against the manifest deployed with it.
+    ReleaseDrift(drift::DriftConfig),
 }
 
 impl CollectorConfig {
@@ -58,6 +61,7 @@ impl CollectorConfig {
             CollectorConfig::Memcached(c) => c.build(ctx),
             CollectorConfig::Process(c) => c.build(ctx),
             CollectorConfig::Gpu(c) => c.build(ctx),
+            CollectorConfig::ReleaseDrift(c) => c.build(ctx),
         }
     }
 }

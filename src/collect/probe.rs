@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
 use crate::common::time::days_from_civil;
 use crate::common::tls::TlsConfig;
-use crate::common::{Duration, Secret};
+use crate::common::{Duration, Secret, redact_url};
 use crate::store::{Labels, Sample};
 
 /// Bodies beyond this are not read further (checks see the first 4 MiB).
@@ -126,11 +126,11 @@ impl ProbeConfig {
     pub fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Collector>, BuildError> {
         let schedule = ctx.schedule(self.interval, self.timeout)?;
         let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| ctx.invalid(format!("url {:?}: {e}", self.url)))?;
+            .map_err(|e| ctx.invalid(format!("url {:?}: {e}", redact_url(&self.url))))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ctx.invalid(format!(
                 "url {:?}: expected an http:// or https:// URL",
-                self.url
+                redact_url(&self.url)
             )));
         }
         let method = reqwest::Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
@@ -198,13 +198,16 @@ impl ProbeConfig {
             .build()
             .map_err(|e| ctx.invalid(format!("cannot build the HTTP client: {e}")))?;
 
-        let base = Labels::new([("probe", ctx.name), ("instance", self.url.as_str())]);
+        // the URL as it may be shown: a password in it stays out of labels and logs
+        let shown = redact_url(&self.url);
+        let base = Labels::new([("probe", ctx.name), ("instance", shown.as_str())]);
         Ok(Arc::new(HttpProbe {
             name: ctx.name.to_string(),
             schedule,
             client,
             method,
             url,
+            shown,
             headers,
             body: self.body.clone(),
             valid_status_codes: self.valid_status_codes.clone(),
@@ -229,6 +232,8 @@ pub struct HttpProbe {
     client: reqwest::Client,
     method: reqwest::Method,
     url: reqwest::Url,
+    /// `url` with any password redacted: what logs and labels show.
+    shown: String,
     headers: reqwest::header::HeaderMap,
     body: Option<String>,
     valid_status_codes: Vec<u16>,
@@ -384,9 +389,11 @@ impl Collector for HttpProbe {
             if *last != o.failure {
                 match &o.failure {
                     Some(f) => {
-                        tracing::info!(probe = %self.name, url = %self.url, reason = %f, "probe failing")
+                        tracing::info!(probe = %self.name, url = %self.shown, reason = %f, "probe failing")
                     }
-                    None => tracing::info!(probe = %self.name, url = %self.url, "probe succeeding"),
+                    None => {
+                        tracing::info!(probe = %self.name, url = %self.shown, "probe succeeding")
+                    }
                 }
                 *last = o.failure.clone();
             }

@@ -8,11 +8,11 @@ use std::time::{Duration as StdDuration, Instant};
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, IntoConnectionInfo};
 use serde::Deserialize;
 
 use super::target::{OutageLog, TargetLabels, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
+use crate::common::redis::{RedisClient, RedisTarget};
 use crate::common::tls::TlsConfig;
 use crate::common::{Duration, Secret};
 use crate::store::Sample;
@@ -71,27 +71,7 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
-/// `url` with the password of its user info (`redis://user:PASSWORD@host`) replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &rest[..colon],
-            &rest[at..]
-        ),
-        // `redis://SECRET@host`: some clients take a lone user info as the password; hide it
-        None => format!("{}***{}", &url[..scheme_end], &rest[at..]),
-    }
-}
+use crate::common::redact_url;
 
 impl RedisConfig {
     /// Makes the collector. Reads the password; connects to nothing.
@@ -104,7 +84,7 @@ impl RedisConfig {
 pub struct RedisCollector {
     name: String,
     schedule: Schedule,
-    client: redis::Client,
+    client: RedisClient,
     /// A connection kept between rounds; dropped after an error so the next round reconnects.
     /// The lock is only held to clone or replace it, never across an await.
     conn: Mutex<Option<MultiplexedConnection>>,
@@ -124,69 +104,26 @@ enum RoundError {
 impl RedisCollector {
     pub fn new(cfg: &RedisConfig, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
         let schedule = ctx.schedule(cfg.interval, cfg.timeout)?;
-        let tls = cfg.url.starts_with("rediss://");
-        if tls {
-            crate::common::tls::init_tls();
-        } else if cfg.tls.ca_file.is_some() || cfg.tls.insecure_skip_verify {
-            return Err(ctx.invalid("tls: needs a rediss:// url"));
+        let built = RedisTarget {
+            url: &cfg.url,
+            username: cfg.username.as_deref(),
+            password: cfg.password.as_ref(),
+            tls: &cfg.tls,
         }
-        // redis-rs's errors do not echo the URL, so they are safe to show
-        let mut info = cfg
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| ctx.invalid(format!("url: {e}")))?;
-        let instance = cfg
-            .instance
-            .clone()
-            .unwrap_or_else(|| info.addr().to_string());
-        let mut settings = info.redis_settings().clone();
-        if settings.password().is_some() {
+        .client()
+        .map_err(|e| ctx.invalid(e.to_string()))?;
+        if built.password_in_url {
             tracing::warn!(
                 collector = ctx.name,
                 "url {} carries a password: prefer `password: {{file: ...}}` or `{{env: ...}}`",
                 redact_url(&cfg.url)
             );
         }
-        if let Some(u) = &cfg.username {
-            settings = settings.set_username(u);
-        }
-        if let Some(p) = &cfg.password {
-            let p = p
-                .read()
-                .map_err(|e| ctx.invalid(format!("password: {e}")))?;
-            settings = settings.set_password(p.expose());
-        }
-        info = info.set_redis_settings(settings);
-        if cfg.tls.insecure_skip_verify
-            && let redis::ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone()
-        {
-            info = info.set_addr(redis::ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: true,
-                tls_params: None,
-            });
-        }
-        let client = match &cfg.tls.ca_file {
-            Some(ca) => {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| ctx.invalid(format!("tls.ca_file {}: {e}", ca.display())))?;
-                redis::Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-                .map_err(|e| ctx.invalid(format!("tls.ca_file {}: {e}", ca.display())))?
-            }
-            None => redis::Client::open(info).map_err(|e| ctx.invalid(format!("url: {e}")))?,
-        };
+        let instance = cfg.instance.clone().unwrap_or_else(|| built.addr.clone());
         Ok(RedisCollector {
             name: ctx.name.to_string(),
             schedule,
-            client,
+            client: built,
             conn: Mutex::new(None),
             target: TargetLabels::new(&instance, &cfg.labels),
             errors: Mutex::new(0),
@@ -207,13 +144,7 @@ impl RedisCollector {
         let mut conn = match self.cached() {
             Some(c) => c,
             None => {
-                let cfg = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(budget))
-                    .set_response_timeout(Some(budget));
-                let c = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&cfg)
-                    .await?;
+                let c = self.client.connect(budget).await?;
                 self.set_cached(Some(c.clone()));
                 c
             }
@@ -371,20 +302,6 @@ mod tests {
     use super::*;
 
     const INFO: &str = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\nuptime_in_seconds:42\r\n\r\n# Clients\r\nconnected_clients:3\r\nblocked_clients:1\r\n# Memory\r\nused_memory:1048576\r\nmaxmemory:0\r\n# Stats\r\nkeyspace_hits:10\r\nkeyspace_misses:4\r\nevicted_keys:2\r\nexpired_keys:5\r\ntotal_commands_processed:99\r\ninstantaneous_ops_per_sec:7\r\n# Replication\r\nrole:master\r\n# Keyspace\r\ndb0:keys=12,expires=3,avg_ttl=1500\r\ndb3:keys=1,expires=0,avg_ttl=0,subexpiry=0\r\n";
-
-    #[test]
-    fn url_passwords_are_redacted() {
-        for (url, want) in [
-            ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
-            ("rediss://user:p@ss:w@h:1", "rediss://user:***@h:1"),
-            ("redis://pw@h:1", "redis://***@h:1"),
-            ("redis://h:1/0?x=a@b", "redis://h:1/0?x=a@b"),
-            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
-            ("not a url", "not a url"),
-        ] {
-            assert_eq!(redact_url(url), want, "{url}");
-        }
-    }
 
     #[test]
     fn info_mapping() {

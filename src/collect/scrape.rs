@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::exposition::{self, Format, FxHashMap, ParseError};
 use super::target::{OutageLog, round_budget};
 use super::{BuildContext, BuildError, CollectError, Collector, Schedule};
-use crate::common::{Duration, Secret};
+use crate::common::{Duration, Secret, redact_url};
 use crate::store::{Labels, METRIC_NAME, Sample};
 
 /// A size in bytes, written as a number or with a unit: `512KiB`, `10MB`, `16MiB`, `1GiB`.
@@ -133,11 +133,11 @@ impl ScrapeCollector {
     pub fn new(cfg: &ScrapeConfig, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
         let schedule = ctx.schedule(cfg.interval, cfg.timeout)?;
         let url = reqwest::Url::parse(&cfg.url)
-            .map_err(|e| ctx.invalid(format!("url {:?}: {e}", cfg.url)))?;
+            .map_err(|e| ctx.invalid(format!("url {:?}: {e}", redact_url(&cfg.url))))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ctx.invalid(format!(
                 "url {:?}: expected an http:// or https:// URL",
-                cfg.url
+                redact_url(&cfg.url)
             )));
         }
         let instance = match &cfg.instance {
@@ -198,6 +198,7 @@ impl ScrapeCollector {
         let duplicate_labels = base("medic_scrape_errors_total").with("reason", "duplicate");
         Ok(ScrapeCollector {
             name: ctx.name.to_string(),
+            shown: redact_url(url.as_str()),
             url,
             client,
             target,
@@ -302,6 +303,8 @@ struct State {
 pub struct ScrapeCollector {
     name: String,
     url: reqwest::Url,
+    /// `url` with any password redacted: what messages show.
+    shown: String,
     client: reqwest::Client,
     target: Vec<(String, String)>,
     honor_labels: bool,
@@ -359,7 +362,7 @@ impl ScrapeCollector {
             } else {
                 FailureReason::Connect
             },
-            message: format!("GET {}: {e}", self.url),
+            message: format!("GET {}: {e}", self.shown),
         };
         let mut req = self
             .client
@@ -376,14 +379,14 @@ impl ScrapeCollector {
         if !resp.status().is_success() {
             return Err(ScrapeFailure {
                 reason: FailureReason::HttpStatus,
-                message: format!("GET {}: HTTP status {}", self.url, resp.status()),
+                message: format!("GET {}: HTTP status {}", self.shown, resp.status()),
             });
         }
         let too_large = |n: u64| ScrapeFailure {
             reason: FailureReason::BodyTooLarge,
             message: format!(
                 "GET {}: body of {n} bytes or more exceeds body_size_limit of {} bytes",
-                self.url, self.body_size_limit
+                self.shown, self.body_size_limit
             ),
         };
         if let Some(len) = resp.content_length() {
@@ -407,7 +410,7 @@ impl ScrapeCollector {
             reason: FailureReason::Parse,
             message: format!(
                 "GET {}: body is not UTF-8 (invalid byte at offset {})",
-                self.url,
+                self.shown,
                 e.utf8_error().valid_up_to()
             ),
         })?;
@@ -433,7 +436,7 @@ impl ScrapeCollector {
             if limit > 0 && n > limit {
                 return Err(ScrapeFailure {
                     reason: FailureReason::SampleLimit,
-                    message: format!("GET {}: more than sample_limit {limit} samples", self.url),
+                    message: format!("GET {}: more than sample_limit {limit} samples", self.shown),
                 });
             }
             let ts = match s.timestamp_ms {
@@ -524,7 +527,7 @@ impl Collector for ScrapeCollector {
             Ok(r) => r,
             Err(_) => Err(ScrapeFailure {
                 reason: FailureReason::Timeout,
-                message: format!("GET {}: timed out after {:?}", self.url, self.budget),
+                message: format!("GET {}: timed out after {:?}", self.shown, self.budget),
             }),
         };
         let mut st = self.lock();

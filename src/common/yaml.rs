@@ -42,25 +42,178 @@ thread_local! {
     static BASE_DIR: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
 }
 
-/// Parses `text` (the contents of `path`) as `T`. Relative paths read with
-/// [`deserialize_path`] resolve against `path`'s folder.
+/// The parser's settings for every file medic reads: YAML 1.2 core booleans only
+/// (`true`/`True`/`TRUE`, `false`/...): YAML 1.1's `n`, `off`, `yes` are errors in a bool
+/// field, not silently booleans, as in Prometheus' yaml.v3.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! { strict_booleans: true }
+}
+
+/// Parses `text` (the contents of `path`) as `T`: one YAML document (a second one is an
+/// error). Relative paths read with [`deserialize_path`] resolve against `path`'s folder.
 pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlError> {
+    let (first, second) = split_first_document(text);
+    if let Some(line) = second {
+        let message = "a second YAML document starts here; this file holds one".to_string();
+        return Err(YamlError::at(path, text, line, 1, message));
+    }
+    parse_document(path, text, first)
+}
+
+/// A file read the way Prometheus reads rule files and promtool reads test files: the first
+/// YAML document only (with a warning when more follow), and a document that is empty or
+/// `null` is the empty `T`.
+#[derive(Debug)]
+pub struct Lenient<T> {
+    /// The first document.
+    pub value: T,
+    /// Warnings for the user (`file: ...`), e.g. documents that were not read.
+    pub warnings: Vec<String>,
+}
+
+/// Parses `text` as [`Lenient`] describes.
+pub fn parse_yaml_lenient<T: DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+) -> Result<Lenient<T>, YamlError> {
+    parse_yaml_lenient_with(path, text, false)
+}
+
+/// [`parse_yaml_lenient`]; with `ignore_unknown_fields`, keys the schema does not know are
+/// skipped (promtool's `--ignore-unknown-fields`, for rule files with custom metadata).
+/// The schemas deny unknown fields at compile time, so an unknown key written in block
+/// style is blanked out, its value with it, and the document read again (line numbers
+/// stay those of the file); one in a flow mapping (`{a: 1}`) stays an error.
+pub fn parse_yaml_lenient_with<T: DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+    ignore_unknown_fields: bool,
+) -> Result<Lenient<T>, YamlError> {
+    if !ignore_unknown_fields {
+        return parse_lenient(path, text);
+    }
+    let mut text = text.to_string();
+    // each round removes one key, so this ends; the bound is for the impossible case
+    for _ in 0..=text.lines().count() {
+        match parse_lenient::<T>(path, &text) {
+            Err(e) if unknown_field(&e.message).is_some() => match (e.line, e.column) {
+                (Some(l), Some(c)) if blank_key(&mut text, l, c) => continue,
+                _ => return Err(e),
+            },
+            other => return other,
+        }
+    }
+    parse_lenient(path, &text)
+}
+
+/// Blanks the block-style key at `line`:`column` (1-based) and its value (the lines after
+/// it indented deeper). False when the key is not a block key there.
+fn blank_key(text: &mut String, line: u64, column: u64) -> bool {
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let Some(l) = lines.get((line - 1) as usize) else {
+        return false;
+    };
+    let col = (column - 1) as usize;
+    let before: String = l.chars().take(col).collect();
+    // only `key:` at the start of a line or after a sequence dash
+    if !before.chars().all(|c| c == ' ' || c == '-') {
+        return false;
+    }
+    let width = l.chars().count();
+    lines[(line - 1) as usize] = format!("{before}{}", " ".repeat(width - col));
+    let mut i = line as usize;
+    while i < lines.len() {
+        let next = &lines[i];
+        let indent = next.chars().take_while(|c| *c == ' ').count();
+        if !next.trim().is_empty() && indent <= col {
+            break;
+        }
+        lines[i] = String::new();
+        i += 1;
+    }
+    *text = lines.join("\n");
+    true
+}
+
+fn parse_lenient<T: DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+) -> Result<Lenient<T>, YamlError> {
+    let (first, second) = split_first_document(text);
+    let mut warnings = Vec::new();
+    if let Some(line) = second {
+        // Prometheus 3's wording (model/rulefmt), with where the ignored part starts.
+        warnings.push(format!(
+            "{}:{line}: multiple document yaml files are not supported, only the first document is processed",
+            path.display()
+        ));
+    }
+    let value: Option<T> = parse_document(path, text, first)?;
+    Ok(Lenient {
+        value: value.unwrap_or_default(),
+        warnings,
+    })
+}
+
+/// The first YAML document of `text` (a prefix, so that lines and columns stay those of
+/// the file) and the 1-based line where a second document with content starts. By the
+/// YAML spec a `---` or `...` at the start of a line is a document marker wherever it is
+/// (no scalar may contain one there), so lines are enough to find them.
+fn split_first_document(text: &str) -> (&str, Option<u64>) {
+    let mut offset = 0;
+    let mut content = false; // the current document has content
+    let mut end = None; // where the first document ends
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let start = offset;
+        offset += line.len();
+        let l = line.trim_end();
+        let marker = |m: &str| {
+            l == m
+                || l.strip_prefix(m)
+                    .is_some_and(|r| r.starts_with([' ', '\t']))
+        };
+        if let Some(cut) = end {
+            // after the first document: does any other one hold something?
+            let t = if marker("---") || marker("...") {
+                l[3..].trim_start()
+            } else {
+                l.trim_start()
+            };
+            if !(t.is_empty() || t.starts_with('#') || t.starts_with('%')) {
+                return (&text[..cut], Some(i as u64 + 1));
+            }
+            continue;
+        }
+        if marker("---") {
+            if content {
+                end = Some(start);
+            } else if l.len() > 3 {
+                content = !l[3..].trim_start().starts_with('#');
+            }
+            continue;
+        }
+        if marker("...") {
+            end = Some(start);
+            continue;
+        }
+        let t = l.trim_start();
+        if !(t.is_empty() || t.starts_with('#') || (!content && t.starts_with('%'))) {
+            content = true;
+        }
+    }
+    (end.map_or(text, |e| &text[..e]), None)
+}
+
+/// Deserializes one document (`doc`, a prefix of `text`).
+fn parse_document<T: DeserializeOwned>(path: &Path, text: &str, doc: &str) -> Result<T, YamlError> {
     let base = path.parent().map(Path::to_path_buf);
     let prev = BASE_DIR.with(|b| b.replace(base));
-    let result = serde_saphyr::from_str::<T>(text);
+    let result = serde_saphyr::from_str_with_options::<T>(doc, options());
     BASE_DIR.with(|b| *b.borrow_mut() = prev);
     result.map_err(|e| {
         let loc = e.location();
         let name = path.display().to_string();
-        let mut rendered = String::new();
-        let options = serde_saphyr::render_options! { source_name: Some(&name) };
-        if e.render_to(&mut rendered, options).is_err() || rendered.is_empty() {
-            rendered = format!("{name}: {e}");
-        }
-        if !rendered.contains(&name) {
-            rendered = format!("{name}: {rendered}");
-        }
-        let mut message = bare_message(&e.without_snippet().to_string());
+        let mut message = bare_message(&user_message(&e, text));
         let mut line = loc.as_ref().map(|l| l.line());
         let mut column = loc.as_ref().map(|l| l.column());
         // Serde buffers internally tagged enums (`type: ...`) before it reads the variant, so
@@ -75,18 +228,82 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Yam
                 message = format!("unknown field{rest}");
             }
         }
-        // One shape for every error: `error: file:line:column: message` and the line.
-        if let (Some(l), Some(c)) = (line, column) {
-            rendered = render_at(&name, text, l, c, &message);
-        }
-        YamlError {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message,
-            rendered,
+        match (line, column) {
+            (Some(l), Some(c)) if l > 0 => YamlError::at(path, text, l, c, message),
+            _ => YamlError {
+                path: path.to_path_buf(),
+                line: None,
+                column: None,
+                rendered: format!("error: {name}: {message}"),
+                message,
+            },
         }
     })
+}
+
+impl YamlError {
+    fn at(path: &Path, text: &str, line: u64, column: u64, message: String) -> YamlError {
+        let name = path.display().to_string();
+        YamlError {
+            path: path.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+            rendered: render_at(&name, text, line, column, &message),
+            message,
+        }
+    }
+
+    /// The offending line with a caret under the column (empty when the place is unknown).
+    pub fn snippet(&self) -> String {
+        match self.rendered.split_once('\n') {
+            Some((_, rest)) => rest.to_string(),
+            None => String::new(),
+        }
+    }
+}
+
+/// The parser's message in the user's terms: what was expected, never how to configure the
+/// YAML library (its own wording suggests Rust types and options: `use Option<String>`,
+/// `set DuplicateKeyPolicy in Options`).
+fn user_message(e: &serde_saphyr::Error, text: &str) -> String {
+    use serde_saphyr::{Error as E, MessageFormatter, UserMessageFormatter};
+    let e = e.without_snippet();
+    let scalar_at = |loc: Option<serde_saphyr::Location>| {
+        let loc = loc?;
+        let line = text.lines().nth(loc.line().checked_sub(1)? as usize)?;
+        let rest: String = line
+            .chars()
+            .skip(loc.column().saturating_sub(1) as usize)
+            .collect();
+        let word = rest.split(['#', ',', '}', ']']).next()?.trim();
+        (!word.is_empty()).then(|| word.to_string())
+    };
+    let m = match e {
+        E::DuplicateMappingKey { key: Some(k), .. } => format!("mapping key {k:?} already defined"),
+        E::DuplicateMappingKey { key: None, .. } => "mapping key already defined".into(),
+        E::InvalidBooleanStrict { .. } => match scalar_at(e.location()) {
+            Some(w) => format!("invalid boolean {w:?}: expected true or false"),
+            None => "invalid boolean: expected true or false".into(),
+        },
+        E::MultipleDocuments { .. } => "several YAML documents; one expected".into(),
+        E::NullIntoString { .. } | E::InvalidCharNull { .. } => {
+            "a value is missing here (null)".into()
+        }
+        _ => UserMessageFormatter.format_message(e).into_owned(),
+    };
+    scrub_library_hints(&m)
+}
+
+/// Drops what is left of advice addressed to the program's author rather than its user
+/// (`...; use Option<char>`, `..., set X in Options`, `use from_str_multidoc`).
+fn scrub_library_hints(m: &str) -> String {
+    let mut out = m.to_string();
+    for sep in ["; use ", ", set ", ". If you ", "; use from_"] {
+        if let Some(i) = out.find(sep) {
+            out.truncate(i);
+        }
+    }
+    out
 }
 
 /// The parser's message without the location it writes into it (`line 2 column 21: ...`,
@@ -175,6 +392,17 @@ pub fn resolve(p: PathBuf) -> PathBuf {
     })
 }
 
+/// `deserialize_with` for every list and map field of rule and test files: a key with no
+/// value (`rules:`, `labels:`) or `null` is the empty list or map, as in Prometheus
+/// (yaml.v3 decodes a null into a slice or map as nil). Use with `#[serde(default)]`.
+pub fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// `deserialize_with` for a path relative to the config file's folder.
 pub fn deserialize_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     Ok(resolve(PathBuf::deserialize(d)?))
@@ -239,5 +467,134 @@ mod tests {
         let first = e.to_string().lines().next().unwrap().to_string();
         assert!(first.starts_with("error: m.yaml:"), "{e}");
         assert!(!first.contains("line "), "{first}");
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Lists {
+        #[serde(default, deserialize_with = "null_as_empty")]
+        items: Vec<std::collections::BTreeMap<String, String>>,
+        #[serde(default, deserialize_with = "null_as_empty")]
+        labels: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        #[allow(dead_code)] // only deserialized
+        flag: bool,
+    }
+
+    fn lenient(text: &str) -> Result<Lenient<Lists>, YamlError> {
+        parse_yaml_lenient::<Lists>(Path::new("f.yaml"), text)
+    }
+
+    #[test]
+    fn nulls_and_empty_documents_are_empty() {
+        for text in [
+            "",
+            "null\n",
+            "~",
+            "# only a comment\n",
+            "---\n",
+            "---\nnull\n...\n",
+        ] {
+            let l = lenient(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(
+                l.value.items.is_empty() && l.warnings.is_empty(),
+                "{text:?}"
+            );
+        }
+        let l = lenient("items:\nlabels:\n").unwrap();
+        assert!(l.value.items.is_empty() && l.value.labels.is_empty());
+        let l = lenient("items:\n- a: x\nlabels: null\n").unwrap();
+        assert_eq!(l.value.items.len(), 1);
+        // a wrong type is still an error
+        assert!(lenient("labels: \"\"\n").is_err());
+    }
+
+    #[test]
+    fn first_document_read_others_warned_about() {
+        let l = lenient("items: [{a: b}]\n---\nitems: [{c: d}, {e: f}]\n").unwrap();
+        assert_eq!(l.value.items.len(), 1);
+        assert_eq!(
+            l.warnings,
+            [
+                "f.yaml:3: multiple document yaml files are not supported, only the first document is processed"
+            ]
+        );
+        // a leading marker opens the first document; an empty trailing one is no document
+        let l = lenient("%YAML 1.2\n---\nitems: [{a: b}]\n---\n# nothing\n").unwrap();
+        assert_eq!((l.value.items.len(), l.warnings.len()), (1, 0));
+        // the second document is not even parsed
+        let l = lenient("items: []\n...\n--- [unclosed\n").unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        // one-document readers say so, without library advice
+        let e =
+            parse_yaml::<Lists>(Path::new("f.yaml"), "items: []\n---\nitems: []\n").unwrap_err();
+        assert_eq!((e.line, e.column), (Some(3), Some(1)));
+        assert!(e.message.contains("second YAML document"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_ignored_when_asked() {
+        let text = "items:\n- a: b\n  c: d\nnote:\n  deep: 1\n  deeper:\n  - 2\nlabels: {x: y}\nextra: 1\n";
+        assert!(lenient(text).is_err());
+        let l = parse_yaml_lenient_with::<Lists>(Path::new("f.yaml"), text, true).unwrap();
+        assert_eq!(l.value.items.len(), 1);
+        assert_eq!(l.value.items[0].len(), 2, "{:?}", l.value.items);
+        assert_eq!(l.value.labels.len(), 1);
+        // other errors stay, at their own line
+        let e =
+            parse_yaml_lenient_with::<Lists>(Path::new("f.yaml"), "extra: 1\nflag: off\n", true)
+                .unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn messages_never_give_library_advice() {
+        // Every message the parser may produce for a user's mistake, in the user's terms.
+        let cases: &[(&str, &str)] = &[
+            (
+                "labels: {a: b, a: c}\n",
+                "mapping key \"a\" already defined",
+            ),
+            (
+                "flag: off\n",
+                "invalid boolean \"off\": expected true or false",
+            ),
+            ("flag: n\n", "invalid boolean \"n\": expected true or false"),
+            (
+                "flag: faLse\n",
+                "invalid boolean \"faLse\": expected true or false",
+            ),
+            ("items: [\n", ""),
+            ("items: {a: b}\n", ""),
+            ("labels: [a]\n", ""),
+            ("bogus: 1\n", "unknown field `bogus`"),
+            ("items: [{a: [1]}]\n", ""),
+            ("items: &x [*y]\n", ""),
+            ("items: !!binary aGk=\n", ""),
+            ("\t- a\n", ""),
+        ];
+        for (text, want) in cases {
+            let e = lenient(text).unwrap_err();
+            let shown = e.to_string();
+            for hint in [
+                "Option", "Policy", "from_str", "use ", "set ", "serde", "saphyr", "<input>",
+            ] {
+                assert!(!shown.contains(hint), "{text:?}: {shown}");
+            }
+            assert!(shown.starts_with("error: f.yaml:1:"), "{text:?}: {shown}");
+            assert!(e.message.contains(want), "{text:?}: {shown}");
+        }
+        // YAML 1.2 core booleans are accepted in every spelling it has
+        for b in ["true", "True", "TRUE", "false", "False", "FALSE"] {
+            assert!(lenient(&format!("flag: {b}\n")).is_ok(), "{b}");
+        }
+        // and a null into a plain string says so in words
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct S {
+            name: String,
+        }
+        let e = parse_yaml::<S>(Path::new("f.yaml"), "name:\n").unwrap_err();
+        assert!(!e.to_string().contains("Option"), "{e}");
     }
 }

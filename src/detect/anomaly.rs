@@ -1,7 +1,9 @@
-//! The 2σ anomaly detector family: per input series, a baseline model (rolling z-score,
-//! median/MAD, or EWMA) gives a centre and a spread; a point is anomalous when it lies more
-//! than `sigma` spreads from the centre; persistence and hysteresis turn that into a steady
-//! 0/1 signal. The same [`SeriesDetector`] serves the daemon and `medic anomaly score`.
+//! Anomaly detectors: per input series, a baseline model says how surprising each point is.
+//! `density` (the default, [`super::density`]) scores how rare the value is among the recent
+//! ones; the 2σ family (rolling z-score, median/MAD, EWMA) gives a centre and a spread, and a
+//! point is anomalous when it lies more than `sigma` spreads from the centre. Persistence and
+//! hysteresis turn that into a steady 0/1 signal. The same [`SeriesDetector`] serves the
+//! daemon and `medic anomaly score`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
@@ -13,13 +15,17 @@ use crate::promql::{self, Expr, Value};
 use crate::store::{Labels, METRIC_NAME, Sample, Store};
 
 use super::DetectError;
+use super::density::Density;
 
 /// The baseline model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
-    /// Rolling mean and standard deviation over the last `window` samples.
+    /// How rare the value is among the recent ones (a decaying histogram, `half_life`
+    /// samples): high at the start of something new, decaying as it becomes the new normal.
     #[default]
+    Density,
+    /// Rolling mean and standard deviation over the last `window` samples.
     Zscore,
     /// Rolling median and MAD (scaled to a standard deviation) over the last `window`
     /// samples: the modified z-score, insensitive to the outliers it is looking for.
@@ -46,7 +52,7 @@ pub enum Direction {
 #[serde(deny_unknown_fields)]
 pub struct Persistence {
     /// Raise when at least this many of the last `of` points are outside the band
-    /// (default 5: chosen on the NAB evaluation, see README).
+    /// (default: 1 for `density`, 5 for the 2σ family).
     pub count: u32,
     /// The number of recent points considered (at most 64); defaults to `count`, which
     /// means `count` consecutive points.
@@ -69,8 +75,9 @@ pub struct Recovery {
     /// the series is well inside.
     #[serde(default)]
     pub sigma: Option<f64>,
-    /// Consecutive recovered points needed to clear (default 3). Keep it short: on plain
-    /// noise a run of n points within 1.5σ has probability 0.87ⁿ, so a long run latches.
+    /// Consecutive recovered points needed to clear (default 3; `density`: 5 points that are
+    /// not rare). Keep it short: on plain noise a run of n points within 1.5σ has
+    /// probability 0.87ⁿ, so a long run latches.
     #[serde(default)]
     pub count: Option<u32>,
 }
@@ -89,10 +96,18 @@ pub struct AnomalyConfig {
     /// `global.evaluation_interval`.
     #[serde(default)]
     pub interval: Option<Duration>,
-    /// Baseline model: `zscore` (default: it scored best on the NAB evaluation), `robust`
-    /// or `ewma`.
+    /// Baseline model: `density` (default: it scores best on NAB's own scorer, see README),
+    /// `zscore`, `robust` or `ewma`.
     #[serde(default)]
     pub method: Method,
+    /// `density`: samples after which a sample's weight in the histogram has halved (its
+    /// memory; default 2000).
+    #[serde(default)]
+    pub half_life: Option<u32>,
+    /// `density`: a point is anomalous (outside) when at most this share of the recent
+    /// samples fell in its bin, i.e. its tail probability (default 0.001).
+    #[serde(default)]
+    pub probability: Option<f64>,
     /// Number of samples in the baseline window (for `ewma`, it sets the default `alpha`).
     #[serde(default = "default_window")]
     pub window: u32,
@@ -103,7 +118,7 @@ pub struct AnomalyConfig {
     #[serde(default)]
     pub direction: Direction,
     /// Samples needed before the detector speaks (warm-up); default: half the window, at most
-    /// 120.
+    /// 120 (`density`: 200).
     #[serde(default)]
     pub min_samples: Option<u32>,
     /// Smallest standard deviation used, in the series' unit, so a flat series does not
@@ -116,7 +131,7 @@ pub struct AnomalyConfig {
     /// Points outside the band needed to raise the signal (`{count: 3}` = 3 in a row,
     /// `{count: 3, of: 5}` = 3 of the last 5).
     #[serde(default)]
-    pub persistence: Persistence,
+    pub persistence: Option<Persistence>,
     /// When the raised signal clears.
     #[serde(default)]
     pub recovery: Recovery,
@@ -154,13 +169,15 @@ impl Default for AnomalyConfig {
             query: None,
             interval: None,
             method: Method::default(),
+            half_life: None,
+            probability: None,
             window: default_window(),
             sigma: default_sigma(),
             direction: Direction::default(),
             min_samples: None,
             std_floor: 0.0,
             std_floor_ratio: default_std_floor_ratio(),
-            persistence: Persistence::default(),
+            persistence: None,
             recovery: Recovery::default(),
             alpha: None,
             clip_anomalies: true,
@@ -188,12 +205,33 @@ impl AnomalyConfig {
         if !(self.std_floor >= 0.0 && self.std_floor_ratio >= 0.0) {
             return Err(bad("std_floor and std_floor_ratio must be >= 0".into()));
         }
-        let of = self.persistence.of.unwrap_or(self.persistence.count);
-        if self.persistence.count == 0 || of > 64 || self.persistence.count > of {
+        let density = self.method == Method::Density;
+        let persistence = self.persistence.unwrap_or(if density {
+            Persistence { count: 1, of: None }
+        } else {
+            Persistence::default()
+        });
+        let of = persistence.of.unwrap_or(persistence.count);
+        if persistence.count == 0 || of > 64 || persistence.count > of {
             return Err(bad(format!(
                 "persistence needs 1 <= count <= of <= 64, got count {} of {of}",
-                self.persistence.count
+                persistence.count
             )));
+        }
+        let half_life = self.half_life.unwrap_or(2000);
+        if half_life == 0 {
+            return Err(bad("half_life must be at least 1 sample".into()));
+        }
+        let probability = self.probability.unwrap_or(1e-3);
+        if !(probability > 0.0 && probability < 1.0) {
+            return Err(bad(format!(
+                "probability must be in (0, 1), got {probability}"
+            )));
+        }
+        if density && self.direction != Direction::Both {
+            return Err(bad(
+                "direction applies to zscore, robust and ewma; density scores both sides".into(),
+            ));
         }
         let alpha = self.alpha.unwrap_or(2.0 / (self.window as f64 + 1.0));
         if !(alpha > 0.0 && alpha <= 1.0) {
@@ -214,18 +252,29 @@ impl AnomalyConfig {
             window: self.window as usize,
             sigma: self.sigma,
             direction: self.direction,
-            min_samples: self.min_samples.unwrap_or((self.window / 2).min(120)).max(
-                match self.method {
+            min_samples: self
+                .min_samples
+                .unwrap_or(if density {
+                    200
+                } else {
+                    (self.window / 2).min(120)
+                })
+                .max(match self.method {
                     Method::Zscore | Method::Robust => 2,
-                    Method::Ewma => 1,
-                },
-            ) as u64,
+                    Method::Ewma | Method::Density => 1,
+                }) as u64,
+            half_life: half_life as f64,
+            surprise_limit: -probability.log10(),
             std_floor: self.std_floor,
             std_floor_ratio: self.std_floor_ratio,
-            persist_count: self.persistence.count,
+            persist_count: persistence.count,
             persist_mask: if of == 64 { u64::MAX } else { (1u64 << of) - 1 },
             recovery_sigma,
-            recovery_count: self.recovery.count.unwrap_or(3).max(1),
+            recovery_count: self
+                .recovery
+                .count
+                .unwrap_or(if density { 5 } else { 3 })
+                .max(1),
             alpha,
             clip: self.clip_anomalies,
             season_ms: self.seasonality.map(|s| s.as_millis_i64()),
@@ -299,6 +348,10 @@ pub struct Params {
     pub sigma: f64,
     pub direction: Direction,
     pub min_samples: u64,
+    /// `density`: the histogram's half-life in samples.
+    pub half_life: f64,
+    /// `density`: −log10 of `probability`; a point at or above this surprise is outside.
+    pub surprise_limit: f64,
     pub std_floor: f64,
     pub std_floor_ratio: f64,
     pub persist_count: u32,
@@ -598,8 +651,12 @@ impl Ewma {
     }
 }
 
+// The default method's histogram stays inline: boxing it would add a pointer chase per
+// sample to save ~300 bytes on series of the other methods.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Model {
+    Density(Density),
     Zscore(RollingStats),
     Robust(RollingMedian),
     Ewma(Ewma),
@@ -608,6 +665,7 @@ enum Model {
 impl Model {
     fn new(p: &Params) -> Model {
         match p.method {
+            Method::Density => Model::Density(Density::new(p.half_life)),
             Method::Zscore => Model::Zscore(RollingStats::new(p.window)),
             Method::Robust => Model::Robust(RollingMedian::new(p.window)),
             Method::Ewma => Model::Ewma(Ewma::new(p.alpha)),
@@ -618,6 +676,7 @@ impl Model {
     #[inline]
     fn estimate(&self) -> (f64, f64) {
         match self {
+            Model::Density(_) => (f64::NAN, f64::NAN),
             Model::Zscore(m) => (m.mean(), m.std()),
             Model::Robust(m) => (m.median(), m.spread()),
             Model::Ewma(m) => (m.mean(), m.std()),
@@ -627,6 +686,7 @@ impl Model {
     #[inline]
     fn push(&mut self, x: f64) {
         match self {
+            Model::Density(m) => m.push(x),
             Model::Zscore(m) => m.push(x),
             Model::Robust(m) => m.push(x),
             Model::Ewma(m) => m.push(x),
@@ -635,6 +695,7 @@ impl Model {
 
     fn heap_bytes(&self) -> usize {
         match self {
+            Model::Density(m) => m.heap_bytes(),
             Model::Zscore(m) => m.buf.len() * 8,
             Model::Robust(m) => m.ring.buf.len() * 8 + m.sorted.capacity() * 8,
             Model::Ewma(_) => 0,
@@ -655,27 +716,29 @@ pub struct Verdict {
     /// The band: values above `upper` or below `lower` are outside.
     pub upper: f64,
     pub lower: f64,
-    /// This point alone is outside the band (in the configured direction).
+    /// This point alone is outside the band (in the configured direction); for `density`:
+    /// its tail probability is at most `probability`.
     pub outside: bool,
     /// The signal after persistence and hysteresis (`medic_anomaly`).
     pub anomaly: bool,
+    /// How anomalous the point is, in 0..1 (`medic_anomaly_score`, NAB's `anomaly_score`); 0
+    /// during warm-up. `density`: s / (s + s₀), s the surprise (−log10 of the point's tail
+    /// probability), s₀ the alarm's (−log10 `probability`): never reaches 1, so the rarest
+    /// points do not tie, and 0.5 is the alarm threshold. 2σ family: erf(|z|/√2) in the
+    /// configured direction (2σ gives 0.954).
+    pub score: f64,
 }
 
-impl Verdict {
-    /// The z-score mapped to 0..1 (the two-sided normal confidence of the deviation in the
-    /// configured direction; 2σ gives 0.954).
-    pub fn score(&self, direction: Direction) -> f64 {
-        if !self.warm || self.z.is_nan() {
-            return 0.0;
-        }
-        let d = directed(self.z, direction);
-        if d <= 0.0 {
-            0.0
-        } else if d.is_infinite() {
-            1.0
-        } else {
-            statrs::function::erf::erf(d / std::f64::consts::SQRT_2)
-        }
+/// A z-score mapped to 0..1 (the two-sided normal confidence of the deviation in the
+/// configured direction; 2σ gives 0.954).
+fn z_score_01(z: f64, direction: Direction) -> f64 {
+    let d = directed(z, direction);
+    if z.is_nan() || d <= 0.0 {
+        0.0
+    } else if d.is_infinite() {
+        1.0
+    } else {
+        statrs::function::erf::erf(d / std::f64::consts::SQRT_2)
     }
 }
 
@@ -728,6 +791,7 @@ impl SeriesDetector {
             lower: f64::NAN,
             outside: false,
             anomaly: false,
+            score: 0.0,
         };
         if !value.is_finite() {
             // NaN/Inf (and stale markers) carry no information about the baseline.
@@ -752,24 +816,56 @@ impl SeriesDetector {
             }
             return cold;
         }
-        let (center, spread) = self.model.estimate();
-        // The relative floor is relative to the level of the series itself (for the
-        // seasonal baseline: the expected value, not the mean difference, which is ≈ 0).
-        let spread = spread
-            .max(p.std_floor)
-            .max(p.std_floor_ratio * (offset + center).abs());
-        let z = if spread > 0.0 {
-            (x - center) / spread
-        } else if x == center {
-            0.0
-        } else {
-            (x - center).signum() * f64::INFINITY
+        let mut v = Verdict { warm: true, ..cold };
+        // `calm`: the point counts towards clearing a raised signal.
+        let (calm, learned, remembered) = match &self.model {
+            Model::Density(m) => {
+                let surprise = m.surprise(x);
+                v.outside = surprise >= p.surprise_limit;
+                v.score = surprise / (surprise + p.surprise_limit);
+                // a rare point is remembered as the reference, so it does not echo
+                let remembered = if v.outside && p.clip { offset } else { value };
+                (!v.outside, x, remembered)
+            }
+            _ => {
+                let (center, spread) = self.model.estimate();
+                // The relative floor is relative to the level of the series itself (for the
+                // seasonal baseline: the expected value, not the mean difference, which is ≈ 0).
+                let spread = spread
+                    .max(p.std_floor)
+                    .max(p.std_floor_ratio * (offset + center).abs());
+                let z = if spread > 0.0 {
+                    (x - center) / spread
+                } else if x == center {
+                    0.0
+                } else {
+                    (x - center).signum() * f64::INFINITY
+                };
+                let dz = directed(z, p.direction);
+                let band = p.sigma * spread;
+                v.z = z;
+                v.outside = dz > p.sigma;
+                v.upper = offset + center + band;
+                v.lower = offset + center - band;
+                v.score = z_score_01(z, p.direction);
+                let learned = if v.outside && p.clip && spread > 0.0 {
+                    x.clamp(center - band, center + band)
+                } else {
+                    x
+                };
+                // An anomalous point is remembered as expected: kept raw (or at the band
+                // edge), it would make the same time next period look anomalous in turn.
+                let remembered = if v.outside && p.clip {
+                    offset + center
+                } else {
+                    value
+                };
+                (dz <= p.recovery_sigma, learned, remembered)
+            }
         };
-        let dz = directed(z, p.direction);
-        let outside = dz > p.sigma;
-        self.recent = (self.recent << 1) | outside as u64;
+        self.recent = (self.recent << 1) | v.outside as u64;
         if self.raised {
-            if dz <= p.recovery_sigma {
+            if calm {
                 self.calm += 1;
                 if self.calm >= p.recovery_count {
                     self.raised = false;
@@ -782,32 +878,13 @@ impl SeriesDetector {
             self.raised = true;
             self.calm = 0;
         }
-        let band = p.sigma * spread;
-        let learned = if outside && p.clip && spread > 0.0 {
-            x.clamp(center - band, center + band)
-        } else {
-            x
-        };
         self.model.push(learned);
         self.seen += 1;
         if p.season_ms.is_some() {
-            // An anomalous point is remembered as expected: kept raw (or at the band
-            // edge), it would make the same time next period look anomalous in turn.
-            let remembered = if outside && p.clip {
-                offset + center
-            } else {
-                value
-            };
             self.history.push_back((t_ms, remembered));
         }
-        Verdict {
-            warm: true,
-            z,
-            upper: offset + center + band,
-            lower: offset + center - band,
-            outside,
-            anomaly: self.raised,
-        }
+        v.anomaly = self.raised;
+        v
     }
 
     /// The value one period before `t_ms` (the newest sample at or before `t_ms - period`),
@@ -848,11 +925,12 @@ pub const ZSCORE: &str = "medic_anomaly_zscore";
 pub const UPPER: &str = "medic_anomaly_upper";
 pub const LOWER: &str = "medic_anomaly_lower";
 pub const ANOMALY: &str = "medic_anomaly";
+pub const SCORE: &str = "medic_anomaly_score";
 
 struct Tracked {
     state: SeriesDetector,
-    /// Output label sets, built once: zscore, upper, lower, anomaly.
-    out: [Labels; 4],
+    /// Output label sets, built once: zscore, upper, lower, anomaly, score.
+    out: [Labels; 5],
     last_seen_ms: i64,
     /// Timestamp of the newest input sample fed (per-series mode).
     last_input_ms: i64,
@@ -1062,7 +1140,7 @@ impl AnomalyDetector {
                 });
             }
         };
-        let mut out = Vec::with_capacity(input.len() * 4);
+        let mut out = Vec::with_capacity(input.len() * 5);
         for s in input {
             // The input point's own time: the sample's for a plain selector, the newest
             // input's otherwise.
@@ -1081,7 +1159,7 @@ impl AnomalyDetector {
                 None => {
                     let base = s.labels.without_name().with("detector", &self.name);
                     let out_labels =
-                        [ZSCORE, UPPER, LOWER, ANOMALY].map(|n| base.with(METRIC_NAME, n));
+                        [ZSCORE, UPPER, LOWER, ANOMALY, SCORE].map(|n| base.with(METRIC_NAME, n));
                     self.series.entry(s.labels.clone()).or_insert(Tracked {
                         state: SeriesDetector::new(&self.params),
                         out: out_labels,
@@ -1097,9 +1175,13 @@ impl AnomalyDetector {
             tracked.last_input_ms = input_t;
             let v = tracked.state.observe(&self.params, input_t, s.value);
             if v.warm {
-                out.push(Sample::new(tracked.out[0].clone(), now_ms, v.z));
-                out.push(Sample::new(tracked.out[1].clone(), now_ms, v.upper));
-                out.push(Sample::new(tracked.out[2].clone(), now_ms, v.lower));
+                // the band exists for the 2σ family only (`density` has no centre)
+                for (labels, x) in tracked.out[..3].iter().zip([v.z, v.upper, v.lower]) {
+                    if !x.is_nan() {
+                        out.push(Sample::new(labels.clone(), now_ms, x));
+                    }
+                }
+                out.push(Sample::new(tracked.out[4].clone(), now_ms, v.score));
             }
             out.push(Sample::new(
                 tracked.out[3].clone(),
@@ -1153,9 +1235,9 @@ pub struct ScoredPoint {
     pub verdict: Verdict,
 }
 
-/// Rows of a CSV that were skipped because their timestamp went backwards.
+/// Rows of a CSV whose timestamp went backwards (scored as if at the newest time read).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Skipped {
+pub struct OutOfOrder {
     /// Line number of the first one.
     pub first_line: Option<usize>,
     pub count: usize,
@@ -1163,19 +1245,20 @@ pub struct Skipped {
 
 /// Reads a `timestamp,value` CSV (header optional; timestamps as RFC 3339, `YYYY-MM-DD
 /// HH:MM:SS`, or Unix seconds) and runs one detector over it, the same [`SeriesDetector`]
-/// the daemon uses. `source` names the input in errors. A row older than the newest one
-/// read is skipped, as the store drops out-of-order samples (NAB's
-/// machine_temperature_system_failure.csv has some); the caller reports [`Skipped`].
+/// the daemon uses. `source` names the input in errors. Every data row gives one output row
+/// (NAB needs one per input row): a row older than the newest one read is fed as if it came
+/// at the newest time (NAB's machine_temperature_system_failure.csv has 11); the caller
+/// reports them ([`OutOfOrder`]).
 pub fn score_csv<R: BufRead>(
     config: &AnomalyConfig,
     source: &str,
     input: R,
-) -> Result<(Params, Vec<ScoredPoint>, Skipped), DetectError> {
+) -> Result<(Params, Vec<ScoredPoint>, OutOfOrder), DetectError> {
     let params = config.validate("command line")?;
     let mut det = SeriesDetector::new(&params);
     let mut out = Vec::new();
     let mut prev_ms = i64::MIN;
-    let mut skipped = Skipped::default();
+    let mut out_of_order = OutOfOrder::default();
     for (i, line) in input.lines().enumerate() {
         let lineno = i + 1;
         let csv_err = |column: usize, message: String| DetectError::Csv {
@@ -1216,37 +1299,48 @@ pub fn score_csv<R: BufRead>(
             )
         })?;
         if t_ms < prev_ms {
-            skipped.first_line.get_or_insert(lineno);
-            skipped.count += 1;
-            continue;
+            out_of_order.first_line.get_or_insert(lineno);
+            out_of_order.count += 1;
         }
-        prev_ms = t_ms;
-        let verdict = det.observe(&params, t_ms, value);
+        prev_ms = prev_ms.max(t_ms);
+        let verdict = det.observe(&params, prev_ms, value);
         out.push(ScoredPoint {
             timestamp: ts.trim().to_string(),
             value,
             verdict,
         });
     }
-    Ok((params, out, skipped))
+    Ok((params, out, out_of_order))
 }
 
-/// Writes `timestamp,value,anomaly_score,label`.
+/// What `write_scores` puts in the `anomaly_score` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScoreColumn {
+    /// The detector's score in 0..1 (the `medic_anomaly_score` series).
+    #[default]
+    Score,
+    /// 1 at each alarm onset (`medic_anomaly` going 0 → 1), else 0: the alarm as NAB scores
+    /// a daemon's rule, with a fixed threshold of 0.5.
+    Onsets,
+}
+
+/// Writes `timestamp,value,anomaly_score,label` (label: `medic_anomaly`, 0/1).
 pub fn write_scores<W: Write>(
-    params: &Params,
     points: &[ScoredPoint],
+    column: ScoreColumn,
     mut out: W,
 ) -> std::io::Result<()> {
     writeln!(out, "timestamp,value,anomaly_score,label")?;
+    let mut was_up = false;
     for p in points {
-        writeln!(
-            out,
-            "{},{},{:.6},{}",
-            p.timestamp,
-            p.value,
-            p.verdict.score(params.direction),
-            p.verdict.anomaly as u8
-        )?;
+        let up = p.verdict.anomaly;
+        let score = match column {
+            ScoreColumn::Score => p.verdict.score,
+            ScoreColumn::Onsets => (up && !was_up) as u8 as f64,
+        };
+        was_up = up;
+        // 9 decimals: the score never reaches 1, and rows must not tie needlessly
+        writeln!(out, "{},{},{score:.9},{}", p.timestamp, p.value, up as u8)?;
     }
     out.flush()
 }
@@ -1268,9 +1362,10 @@ mod tests {
 
     fn params(f: impl FnOnce(&mut AnomalyConfig)) -> Params {
         let mut c = AnomalyConfig {
+            method: Method::Zscore,
             std_floor_ratio: 0.0,
             clip_anomalies: false,
-            persistence: Persistence { count: 1, of: None },
+            persistence: Some(Persistence { count: 1, of: None }),
             recovery: Recovery {
                 sigma: Some(2.0),
                 count: Some(1),
@@ -1514,7 +1609,7 @@ mod tests {
             c.alpha = Some(0.001);
             c.min_samples = Some(1000);
             c.std_floor = 1.0;
-            c.persistence = Persistence { count: 3, of: None };
+            c.persistence = Some(Persistence { count: 3, of: None });
         });
         let mut xs = base.clone();
         xs.extend([20.0, 20.0, 10.0, 20.0, 20.0, 20.0]);
@@ -1527,10 +1622,10 @@ mod tests {
             c.alpha = Some(0.001);
             c.min_samples = Some(1000);
             c.std_floor = 1.0;
-            c.persistence = Persistence {
+            c.persistence = Some(Persistence {
                 count: 3,
                 of: Some(4),
-            };
+            });
         });
         let v = run(&p, &xs);
         let raised: Vec<bool> = v[1000..].iter().map(|v| v.anomaly).collect();
@@ -1573,8 +1668,8 @@ mod tests {
         assert!((v[5].z - 97.0 / MAD_TO_STD).abs() < 1e-9);
         assert!(!v[5].outside && !v[5].anomaly);
         assert!(v[6].outside && v[6].anomaly);
-        assert_eq!(v[5].score(Direction::Down), 0.0);
-        assert!(v[6].score(Direction::Down) > 0.99);
+        assert_eq!(v[5].score, 0.0);
+        assert!(v[6].score > 0.99);
     }
 
     #[test]
@@ -1716,10 +1811,10 @@ mod tests {
         assert_eq!(c.sigma, 3.0);
         assert_eq!(
             c.persistence,
-            Persistence {
+            Some(Persistence {
                 count: 2,
                 of: Some(3)
-            }
+            })
         );
         assert!(!c.clip_anomalies);
         let e = AnomalyConfig::from_spec("method=median")
@@ -1744,29 +1839,40 @@ mod tests {
             window: 3,
             min_samples: Some(3),
             std_floor: 1.0,
-            persistence: Persistence { count: 1, of: None },
+            persistence: Some(Persistence { count: 1, of: None }),
             ..AnomalyConfig::default()
         };
-        let (p, pts, skipped) = score_csv(&cfg, "in.csv", csv.as_bytes()).unwrap();
-        assert_eq!(skipped, Skipped::default());
+        let (_, pts, skipped) = score_csv(&cfg, "in.csv", csv.as_bytes()).unwrap();
+        assert_eq!(skipped, OutOfOrder::default());
         assert_eq!(pts.len(), 4);
         assert_eq!(pts[3].verdict.z, 8.0);
         let mut out = Vec::new();
-        write_scores(&p, &pts, &mut out).unwrap();
+        write_scores(&pts, ScoreColumn::Score, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.ends_with("1704067380,9,1.000000,1\n"), "{text}");
+        assert!(text.ends_with("1704067380,9,1.000000000,1\n"), "{text}");
+        let mut out = Vec::new();
+        write_scores(&pts, ScoreColumn::Onsets, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(":02:00Z,1,0.000000000,0\n1704067380,9,1.000000000,1\n"),
+            "{text}"
+        );
         let bad = "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,x\n";
         let e = score_csv(&cfg, "in.csv", bad.as_bytes())
             .unwrap_err()
             .to_string();
         assert!(e.contains("in.csv:3:21") && e.contains("number"), "{e}");
-        // rows going back in time are skipped and counted
+        // rows going back in time still give a row each, and are counted
         let back = "2024-01-01 00:02:00,1\n2024-01-01 00:01:00,2\n2024-01-01 00:03:00,3\n2024-01-01 00:00:00,4\n";
         let (_, pts, skipped) = score_csv(&cfg, "in.csv", back.as_bytes()).unwrap();
-        assert_eq!(pts.iter().map(|p| p.value).collect::<Vec<_>>(), [1.0, 3.0]);
+        assert_eq!(
+            pts.iter().map(|p| p.value).collect::<Vec<_>>(),
+            [1.0, 2.0, 3.0, 4.0]
+        );
+        assert_eq!(pts[1].timestamp, "2024-01-01 00:01:00");
         assert_eq!(
             skipped,
-            Skipped {
+            OutOfOrder {
                 first_line: Some(2),
                 count: 2
             }

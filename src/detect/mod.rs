@@ -7,6 +7,7 @@
 //! config did not change.
 
 pub mod anomaly;
+pub mod density;
 pub mod error;
 pub mod slo;
 

@@ -7,6 +7,7 @@ pub mod functions;
 pub(crate) mod gostr;
 pub mod kahan;
 pub mod notation;
+pub mod syntax;
 mod value;
 
 pub use check::{check_supported, max_lookback_ms};
@@ -18,9 +19,23 @@ pub use value::{
 use crate::store::{Reader, Store};
 
 /// Parses an expression. String literals are Go strings: byte escapes (`"\xc5"`) decode to
-/// bytes as in Prometheus (see [`gostr`]).
+/// bytes as in Prometheus (see [`gostr`]). Expressions over the size and depth limits of
+/// [`syntax`] are refused before any other work; errors say where and what was expected
+/// (`1:7: parse error: unclosed left parenthesis`).
 pub fn parse(input: &str) -> Result<Expr, PromqlError> {
-    promql_parser::parser::parse(&gostr::decode_literals(input)).map_err(PromqlError::Parse)
+    let scout = syntax::check(input);
+    if let Err(e) = &scout
+        && e.limit
+    {
+        return Err(PromqlError::Parse(e.render(input)));
+    }
+    promql_parser::parser::parse(&gostr::decode_literals(input)).map_err(|m| {
+        PromqlError::Parse(match scout {
+            // the recognizer's place and words where it saw the error too
+            Err(e) => e.render(input),
+            Ok(()) => format!("parse error: {}", m.replace('\'', "\"")),
+        })
+    })
 }
 
 /// Evaluates `expr` at `at_ms` over `store`.

@@ -27,7 +27,8 @@ pub enum Value {
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum PromqlError {
-    #[error("parse error: {0}")]
+    /// `line:col: parse error: what` (the place when known), as Prometheus words it.
+    #[error("{0}")]
     Parse(String),
     #[error("unsupported: {0}")]
     Unsupported(String),

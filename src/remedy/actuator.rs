@@ -172,6 +172,10 @@ pub enum RemedyError {
     InvalidBody { name: String, reason: String },
     #[error("actuator `{name}`: {reason}")]
     Secret { name: String, reason: String },
+    /// A bound, limit or setting that cannot work (min above max, a URL with nowhere to
+    /// put the value, ...).
+    #[error("actuator `{name}`: {reason}")]
+    Config { name: String, reason: String },
     #[error("actuator `{name}`: cannot build the HTTP client: {source}")]
     HttpClient {
         name: String,

@@ -194,14 +194,14 @@ impl AlertingRule {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             for (k, t) in &self.labels {
-                pairs.push((k.clone(), expand(t, &data, ctx)));
+                pairs.push((k.clone(), expand(&self.name, t, &data, ctx)));
             }
             pairs.push(("alertname".into(), self.name.clone()));
             let labels = Labels::new(pairs);
             let annotations = self
                 .annotations
                 .iter()
-                .map(|(k, t)| (k.clone(), expand(t, &data, ctx)))
+                .map(|(k, t)| (k.clone(), expand(&self.name, t, &data, ctx)))
                 .collect();
             if candidates.contains_key(&labels) {
                 return Err(
@@ -496,11 +496,13 @@ impl AlertingRule {
 
 /// Renders a template; a failure becomes the text, as Prometheus does, so an alert is never
 /// lost to a bad annotation.
-fn expand(t: &Template, data: &TemplateData, ctx: &RenderContext) -> String {
+fn expand(alert: &str, t: &Template, data: &TemplateData, ctx: &RenderContext) -> String {
     match t.render_in(data, ctx) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "expanding alert template failed");
+            // Prometheus' words: the template is named `__alert_NAME`
+            let e = e.for_alert_template(&format!("__alert_{alert}"));
             format!("<error expanding template: {e}>")
         }
     }

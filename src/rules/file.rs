@@ -15,7 +15,8 @@ use super::group::{Rule, RuleGroup};
 use super::recording::RecordingRule;
 use super::template::Template;
 use crate::common::Duration;
-use crate::common::names::{is_legacy_label_name, is_legacy_metric_name};
+use crate::common::names::{is_valid_label_name, is_valid_metric_name};
+use crate::common::yaml::{null_as_empty, parse_yaml_lenient_with};
 use crate::promql::{self, Expr};
 use crate::store::Labels;
 
@@ -24,18 +25,20 @@ pub const ACTION_KINDS: &[&str] = &[
     "exec",
     "http",
     "clear_cache",
+    "set_capacity",
     "set_batch_size",
     "scale_pool",
+    "set_value",
     "restart",
     "rollback",
 ];
 
 /// A rule file: `groups:` of rules.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFileConfig {
     /// The rule groups. Each group is evaluated on its own schedule, its rules in order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub groups: Vec<RuleGroupConfig>,
 }
 
@@ -58,10 +61,10 @@ pub struct RuleGroupConfig {
     #[serde(default, deserialize_with = "limit_or_none")]
     pub limit: usize,
     /// Labels added to every rule's result (a rule's own labels win).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub labels: BTreeMap<String, String>,
     /// The rules, evaluated in order (a recording rule's output is visible to later rules).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub rules: Vec<RuleConfig>,
 }
 
@@ -87,10 +90,10 @@ pub struct RuleConfig {
     pub keep_firing_for: Option<Duration>,
     /// Labels added to (or overriding) the result's labels; templated in alerting rules.
     /// (Values located so that template errors point at them.)
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub labels: BTreeMap<String, Spanned<String>>,
     /// Alerting rules: annotations, templated (`{{ $labels.x }}`, `{{ $value }}`, ...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub annotations: BTreeMap<String, Spanned<String>>,
     /// Alerting rules (medic): the remediation ladder run while the alert fires (each step
     /// located, for messages).
@@ -149,25 +152,36 @@ impl fmt::Display for RuleFileErrors {
 }
 
 /// Reads and validates rule files into runnable groups. Every error of every file is
-/// collected; any error fails the load.
+/// collected; any error fails the load. Warnings (a second YAML document that is not read)
+/// go to the log.
 pub fn load_files(
     paths: &[PathBuf],
     opts: &GroupOptions,
 ) -> Result<Vec<RuleGroup>, RuleFileErrors> {
+    let mut warnings = Vec::new();
+    let result = load_files_warning(paths, opts, false, &mut warnings);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    result
+}
+
+/// [`load_files`], with the warnings handed to the caller (`medic check` and `medic test`
+/// print them), and unknown fields optionally ignored (promtool's `--ignore-unknown-fields`).
+pub fn load_files_warning(
+    paths: &[PathBuf],
+    opts: &GroupOptions,
+    ignore_unknown_fields: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<RuleGroup>, RuleFileErrors> {
     let mut groups = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
-        match std::fs::read_to_string(path) {
-            Ok(text) => match parse_rule_file(path, &text, opts) {
-                Ok(g) => groups.extend(g),
-                Err(e) => errors.extend(e.0),
-            },
-            Err(e) => errors.push(RuleFileError {
-                file: path.clone(),
-                line: 0,
-                column: 0,
-                message: format!("cannot read: {e}"),
-            }),
+        let loaded = read_rule_file(path, ignore_unknown_fields, warnings)
+            .and_then(|cfg| build_groups(path, cfg, opts));
+        match loaded {
+            Ok(g) => groups.extend(g),
+            Err(e) => errors.extend(e.0),
         }
     }
     if errors.is_empty() {
@@ -177,10 +191,83 @@ pub fn load_files(
     }
 }
 
-/// Checks rule files as `medic check` does: the number of rules found, or every error.
+/// What `medic check` found in one rule file.
+#[derive(Debug)]
+pub struct FileCheck {
+    /// Rules found (0 when there are errors).
+    pub rules: usize,
+    /// Every error.
+    pub errors: Vec<RuleFileError>,
+    /// Rules with the same name and labels as another one in the file (promtool's
+    /// `duplicate-rules` lint): (name, labels).
+    pub duplicates: Vec<(String, Vec<(String, String)>)>,
+    /// Warnings (`file:line: ...`).
+    pub warnings: Vec<String>,
+}
+
+/// Checks one rule file as `medic check` does.
+pub fn check_file(path: &Path, ignore_unknown_fields: bool) -> FileCheck {
+    let mut warnings = Vec::new();
+    let cfg = match read_rule_file(path, ignore_unknown_fields, &mut warnings) {
+        Ok(c) => c,
+        Err(e) => {
+            return FileCheck {
+                rules: 0,
+                errors: e.0,
+                duplicates: Vec::new(),
+                warnings,
+            };
+        }
+    };
+    let duplicates = duplicate_rules(&cfg);
+    match build_groups(path, cfg, &GroupOptions::default()) {
+        Ok(groups) => FileCheck {
+            rules: groups.iter().map(|g| g.rule_count()).sum(),
+            errors: Vec::new(),
+            duplicates,
+            warnings,
+        },
+        Err(e) => FileCheck {
+            rules: 0,
+            errors: e.0,
+            duplicates,
+            warnings,
+        },
+    }
+}
+
+/// Checks rule files: the number of rules found, or every error.
 pub fn check_files(paths: &[PathBuf]) -> Result<usize, RuleFileErrors> {
     let groups = load_files(paths, &GroupOptions::default())?;
     Ok(groups.iter().map(|g| g.rule_count()).sum())
+}
+
+/// promtool's duplicate-rules lint: rules whose name and labels (the group's, then the
+/// rule's) equal another rule's, each listed once, sorted by name then labels.
+fn duplicate_rules(cfg: &RuleFileConfig) -> Vec<(String, Vec<(String, String)>)> {
+    let mut all: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for g in &cfg.groups {
+        for r in &g.rules {
+            let name = r
+                .alert
+                .as_ref()
+                .filter(|a| !a.value.is_empty())
+                .or(r.record.as_ref())
+                .map(|n| n.value.clone())
+                .unwrap_or_default();
+            let mut labels = g.labels.clone();
+            labels.extend(r.labels.iter().map(|(k, v)| (k.clone(), v.value.clone())));
+            all.push((name, labels.into_iter().collect()));
+        }
+    }
+    all.sort();
+    let mut dups: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for w in all.windows(2) {
+        if w[0] == w[1] && dups.last() != Some(&w[1]) {
+            dups.push(w[1].clone());
+        }
+    }
+    dups
 }
 
 /// How far back the store must keep samples for these groups: what the loaded rules read,
@@ -206,36 +293,72 @@ pub fn parse_rule_file(
     text: &str,
     opts: &GroupOptions,
 ) -> Result<Vec<RuleGroup>, RuleFileErrors> {
+    let mut warnings = Vec::new();
+    let cfg = parse_rule_text(path, text, false, &mut warnings);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    build_groups(path, cfg?, opts)
+}
+
+fn read_rule_file(
+    path: &Path,
+    ignore_unknown_fields: bool,
+    warnings: &mut Vec<String>,
+) -> Result<RuleFileConfig, RuleFileErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_rule_text(path, &text, ignore_unknown_fields, warnings),
+        Err(e) => Err(RuleFileErrors(vec![RuleFileError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}
+
+/// The file's schema, as Prometheus reads it: the first YAML document (a warning when more
+/// follow); an empty file, one with only comments, or `null` has no groups.
+fn parse_rule_text(
+    path: &Path,
+    text: &str,
+    ignore_unknown_fields: bool,
+    warnings: &mut Vec<String>,
+) -> Result<RuleFileConfig, RuleFileErrors> {
+    match parse_yaml_lenient_with::<RuleFileConfig>(path, text, ignore_unknown_fields) {
+        Ok(l) => {
+            warnings.extend(l.warnings);
+            Ok(l.value)
+        }
+        Err(e) => {
+            let snippet = e.snippet();
+            let message = if snippet.is_empty() {
+                format!("invalid YAML: {}", e.message)
+            } else {
+                format!("invalid YAML: {}\n{snippet}", e.message)
+            };
+            Err(RuleFileErrors(vec![RuleFileError {
+                file: path.to_path_buf(),
+                line: e.line.unwrap_or(0),
+                column: e.column.unwrap_or(0),
+                message,
+            }]))
+        }
+    }
+}
+
+/// Validates a parsed file and builds its groups; every error is reported.
+fn build_groups(
+    path: &Path,
+    cfg: RuleFileConfig,
+    opts: &GroupOptions,
+) -> Result<Vec<RuleGroup>, RuleFileErrors> {
     let err = |line: u64, column: u64, message: String| RuleFileError {
         file: path.to_path_buf(),
         line,
         column,
         message,
     };
-    // An empty file (or one with only comments) is a file with no groups, as in Prometheus.
-    if text.lines().all(|l| {
-        let t = l.trim();
-        t.is_empty() || t.starts_with('#') || t == "---"
-    }) {
-        return Ok(Vec::new());
-    }
-    let cfg: RuleFileConfig = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        // The location is already in our prefix; keep the message and the snippet, whose
-        // header names the file (not serde-saphyr's `<input>`).
-        let name = path.display().to_string();
-        let text = e.render_with_options(serde_saphyr::render_options! {
-            source_name: Some(name.as_str()),
-        });
-        let text = match text.strip_prefix("error: line ") {
-            Some(rest) => rest.split_once(": ").map_or(text.as_str(), |(_, m)| m),
-            None => text.as_str(),
-        };
-        RuleFileErrors(vec![err(line, column, format!("invalid YAML: {text}"))])
-    })?;
     let mut errors = Vec::new();
     let mut groups = Vec::new();
     let mut names = HashSet::new();
@@ -252,7 +375,7 @@ pub fn parse_rule_file(
             ));
         }
         for k in g.labels.keys() {
-            if !is_legacy_label_name(k) {
+            if !is_valid_label_name(k) || k == "__name__" {
                 errors.push(err(
                     gl,
                     gc,
@@ -334,8 +457,14 @@ fn build_rule(
     if name.is_empty() {
         e("name must not be empty".into());
     }
-    if !is_alert && !is_legacy_metric_name(&name) {
+    if !is_alert && !name.is_empty() && !is_valid_metric_name(&name) {
         e(format!("invalid recording rule name: {name}"));
+    }
+    // Prometheus 3: any UTF-8 name, but braces are a PromQL selector written by mistake.
+    if !is_alert && (name.contains('{') || name.contains('}')) {
+        e(format!(
+            "braces present in the recording rule name; should it be in expr?: {name}"
+        ));
     }
     if !is_alert {
         if r.for_.is_some() {
@@ -352,12 +481,12 @@ fn build_rule(
         }
     }
     for k in r.labels.keys() {
-        if !is_legacy_label_name(k) || k == "__name__" {
+        if !is_valid_label_name(k) || k == "__name__" {
             e(format!("invalid label name: {k}"));
         }
     }
     for k in r.annotations.keys() {
-        if !is_legacy_label_name(k) {
+        if !is_valid_label_name(k) {
             e(format!("invalid annotation name: {k}"));
         }
     }
@@ -533,7 +662,7 @@ groups:
         let text = r#"groups:
 - name: g
   rules:
-  - record: "bad name"
+  - record: "bad{name}"
     expr: up
   - alert: A
     record: b
@@ -552,10 +681,16 @@ groups:
         let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(errs.len(), 5, "{msgs:#?}");
         assert!(msgs[0].starts_with("r.yaml:4:13: "), "{}", msgs[0]);
-        assert!(msgs[0].contains("invalid recording rule name"));
+        assert!(msgs[0].contains("braces present in the recording rule name"));
         assert!(msgs[1].contains("only one of"));
         assert!(msgs[2].starts_with("r.yaml:10:11: "), "{}", msgs[2]);
-        assert!(msgs[2].contains("could not parse expression"));
+        assert!(
+            msgs[2].contains(
+                "could not parse expression: 1:7: parse error: unclosed left parenthesis"
+            ),
+            "{}",
+            msgs[2]
+        );
         assert!(msgs[3].contains("invalid field 'for'"));
         assert!(msgs[4].contains("unknown action \"reboot_the_world\""));
     }
@@ -681,7 +816,75 @@ groups:
             shown.starts_with("rules/bad.yaml:5:5: invalid YAML: unknown field `exprr`"),
             "{shown}"
         );
-        assert!(shown.contains("--> rules/bad.yaml:5:5"), "{shown}");
+        assert!(shown.contains("\n5 |     exprr: up\n"), "{shown}");
         assert!(!shown.contains("<input>"), "{shown}");
+    }
+
+    #[test]
+    fn yaml_nulls_are_empty_everywhere() {
+        // The mixins ship files whose whole content is `null`; keys with no value are empty.
+        for text in ["null\n", "", "# nothing\n", "groups:\n", "groups: ~\n"] {
+            assert_eq!(parse(text).unwrap().len(), 0, "{text:?}");
+        }
+        let text = "groups:\n- name: g\n  labels:\n  rules:\n- name: h\n  rules:\n  - alert: A\n    expr: up\n    labels:\n    annotations:\n";
+        let groups = parse(text).unwrap();
+        assert_eq!(
+            (groups.len(), groups[0].rule_count(), groups[1].rule_count()),
+            (2, 0, 1)
+        );
+    }
+
+    #[test]
+    fn first_yaml_document_read_with_a_warning() {
+        // Prometheus 3 (promtool 2.42 reads the first document too, silently)
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.yaml");
+        std::fs::write(
+            &f,
+            "groups:\n- name: a\n  rules:\n  - record: r\n    expr: up\n---\ngroups: [{name: b, bogus: 1}]\n",
+        )
+        .unwrap();
+        let c = check_file(&f, false);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(c.rules, 1);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].ends_with(":7: multiple document yaml files are not supported, only the first document is processed"));
+    }
+
+    #[test]
+    fn utf8_names_as_prometheus_3() {
+        // Prometheus 3 validates names as UTF-8 (2.42 rejects these: a unit test, not an
+        // agreement test); braces in a record name are still refused, as in Prometheus 3.
+        let text = "groups:\n- name: g\n  labels: {\"grp.label\": x}\n  rules:\n  - record: foo-bar\n    expr: '{\"my.metric\", a=\"b\"}'\n    labels: {\"foo.bar\": x}\n  - alert: A\n    expr: up\n    annotations: {\"my.note\": x}\n";
+        assert_eq!(parse(text).unwrap()[0].rule_count(), 2);
+        let errs = parse("groups:\n- name: g\n  rules:\n  - record: 'x{a=\"b\"}'\n    expr: up\n  - record: r\n    expr: up\n    labels: {__name__: x, '': y}\n").unwrap_err().0;
+        let msgs: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(
+            msgs[0].contains("braces present in the recording rule name; should it be in expr?")
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.ends_with("invalid label name: __name__")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.ends_with("invalid label name: ")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_rules_found_as_promtool_lints_them() {
+        let cfg: RuleFileConfig = crate::common::yaml::parse_yaml(
+            Path::new("d.yaml"),
+            "groups:\n- name: a\n  labels: {team: x}\n  rules:\n  - record: r\n    expr: up\n  - alert: A\n    expr: up\n- name: b\n  rules:\n  - record: r\n    expr: sum(up)\n    labels: {team: x}\n  - record: r\n    expr: up\n    labels: {team: x}\n  - alert: A\n    expr: up\n    labels: {team: y}\n",
+        )
+        .unwrap();
+        // group labels count (the rule's win); each duplicate listed once
+        assert_eq!(
+            duplicate_rules(&cfg),
+            vec![("r".to_string(), vec![("team".to_string(), "x".to_string())])]
+        );
     }
 }

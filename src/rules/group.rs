@@ -212,6 +212,7 @@ impl RuleGroup {
         let tmpl_query = |q: &str| template_query(store, q, at_ms, &opts);
         let ctx = RenderContext {
             query: Some(&tmpl_query),
+            now_ms: Some(at_ms),
         };
         self.eval_in(
             store,
@@ -902,13 +903,13 @@ groups:
         let ann = &tr[0].alert.annotations;
         assert!(
             ann["bad"].starts_with(
-                "<error expanding template: template: error calling query: parse error"
+                "<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing \"__alert_A\" at <query \"sum(\">: error calling query: 1:5: parse error"
             ),
             "{ann:?}"
         );
         assert_eq!(
             ann["empty"],
-            "<error expanding template: template: error calling first: first() called on vector with no elements>"
+            "<error expanding template: error executing template __alert_A: template: __alert_A:1:133: executing \"__alert_A\" at <first>: error calling first: first() called on vector with no elements>"
         );
     }
 }

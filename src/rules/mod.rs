@@ -119,8 +119,8 @@ pub struct AlertTransition {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RemediateStep {
-    /// Actuator kind: `exec`, `http`, `clear_cache`, `set_batch_size`, `scale_pool`,
-    /// `restart`, `rollback`.
+    /// Actuator kind: `exec`, `http`, `clear_cache`, `set_capacity`, `set_batch_size`,
+    /// `scale_pool`, `set_value`, `restart`, `rollback`.
     pub action: String,
     /// The actuator instance (a key of `actuators:` in medic.yaml).
     #[serde(default)]

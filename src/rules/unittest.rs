@@ -16,29 +16,34 @@ use serde::Deserialize;
 
 use super::AlertState;
 use super::GroupOptions;
-use super::file::{RuleFileErrors, load_files};
+use super::file::{RuleFileErrors, load_files_warning};
 use super::group::{Rule, RuleGroup};
 use super::template::go_duration;
 use crate::common::Duration;
+use crate::common::names::is_legacy_metric_name;
+use crate::common::yaml::{null_as_empty, parse_yaml_lenient_with};
 use crate::promql::{self, Value, notation::parse_series_values};
 use crate::store::{Labels, Sample, Store};
 
 /// A promtool unit-test file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnitTestFile {
     /// Rule files under test, relative to the test file; globs allowed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub rule_files: Vec<String>,
     /// How often the rules are evaluated during a test (default 1m).
     #[serde(default)]
     pub evaluation_interval: Option<Duration>,
     /// Group names in the order they are evaluated at each step.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub group_eval_order: Vec<String>,
     /// The test groups.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub tests: Vec<TestGroup>,
+    /// Compare floats allowing one unit in the last place of difference (Prometheus 3).
+    #[serde(default)]
+    pub fuzzy_compare: bool,
 }
 
 /// One test group: input series and the checks made on them.
@@ -49,16 +54,16 @@ pub struct TestGroup {
     #[serde(default)]
     pub interval: Option<Duration>,
     /// Input series in the expanding notation.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub input_series: Vec<InputSeries>,
     /// Expected firing alerts at given times.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub alert_rule_test: Vec<AlertTestCase>,
     /// Expected results of expressions at given times.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub promql_expr_test: Vec<PromqlTestCase>,
     /// `$externalLabels` in templates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub external_labels: BTreeMap<String, String>,
     /// `$externalURL` in templates.
     #[serde(default)]
@@ -66,6 +71,78 @@ pub struct TestGroup {
     /// The test group's name (matched by `--run`).
     #[serde(default)]
     pub name: String,
+    /// Where the test's time 0 is (Prometheus 3): RFC 3339 or Unix seconds; default the
+    /// Unix epoch. Input samples start there and `eval_time`s count from there.
+    #[serde(default)]
+    pub start_timestamp: Option<StartTimestamp>,
+}
+
+/// `start_timestamp`: RFC 3339 (`2024-01-01T00:00:00Z`) or Unix seconds (`1704067200`,
+/// fractions allowed), as promtool's `parseTime`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StartTimestamp(pub i64);
+
+impl<'de> Deserialize<'de> for StartTimestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(f64),
+            S(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::N(n) => n.to_string(),
+            Raw::S(s) => s,
+        };
+        parse_time_ms(&text).map(StartTimestamp).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "cannot parse {text:?} to a valid timestamp: expected RFC 3339 or Unix seconds"
+            ))
+        })
+    }
+}
+
+/// Unix seconds (with a fraction) or RFC 3339, in milliseconds.
+fn parse_time_ms(s: &str) -> Option<i64> {
+    if let Ok(f) = s.trim().parse::<f64>() {
+        return f.is_finite().then(|| (f * 1000.0).round() as i64);
+    }
+    parse_rfc3339_ms(s.trim())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` in milliseconds since the epoch.
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = s.get(start..i).filter(|f| !f.is_empty())?;
+        ms = format!("{frac:0<3}")[..3].parse::<i64>().ok()?;
+    }
+    let offset_s = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && matches!(&tz[..1], "+" | "-") && &tz[3..4] == ":" => {
+            let o = tz[1..3].parse::<i64>().ok()? * 3600 + tz[4..6].parse::<i64>().ok()? * 60;
+            if tz.starts_with('-') { -o } else { o }
+        }
+        _ => return None,
+    };
+    let days = crate::common::time::days_from_civil(y, mo as u32, d as u32);
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset_s) * 1000 + ms)
 }
 
 /// One input series.
@@ -90,7 +167,7 @@ pub struct AlertTestCase {
     #[serde(default)]
     pub alertname: String,
     /// The alerts expected to fire (none: the alert must not fire).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub exp_alerts: Vec<ExpAlert>,
 }
 
@@ -99,10 +176,10 @@ pub struct AlertTestCase {
 #[serde(deny_unknown_fields)]
 pub struct ExpAlert {
     /// Its labels, `alertname` excepted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub exp_labels: BTreeMap<String, String>,
     /// Its annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub exp_annotations: BTreeMap<String, String>,
 }
 
@@ -116,7 +193,7 @@ pub struct PromqlTestCase {
     #[serde(default)]
     pub eval_time: Duration,
     /// The expected samples (any order).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub exp_samples: Vec<ExpSample>,
 }
 
@@ -131,19 +208,34 @@ pub struct ExpSample {
     pub value: f64,
 }
 
+/// `medic test`'s options (promtool 3's flags).
+#[derive(Debug, Clone, Default)]
+pub struct TestOptions {
+    /// Only test groups whose name matches one of these regexes (`--run`).
+    pub run: Vec<String>,
+    /// Write a JUnit XML report here (`--junit`).
+    pub junit: Option<PathBuf>,
+    /// Print each test group's start, end and duration, and a dump of all series at the
+    /// end (`--debug`, to stderr).
+    pub debug: bool,
+    /// Show failed alert comparisons as a diff of expected and got (`--diff`).
+    pub diff: bool,
+    /// Ignore unknown fields in test and rule files (`--ignore-unknown-fields`).
+    pub ignore_unknown_fields: bool,
+}
+
 /// Runs every file, printing promtool's report (`Unit Testing:  FILE`, `  SUCCESS` or
-/// `  FAILED:` with the failures). `run`: only test groups whose name matches one of these
-/// regexes. Returns the exit code: 0 if all passed, 1 otherwise.
+/// `  FAILED:` with the failures). Returns the exit code: 0 if all passed, 1 otherwise.
 pub fn run_test_files(
     files: &[PathBuf],
-    run: &[String],
+    opts: &TestOptions,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<i32> {
-    let run = if run.is_empty() {
+    let run = if opts.run.is_empty() {
         None
     } else {
-        match Regex::new(&run.join("|")) {
+        match Regex::new(&opts.run.join("|")) {
             Ok(r) => Some(r),
             Err(e) => {
                 writeln!(err, "invalid --run regex: {e}")?;
@@ -152,9 +244,12 @@ pub fn run_test_files(
         }
     };
     let mut failed = false;
+    let mut junit = junit::Report::default();
     for f in files {
         writeln!(out, "Unit Testing:  {}", f.display())?;
-        let errs = test_file(f, run.as_ref());
+        out.flush()?;
+        let suite = junit.suite(&f.display().to_string());
+        let errs = test_file(f, run.as_ref(), opts, suite, err);
         if errs.is_empty() {
             writeln!(out, "  SUCCESS")?;
         } else {
@@ -168,24 +263,49 @@ pub fn run_test_files(
         }
         writeln!(out)?;
     }
+    if let Some(path) = &opts.junit
+        && let Err(e) = std::fs::write(path, junit.to_xml())
+    {
+        writeln!(err, "failed to write JUnit XML: {e}")?;
+    }
     Ok(i32::from(failed))
 }
 
-/// Runs one test file; the failures, empty if it passed.
-pub fn test_file(path: &Path, run: Option<&Regex>) -> Vec<String> {
+/// Runs one test file; the failures, empty if it passed. Warnings and `--debug` output go
+/// to `warn`.
+fn test_file(
+    path: &Path,
+    run: Option<&Regex>,
+    opts: &TestOptions,
+    suite: &mut junit::Suite,
+    warn: &mut dyn Write,
+) -> Vec<String> {
+    let abort = |suite: &mut junit::Suite, e: String| {
+        suite.abort(&e);
+        vec![e]
+    };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) => return vec![format!("{}: {e}", path.display())],
+        Err(e) => return abort(suite, format!("{}: {e}", path.display())),
     };
-    let file: UnitTestFile = match serde_saphyr::from_str(&text) {
-        Ok(f) => f,
-        Err(e) => return vec![format!("{}: {e}", path.display())],
+    // promtool reads the first document of a test file (yaml.Unmarshal); null is empty.
+    let file: UnitTestFile = match parse_yaml_lenient_with(path, &text, opts.ignore_unknown_fields)
+    {
+        Ok(f) => f.value,
+        Err(e) => {
+            let e = e.to_string().trim_start_matches("error: ").to_string();
+            return abort(suite, e);
+        }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let rule_files = match resolve_rule_files(dir, &file.rule_files) {
+    let rule_files = match resolve_rule_files(dir, &file.rule_files, warn) {
         Ok(f) => f,
-        Err(e) => return vec![e],
+        Err(e) => return abort(suite, e),
     };
+    suite.timestamp = crate::common::time::rfc3339_ms(crate::common::time::now_ms())
+        .chars()
+        .take(19)
+        .collect();
     let eval_interval = file
         .evaluation_interval
         .filter(|d| d.as_millis_i64() > 0)
@@ -193,48 +313,122 @@ pub fn test_file(path: &Path, run: Option<&Regex>) -> Vec<String> {
     let mut order = HashMap::new();
     for (i, g) in file.group_eval_order.iter().enumerate() {
         if order.insert(g.clone(), i).is_some() {
-            return vec![format!("group name repeated in evaluation order: {g}")];
+            return abort(
+                suite,
+                format!("group name repeated in evaluation order: {g}"),
+            );
         }
     }
+    let ctx = RunContext {
+        eval_interval,
+        order: &order,
+        rule_files: &rule_files,
+        fuzzy: file.fuzzy_compare,
+        opts,
+    };
     let mut errs = Vec::new();
-    for tg in &file.tests {
+    for (i, tg) in file.tests.iter().enumerate() {
         if run.is_some_and(|r| !r.is_match(&tg.name)) {
             continue;
         }
-        errs.extend(tg.run(eval_interval, &order, &rule_files));
+        let name = if tg.name.is_empty() {
+            format!("unnamed#{i}")
+        } else {
+            tg.name.clone()
+        };
+        suite.case(&name);
+        let started = std::time::Instant::now();
+        if opts.debug {
+            let _ = writeln!(warn, "DEBUG: Starting test {name}");
+        }
+        let found = tg.run(&ctx, warn);
+        if opts.debug {
+            let took = started.elapsed().as_nanos().min(i64::MAX as u128) as i64;
+            let _ = writeln!(
+                warn,
+                "DEBUG: Test {name} finished, took {}",
+                go_duration(took)
+            );
+        }
+        for e in &found {
+            suite.fail(e);
+        }
+        errs.extend(found);
     }
     errs
 }
 
-fn resolve_rule_files(dir: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> {
+/// What every test group of one file shares.
+struct RunContext<'a> {
+    eval_interval: Duration,
+    order: &'a HashMap<String, usize>,
+    rule_files: &'a [PathBuf],
+    fuzzy: bool,
+    opts: &'a TestOptions,
+}
+
+/// Float equality as promtool compares: exact (NaN never equals NaN, as reflect.DeepEqual),
+/// or, with `fuzzy_compare`, also one unit in the last place apart.
+fn same_float(a: f64, b: f64, fuzzy: bool) -> bool {
+    a == b
+        || fuzzy && (next_toward(a, f64::NEG_INFINITY) == b || next_toward(a, f64::INFINITY) == b)
+}
+
+/// Go's `math.Nextafter(x, y)` for y = ±Inf.
+fn next_toward(x: f64, y: f64) -> f64 {
+    if x.is_nan() || x == y {
+        return x;
+    }
+    if x == 0.0 {
+        return if y > 0.0 {
+            f64::from_bits(1)
+        } else {
+            -f64::from_bits(1)
+        };
+    }
+    let bits = x.to_bits();
+    if (y > x) == (x > 0.0) {
+        f64::from_bits(bits + 1)
+    } else {
+        f64::from_bits(bits - 1)
+    }
+}
+
+/// The rule files named by a test file, relative to its folder, globs expanded. A pattern
+/// that matches nothing is a warning and is skipped, as in promtool.
+fn resolve_rule_files(
+    dir: &Path,
+    patterns: &[String],
+    warn: &mut dyn Write,
+) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in patterns {
-        let full = if Path::new(p).is_absolute() {
+        let full = if Path::new(p).is_absolute() || p.is_empty() {
             PathBuf::from(p)
         } else {
+            // Go's filepath.Join cleans `./`
             dir.join(p)
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect()
         };
         let pattern = full.to_string_lossy().to_string();
         let matches = glob::glob(&pattern).map_err(|e| format!("{p}: {e}"))?;
         let mut found: Vec<PathBuf> = matches.filter_map(Result::ok).collect();
         found.sort();
         if found.is_empty() {
-            // A plain name that does not exist is reported when it is read.
-            out.push(full);
-        } else {
-            out.extend(found);
+            let _ = writeln!(warn, "  WARNING: no file match pattern {pattern}");
         }
+        out.extend(found);
     }
     Ok(out)
 }
 
 impl TestGroup {
-    fn run(
-        &self,
-        eval_interval: Duration,
-        order: &HashMap<String, usize>,
-        rule_files: &[PathBuf],
-    ) -> Vec<String> {
+    fn run(&self, ctx: &RunContext<'_>, warn: &mut dyn Write) -> Vec<String> {
+        let (eval_interval, order) = (ctx.eval_interval, ctx.order);
+        // time 0 of the test: the Unix epoch, or `start_timestamp`
+        let mint = self.start_timestamp.map_or(0, |t| t.0);
         let interval = self
             .interval
             .filter(|d| d.as_millis_i64() > 0)
@@ -253,7 +447,7 @@ impl TestGroup {
             };
             for (i, v) in values.into_iter().enumerate() {
                 if let Some(v) = v.to_sample_value() {
-                    store.append(&labels, i as i64 * interval.as_millis_i64(), v);
+                    store.append(&labels, mint + i as i64 * interval.as_millis_i64(), v);
                 }
             }
         }
@@ -264,7 +458,17 @@ impl TestGroup {
             subquery_step: eval_interval,
             ..GroupOptions::default()
         };
-        let mut groups = match load_files(rule_files, &opts) {
+        let mut warnings = Vec::new();
+        let loaded = load_files_warning(
+            ctx.rule_files,
+            &opts,
+            ctx.opts.ignore_unknown_fields,
+            &mut warnings,
+        );
+        for w in warnings {
+            let _ = writeln!(warn, "  WARNING: {w}");
+        }
+        let mut groups = match loaded {
             Ok(g) => g,
             Err(RuleFileErrors(es)) => return es.iter().map(|e| e.to_string()).collect(),
         };
@@ -305,8 +509,8 @@ impl TestGroup {
             .as_millis_i64();
         let step = eval_interval.as_millis_i64();
         let mut curr = 0;
-        let mut ts = 0;
-        while ts <= max_t {
+        let mut ts = mint;
+        while ts <= mint + max_t {
             let mut eval_errs = Vec::new();
             for g in &mut groups {
                 g.eval(&store, ts);
@@ -323,8 +527,8 @@ impl TestGroup {
                 return errs;
             }
             while curr < alert_times.len()
-                && ts <= alert_times[curr]
-                && alert_times[curr] < ts + step
+                && ts - mint <= alert_times[curr]
+                && alert_times[curr] < ts - mint + step
             {
                 let t = alert_times[curr];
                 for case in self
@@ -332,7 +536,7 @@ impl TestGroup {
                     .iter()
                     .filter(|c| c.eval_time.as_millis_i64() == t)
                 {
-                    if let Some(e) = self.check_alerts(case, &groups) {
+                    if let Some(e) = self.check_alerts(case, &groups, ctx) {
                         errs.push(e);
                     }
                 }
@@ -346,15 +550,24 @@ impl TestGroup {
             ..promql::EvalOptions::default()
         };
         for case in &self.promql_expr_test {
-            if let Some(e) = check_expr(case, &store, &opts) {
+            if let Some(e) = check_expr(case, &store, &opts, mint, ctx.fuzzy) {
                 errs.push(e);
             }
+        }
+        if ctx.opts.debug {
+            self.dump(&store, mint, max_t, warn);
         }
         errs
     }
 
-    fn check_alerts(&self, case: &AlertTestCase, groups: &[RuleGroup]) -> Option<String> {
-        let mut got: Vec<(Labels, Labels)> = Vec::new();
+    fn check_alerts(
+        &self,
+        case: &AlertTestCase,
+        groups: &[RuleGroup],
+        ctx: &RunContext<'_>,
+    ) -> Option<String> {
+        // Annotations keep empty values, as Prometheus' (labels drop them, as its builder).
+        let mut got: Vec<(Labels, Annotations)> = Vec::new();
         for g in groups {
             for r in g.rules() {
                 if let Rule::Alerting(a) = r
@@ -364,18 +577,19 @@ impl TestGroup {
                         a.active_alerts(g.name())
                             .into_iter()
                             .filter(|x| x.state == AlertState::Firing)
-                            .map(|x| (x.labels, Labels::new(x.annotations))),
+                            .map(|x| (x.labels, x.annotations.into_iter().collect())),
                     );
                 }
             }
         }
-        let mut exp: Vec<(Labels, Labels)> = case
+        let mut exp: Vec<(Labels, Annotations)> = case
             .exp_alerts
             .iter()
             .map(|a| {
                 let mut l = a.exp_labels.clone();
                 l.insert("alertname".into(), case.alertname.clone());
-                (Labels::new(l), Labels::new(a.exp_annotations.clone()))
+                let ann = a.exp_annotations.clone().into_iter().collect();
+                (Labels::new(l), ann)
             })
             .collect();
         got.sort();
@@ -388,6 +602,14 @@ impl TestGroup {
         } else {
             format!("    name: {},\n", self.name)
         };
+        if ctx.opts.diff {
+            return Some(format!(
+                "{name}    alertname: {}, time: {}, \n        diff: {}",
+                case.alertname,
+                case.eval_time,
+                indent(&alerts_diff(&exp, &got), "            ")
+            ));
+        }
         Some(format!(
             "{name}    alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
             case.alertname,
@@ -396,10 +618,111 @@ impl TestGroup {
             indent(&alerts_string(&got), "            ")
         ))
     }
+
+    /// `--debug`: every series in the store (input and recorded) up to the last eval time,
+    /// as promtool dumps `{__name__=~".+"}[T]`.
+    fn dump(&self, store: &Store, mint: i64, max_t: i64, warn: &mut dyn Write) {
+        // whole seconds, rounded up past the last eval time (PromQL has no fractions here)
+        let secs = (max_t / 1000) + 1;
+        let expr = format!("{{__name__=~\".+\"}}[{secs}s]");
+        let v =
+            promql::parse(&expr).and_then(|e| promql::eval_instant(store, &e, mint + secs * 1000));
+        match v {
+            Ok(Value::Matrix(m)) => {
+                let _ = writeln!(
+                    warn,
+                    "DEBUG: Dump of all data (input_series and rules) at {}:",
+                    go_duration(secs * 1_000_000_000)
+                );
+                let series: Vec<String> = m
+                    .iter()
+                    .map(|r| {
+                        let points: Vec<String> = r
+                            .points
+                            .iter()
+                            .map(|(t, v)| format!("{v} @[{t}]"))
+                            .collect();
+                        format!("{} =>\n{}", go_labels(&r.labels), points.join("\n"))
+                    })
+                    .collect();
+                let _ = writeln!(warn, "{}", series.join("\n"));
+            }
+            Ok(_) => {
+                let _ = writeln!(warn, "DEBUG: Got unexpected type");
+            }
+            Err(e) => {
+                let _ = writeln!(warn, "DEBUG: Failed querying, expr: {expr:?}, err: {e}");
+            }
+        }
+    }
 }
 
-fn check_expr(case: &PromqlTestCase, store: &Store, opts: &promql::EvalOptions) -> Option<String> {
-    let t = case.eval_time.as_millis_i64();
+/// `--diff`: expected and got alerts as JSON, one line per label, `-` for lines only
+/// expected, `+` for lines only got (promtool 3 prints a jsondiff; the content is the same,
+/// the rendering medic's own).
+fn alerts_diff(exp: &[(Labels, Annotations)], got: &[(Labels, Annotations)]) -> String {
+    let json = |la: &[(Labels, Annotations)]| -> Vec<String> {
+        let mut lines = vec!["[".to_string()];
+        for (l, a) in la {
+            lines.push("  {".into());
+            let labels: Annotations = l
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            for (what, set) in [("Labels", &labels), ("Annotations", a)] {
+                lines.push(format!("    \"{what}\": {{"));
+                for (k, v) in set {
+                    lines.push(format!(
+                        "      {}: {},",
+                        serde_json::Value::from(k.as_str()),
+                        serde_json::Value::from(v.as_str())
+                    ));
+                }
+                lines.push("    },".into());
+            }
+            lines.push("  },".into());
+        }
+        lines.push("]".into());
+        lines
+    };
+    let (e, g) = (json(exp), json(got));
+    // longest common subsequence, small inputs
+    let (n, m) = (e.len(), g.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if e[i] == g[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < n || j < m {
+        if i < n && j < m && e[i] == g[j] {
+            out.push(format!("  {}", e[i]));
+            (i, j) = (i + 1, j + 1);
+        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push(format!("+ {}", g[j]));
+            j += 1;
+        } else {
+            out.push(format!("- {}", e[i]));
+            i += 1;
+        }
+    }
+    out.join("\n")
+}
+
+fn check_expr(
+    case: &PromqlTestCase,
+    store: &Store,
+    opts: &promql::EvalOptions,
+    mint: i64,
+    fuzzy: bool,
+) -> Option<String> {
+    let t = mint + case.eval_time.as_millis_i64();
     let head = format!("    expr: {:?}, time: {}", case.expr, case.eval_time);
     let got = promql::parse(&case.expr)
         .and_then(|e| promql::eval_instant_with(store, &e, t, opts))
@@ -423,9 +746,11 @@ fn check_expr(case: &PromqlTestCase, store: &Store, opts: &promql::EvalOptions) 
     let mut got: Vec<(Labels, f64)> = got.into_iter().map(|s| (s.labels, s.value)).collect();
     exp.sort_by(|a, b| a.0.cmp(&b.0));
     got.sort_by(|a, b| a.0.cmp(&b.0));
-    // Plain float equality, as promtool's reflect.DeepEqual (NaN never equals NaN).
-    let same =
-        exp.len() == got.len() && exp.iter().zip(&got).all(|(e, g)| e.0 == g.0 && e.1 == g.1);
+    let same = exp.len() == got.len()
+        && exp
+            .iter()
+            .zip(&got)
+            .all(|(e, g)| e.0 == g.0 && same_float(e.1, g.1, fuzzy));
     if same {
         return None;
     }
@@ -436,10 +761,17 @@ fn check_expr(case: &PromqlTestCase, store: &Store, opts: &promql::EvalOptions) 
     ))
 }
 
+/// An alert's annotations, sorted by name, empty values kept.
+type Annotations = Vec<(String, String)>;
+
 /// Go's `labels.Labels.String()`: `{a="1", b="2"}`.
 fn go_labels(l: &Labels) -> String {
+    go_pairs(l.iter())
+}
+
+fn go_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let mut s = String::from("{");
-    for (i, (k, v)) in l.iter().enumerate() {
+    for (i, (k, v)) in pairs.enumerate() {
         if i > 0 {
             s.push_str(", ");
         }
@@ -449,7 +781,7 @@ fn go_labels(l: &Labels) -> String {
     s
 }
 
-fn alerts_string(la: &[(Labels, Labels)]) -> String {
+fn alerts_string(la: &[(Labels, Annotations)]) -> String {
     if la.is_empty() {
         return "[]".into();
     }
@@ -458,7 +790,11 @@ fn alerts_string(la: &[(Labels, Labels)]) -> String {
         if i > 0 {
             s.push(',');
         }
-        let one = format!("\nLabels:{}\nAnnotations:{}", go_labels(l), go_labels(a));
+        let one = format!(
+            "\nLabels:{}\nAnnotations:{}",
+            go_labels(l),
+            go_pairs(a.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        );
         let _ = write!(s, "\n{i}:{}", indent(&one, "  "));
     }
     s.push_str("\n]");
@@ -497,7 +833,9 @@ fn indent(s: &str, pad: &str) -> String {
     s.replace('\n', &format!("\n{pad}"))
 }
 
-/// Parses a series as promtool writes it: `name`, `name{a="b",...}` or `{a="b"}`.
+/// Parses a series as promtool writes it: `name`, `name{a="b",...}`, `{a="b"}`, or, with
+/// Prometheus 3's UTF-8 names, `{"my.metric", "foo.bar"="x"}`. Empty (an `exp_samples`
+/// entry without labels, for `vector(1)` or `time()`) is the empty label set.
 pub fn parse_metric(s: &str) -> Result<Labels, String> {
     let s = s.trim();
     let (name, rest) = match s.find('{') {
@@ -507,79 +845,211 @@ pub fn parse_metric(s: &str) -> Result<Labels, String> {
     let name = name.trim();
     let mut pairs: Vec<(String, String)> = Vec::new();
     if !name.is_empty() {
-        if !name.chars().enumerate().all(|(i, c)| {
-            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-        }) {
-            return Err(format!("invalid metric name {name:?}"));
+        if !is_legacy_metric_name(name) {
+            return Err(format!(
+                "invalid metric name {name:?} (quote it inside braces: {{\"{name}\"}})"
+            ));
         }
         pairs.push(("__name__".into(), name.to_string()));
     }
-    if !rest.is_empty() {
-        let inner = rest
-            .strip_prefix('{')
-            .and_then(|r| r.trim_end().strip_suffix('}'))
-            .ok_or_else(|| "expected '}' at the end of the label set".to_string())?;
-        let chars: Vec<char> = inner.chars().collect();
-        let mut i = 0;
-        loop {
-            while i < chars.len() && (chars[i].is_whitespace() || chars[i] == ',') {
-                i += 1;
-            }
-            if i >= chars.len() {
-                break;
-            }
-            let start = i;
+    if rest.is_empty() {
+        return Ok(Labels::new(pairs));
+    }
+    let inner = rest
+        .strip_prefix('{')
+        .and_then(|r| r.trim_end().strip_suffix('}'))
+        .ok_or_else(|| "expected '}' at the end of the label set".to_string())?;
+    let chars: Vec<char> = inner.chars().collect();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < chars.len() && chars[*i].is_whitespace() {
+            *i += 1;
+        }
+    };
+    loop {
+        while i < chars.len() && (chars[i].is_whitespace() || chars[i] == ',') {
+            i += 1;
+        }
+        if i >= chars.len() {
+            break;
+        }
+        let start = i;
+        let (key, quoted) = if matches!(chars[i], '"' | '\'' | '`') {
+            (
+                quoted_string(&chars, &mut i).ok_or("unterminated quoted label name")?,
+                true,
+            )
+        } else {
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
                 i += 1;
             }
-            let key: String = chars[start..i].iter().collect();
-            if key.is_empty() {
-                return Err(format!(
-                    "expected a label name at {:?}",
-                    &inner[start.min(inner.len())..]
-                ));
-            }
-            while i < chars.len() && chars[i].is_whitespace() {
-                i += 1;
-            }
-            if chars.get(i) != Some(&'=') {
-                return Err(format!("expected '=' after label {key:?}"));
-            }
-            i += 1;
-            while i < chars.len() && chars[i].is_whitespace() {
-                i += 1;
-            }
-            let quote = match chars.get(i) {
-                Some(q @ ('"' | '\'' | '`')) => *q,
-                _ => return Err(format!("expected a quoted value for label {key:?}")),
-            };
-            i += 1;
-            let mut val = String::new();
-            loop {
-                match chars.get(i) {
-                    None => return Err(format!("unterminated value for label {key:?}")),
-                    Some(c) if *c == quote => break,
-                    Some('\\') if quote != '`' => {
-                        i += 1;
-                        match chars.get(i) {
-                            Some('n') => val.push('\n'),
-                            Some('t') => val.push('\t'),
-                            Some(c) => val.push(*c),
-                            None => return Err(format!("unterminated value for label {key:?}")),
-                        }
-                    }
-                    Some(c) => val.push(*c),
-                }
-                i += 1;
-            }
-            i += 1;
-            pairs.push((key, val));
+            (chars[start..i].iter().collect::<String>(), false)
+        };
+        if key.is_empty() && !quoted {
+            return Err(format!(
+                "expected a label name at {:?}",
+                chars[start..].iter().collect::<String>()
+            ));
         }
-    }
-    if s.is_empty() {
-        return Err("no metric name or labels".into());
+        skip_ws(&mut i);
+        if quoted && chars.get(i) != Some(&'=') {
+            // `{"my.metric", ...}`: a quoted name alone is the metric name
+            if pairs.iter().any(|(k, _)| k == "__name__") {
+                return Err(format!("metric name {key:?} given twice"));
+            }
+            pairs.push(("__name__".into(), key));
+            continue;
+        }
+        if chars.get(i) != Some(&'=') {
+            return Err(format!("expected '=' after label {key:?}"));
+        }
+        i += 1;
+        skip_ws(&mut i);
+        if !matches!(chars.get(i), Some('"' | '\'' | '`')) {
+            return Err(format!("expected a quoted value for label {key:?}"));
+        }
+        let val = quoted_string(&chars, &mut i)
+            .ok_or_else(|| format!("unterminated value for label {key:?}"))?;
+        if key.is_empty() {
+            return Err("empty label name".into());
+        }
+        pairs.push((key, val));
     }
     Ok(Labels::new(pairs))
+}
+
+/// A quoted string starting at `chars[*i]` (`"`, `'` or a raw `` ` ``), unescaped; `*i` ends
+/// past the closing quote. None when it is not closed.
+fn quoted_string(chars: &[char], i: &mut usize) -> Option<String> {
+    let quote = chars[*i];
+    *i += 1;
+    let mut val = String::new();
+    loop {
+        match chars.get(*i)? {
+            c if *c == quote => break,
+            '\\' if quote != '`' => {
+                *i += 1;
+                match chars.get(*i)? {
+                    'n' => val.push('\n'),
+                    't' => val.push('\t'),
+                    c => val.push(*c),
+                }
+            }
+            c => val.push(*c),
+        }
+        *i += 1;
+    }
+    *i += 1;
+    Some(val)
+}
+
+/// promtool's JUnit XML report (`--junit`): a suite per file, a case per test group, its
+/// failures; encoded as Go's encoding/xml writes it.
+mod junit {
+    #[derive(Debug, Default)]
+    pub struct Report {
+        suites: Vec<Suite>,
+    }
+
+    #[derive(Debug, Default)]
+    pub struct Suite {
+        name: String,
+        pub timestamp: String,
+        failures: usize,
+        errors: usize,
+        cases: Vec<Case>,
+    }
+
+    #[derive(Debug, Default)]
+    struct Case {
+        name: String,
+        failures: Vec<String>,
+        error: String,
+    }
+
+    impl Report {
+        pub fn suite(&mut self, name: &str) -> &mut Suite {
+            self.suites.push(Suite {
+                name: name.to_string(),
+                ..Suite::default()
+            });
+            let last = self.suites.len() - 1;
+            &mut self.suites[last]
+        }
+
+        pub fn to_xml(&self) -> String {
+            let mut x = String::from("<testsuites>");
+            for s in &self.suites {
+                x.push_str(&format!(
+                    "<testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"0\" timestamp=\"{}\">",
+                    esc(&s.name),
+                    s.cases.len(),
+                    s.failures,
+                    s.errors,
+                    esc(&s.timestamp)
+                ));
+                for c in &s.cases {
+                    x.push_str(&format!("<testcase name=\"{}\">", esc(&c.name)));
+                    for f in &c.failures {
+                        x.push_str(&format!("<failure>{}</failure>", esc(f)));
+                    }
+                    if !c.error.is_empty() {
+                        x.push_str(&format!("<error>{}</error>", esc(&c.error)));
+                    }
+                    x.push_str("</testcase>");
+                }
+                x.push_str("</testsuite>");
+            }
+            x.push_str("</testsuites>");
+            x
+        }
+    }
+
+    impl Suite {
+        pub fn case(&mut self, name: &str) {
+            self.cases.push(Case {
+                name: name.to_string(),
+                ..Case::default()
+            });
+        }
+
+        fn last(&mut self) -> &mut Case {
+            if self.cases.is_empty() {
+                self.case("unknown");
+            }
+            let last = self.cases.len() - 1;
+            &mut self.cases[last]
+        }
+
+        pub fn fail(&mut self, f: &str) {
+            self.failures += 1;
+            self.last().failures.push(f.to_string());
+        }
+
+        pub fn abort(&mut self, e: &str) {
+            self.errors += 1;
+            self.last().error = e.to_string();
+        }
+    }
+
+    /// Go's xml.EscapeText.
+    fn esc(s: &str) -> String {
+        let mut o = String::with_capacity(s.len());
+        for c in s.chars() {
+            match c {
+                '&' => o.push_str("&amp;"),
+                '<' => o.push_str("&lt;"),
+                '>' => o.push_str("&gt;"),
+                '"' => o.push_str("&#34;"),
+                '\'' => o.push_str("&#39;"),
+                '\n' => o.push_str("&#xA;"),
+                '\r' => o.push_str("&#xD;"),
+                '\t' => o.push_str("&#x9;"),
+                c => o.push(c),
+            }
+        }
+        o
+    }
 }
 
 #[cfg(test)]
@@ -596,8 +1066,15 @@ mod tests {
             Some("x\"y")
         );
         assert!(parse_metric("up{job=api}").is_err());
-        assert!(parse_metric("").is_err());
+        // no labels at all: the empty set (`exp_samples` for `vector(1)`), as promtool
+        assert!(parse_metric("").unwrap().is_empty());
         assert!(parse_metric("{}").unwrap().is_empty());
+        // Prometheus 3's UTF-8 names (promtool 2.42 rejects these)
+        let l = parse_metric(r#"{"my.metric", a="b", "foo.bar"='x'}"#).unwrap();
+        assert_eq!(l.get("__name__"), Some("my.metric"));
+        assert_eq!(l.get("foo.bar"), Some("x"));
+        assert!(parse_metric(r#"up{"x"}"#).is_err());
+        assert!(parse_metric("my.metric").is_err());
     }
 
     #[test]

@@ -146,13 +146,13 @@ impl HttpActuator {
     pub fn build(name: &str, cfg: &HttpConfig) -> Result<Self, RemedyError> {
         let url = reqwest::Url::parse(&cfg.url).map_err(|e| RemedyError::InvalidUrl {
             name: name.into(),
-            url: cfg.url.clone(),
+            url: crate::common::redact_url(&cfg.url),
             reason: e.to_string(),
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(RemedyError::InvalidUrl {
                 name: name.into(),
-                url: cfg.url.clone(),
+                url: crate::common::redact_url(&cfg.url),
                 reason: "expected an http:// or https:// URL".into(),
             });
         }
@@ -333,19 +333,30 @@ impl Actuator for HttpActuator {
             Err(_) => {
                 return ActionOutcome::new(
                     ActionStatus::Timeout,
-                    format!("no answer from {} within {:?}", self.url, req.timeout),
+                    format!(
+                        "no answer from {} within {:?}",
+                        crate::common::redact_url(self.url.as_str()),
+                        req.timeout
+                    ),
                 );
             }
             Ok(Err(e)) if e.is_timeout() => {
                 return ActionOutcome::new(
                     ActionStatus::Timeout,
-                    format!("no answer from {} within {:?}", self.url, req.timeout),
+                    format!(
+                        "no answer from {} within {:?}",
+                        crate::common::redact_url(self.url.as_str()),
+                        req.timeout
+                    ),
                 );
             }
             Ok(Err(e)) => {
                 return ActionOutcome::new(
                     ActionStatus::Failed,
-                    format!("request to {} failed: {e}", self.url),
+                    format!(
+                        "request to {} failed: {e}",
+                        crate::common::redact_url(self.url.as_str())
+                    ),
                 );
             }
             Ok(Ok(x)) => x,

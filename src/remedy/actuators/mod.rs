@@ -1,9 +1,15 @@
 //! The built-in actuator kinds, one file each, and the `actuators:` section of medic.yaml
 //! that composes them.
 
+pub mod adjust;
 pub mod exec;
 pub mod http;
+pub mod knob;
+pub mod memcached;
 mod reaper;
+pub mod redis;
+pub mod rollback;
+pub mod systemd;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +27,16 @@ pub enum ActuatorConfig {
     Exec(exec::ExecConfig),
     /// Sends one HTTP request.
     Http(http::HttpConfig),
+    /// Clears or resizes a Redis cache (`clear_cache`, `set_capacity`).
+    Redis(redis::RedisActuatorConfig),
+    /// Clears or resizes a memcached (`clear_cache`, `set_capacity`).
+    Memcached(memcached::MemcachedActuatorConfig),
+    /// A numeric setting behind an HTTP admin API (`set_batch_size`, `scale_pool`, `set_value`).
+    Knob(knob::KnobConfig),
+    /// Restarts a unit, scales a pool of template instances, through `systemctl`.
+    Systemd(systemd::SystemdConfig),
+    /// Re-points a `current` symlink to the previous release and restarts.
+    Rollback(rollback::RollbackConfig),
 }
 
 impl ActuatorConfig {
@@ -29,6 +45,11 @@ impl ActuatorConfig {
         match self {
             ActuatorConfig::Exec(_) => "exec",
             ActuatorConfig::Http(_) => "http",
+            ActuatorConfig::Redis(_) => "redis",
+            ActuatorConfig::Memcached(_) => "memcached",
+            ActuatorConfig::Knob(_) => "knob",
+            ActuatorConfig::Systemd(_) => "systemd",
+            ActuatorConfig::Rollback(_) => "rollback",
         }
     }
 
@@ -39,6 +60,36 @@ impl ActuatorConfig {
         match self {
             ActuatorConfig::Exec(_) => true,
             ActuatorConfig::Http(_) => action == "http",
+            ActuatorConfig::Redis(_) | ActuatorConfig::Memcached(_) => {
+                matches!(action, "clear_cache" | "set_capacity")
+            }
+            ActuatorConfig::Knob(_) => knob::ACTIONS.contains(&action),
+            ActuatorConfig::Systemd(_) => matches!(action, "restart" | "scale_pool"),
+            ActuatorConfig::Rollback(_) => action == "rollback",
+        }
+    }
+
+    /// Checks a step's `params` for this actuator at config load: bounds within the
+    /// actuator's, one way to compute a value, names and paths that can work. Numbers given
+    /// as templates are checked when the step runs.
+    pub fn check_params(
+        &self,
+        name: &str,
+        action: &str,
+        params: &serde_json::Value,
+    ) -> Result<(), String> {
+        match self {
+            ActuatorConfig::Exec(_) | ActuatorConfig::Http(_) => Ok(()),
+            ActuatorConfig::Redis(c) => c.check_params(action, params),
+            ActuatorConfig::Memcached(c) => c.check_params(action, params),
+            ActuatorConfig::Knob(c) => c.check_params(params),
+            ActuatorConfig::Systemd(c) => systemd::SystemdActuator::build(name, c)
+                .map_err(|e| e.to_string())?
+                .check_params(action, params),
+            ActuatorConfig::Rollback(_) => match params.as_object() {
+                Some(o) if !o.is_empty() => Err("rollback takes no params".into()),
+                _ => Ok(()),
+            },
         }
     }
 }
@@ -50,8 +101,20 @@ pub fn build(configs: &BTreeMap<String, ActuatorConfig>) -> Result<Actuators, Re
         let a: Arc<dyn Actuator> = match cfg {
             ActuatorConfig::Exec(c) => Arc::new(exec::ExecActuator::build(name, c)?),
             ActuatorConfig::Http(c) => Arc::new(http::HttpActuator::build(name, c)?),
+            ActuatorConfig::Redis(c) => Arc::new(redis::RedisActuator::build(name, c)?),
+            ActuatorConfig::Memcached(c) => Arc::new(memcached::MemcachedActuator::build(name, c)?),
+            ActuatorConfig::Knob(c) => Arc::new(knob::KnobActuator::build(name, c)?),
+            ActuatorConfig::Systemd(c) => Arc::new(systemd::SystemdActuator::build(name, c)?),
+            // built below, once the actuators they restart through exist
+            ActuatorConfig::Rollback(_) => continue,
         };
         out.insert(name.clone(), a);
+    }
+    for (name, cfg) in configs {
+        if let ActuatorConfig::Rollback(c) = cfg {
+            let a = rollback::RollbackActuator::build(name, c, &out)?;
+            out.insert(name.clone(), Arc::new(a));
+        }
     }
     Ok(out)
 }
@@ -76,6 +139,12 @@ pub enum StepError {
         action: String,
         target: String,
         kind: String,
+    },
+    #[error("remediate step `{action}` on `{target}`: params: {reason}")]
+    BadParams {
+        action: String,
+        target: String,
+        reason: String,
     },
 }
 
@@ -109,6 +178,13 @@ pub fn validate_step(
             kind: cfg.kind().to_string(),
         });
     }
+    let params = serde_json::Value::Object(step.params.clone().into_iter().collect());
+    cfg.check_params(target, &step.action, &params)
+        .map_err(|reason| StepError::BadParams {
+            action: step.action.clone(),
+            target: target.clone(),
+            reason,
+        })?;
     Ok(())
 }
 

@@ -29,12 +29,15 @@ pub struct RenderContext<'a> {
     /// The store, for `query`. Without one (templates rendered outside a rule evaluation,
     /// such as a remediation step's params) `query` fails the render.
     pub query: Option<&'a QueryFn<'a>>,
+    /// `now`: the evaluation time, milliseconds since the epoch (the wall clock when None).
+    pub now_ms: Option<i64>,
 }
 
 impl fmt::Debug for RenderContext<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RenderContext")
             .field("query", &self.query.map(|_| "<fn>"))
+            .field("now_ms", &self.now_ms)
             .finish()
     }
 }
@@ -51,6 +54,55 @@ pub enum TemplateError {
     },
     #[error("template: {0}")]
     Exec(String),
+    /// An execution error at a command: `line` 1-based, `col0` 0-based bytes (Go's way),
+    /// `node` the command as Go prints it.
+    #[error("template: {line}:{col0}: executing at <{node}>: {msg}")]
+    ExecAt {
+        line: usize,
+        col0: usize,
+        node: String,
+        msg: String,
+    },
+}
+
+/// The definitions Prometheus puts before an alert's template text (`{{$labels :=
+/// .Labels}}...`): what shifts Go's columns on the first line.
+const ALERT_DEFS_LEN: usize = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}".len();
+
+impl TemplateError {
+    /// The error as Prometheus words it for an alert's template named `name`
+    /// (`__alert_NAME`): `error executing template __alert_A: template: __alert_A:1:115:
+    /// executing "__alert_A" at <query "sum(">: error calling query: ...`.
+    pub fn for_alert_template(&self, name: &str) -> String {
+        match self {
+            TemplateError::ExecAt {
+                line,
+                col0,
+                node,
+                msg,
+            } => {
+                let col = if *line == 1 {
+                    ALERT_DEFS_LEN + col0
+                } else {
+                    *col0
+                };
+                format!(
+                    "error executing template {name}: template: {name}:{line}:{col}: executing {name:?} at <{node}>: {msg}"
+                )
+            }
+            TemplateError::Exec(msg) => {
+                format!("error executing template {name}: template: {name}: {msg}")
+            }
+            TemplateError::Parse { line, column, msg } => {
+                let col = if *line == 1 {
+                    ALERT_DEFS_LEN + column - 1
+                } else {
+                    column - 1
+                };
+                format!("error parsing template {name}: template: {name}:{line}:{col}: {msg}")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +147,68 @@ pub(super) struct Pipeline {
 #[derive(Debug, Clone)]
 pub(super) struct Cmd {
     pub(super) args: Vec<Operand>,
+    /// Where its first token is: 1-based line, 0-based byte in the line (as Go's
+    /// `ErrorContext` counts), for execution errors.
+    pub(super) line: usize,
+    pub(super) col0: usize,
+}
+
+impl fmt::Display for Cmd {
+    /// Go's `CommandNode.String()`: the arguments, space-separated.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.args.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.decl.is_empty() {
+            let op = if self.assign { "=" } else { ":=" };
+            write!(f, "{} {op} ", self.decl.join(", "))?;
+        }
+        for (i, c) in self.cmds.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" | ")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Operand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields = |f: &mut fmt::Formatter<'_>, fs: &[String]| -> fmt::Result {
+            for x in fs {
+                write!(f, ".{x}")?;
+            }
+            Ok(())
+        };
+        match self {
+            Operand::Dot(fs) if fs.is_empty() => f.write_str("."),
+            Operand::Dot(fs) => fields(f, fs),
+            Operand::Var(n, fs) => {
+                f.write_str(n)?;
+                fields(f, fs)
+            }
+            Operand::Func(n) => f.write_str(n),
+            Operand::Str(s) => write!(f, "{s:?}"),
+            Operand::Num(n) => write!(f, "{n}"),
+            Operand::Int(n) => write!(f, "{n}"),
+            Operand::Bool(b) => write!(f, "{b}"),
+            Operand::Nil => f.write_str("nil"),
+            Operand::Paren(p, fs) => {
+                write!(f, "({p})")?;
+                fields(f, fs)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

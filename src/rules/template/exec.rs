@@ -238,7 +238,35 @@ impl<'a> Exec<'a> {
         Ok(v)
     }
 
+    /// Runs one command; an error without a place yet gets this command's, as Go's
+    /// `executing "name" at <cmd>:` context.
     fn cmd(&mut self, cmd: &Cmd, dot: &Val, piped: Option<Val>) -> Result<Val, TemplateError> {
+        self.cmd_inner(cmd, dot, piped).map_err(|e| match e {
+            TemplateError::Exec(msg) => {
+                let mut col0 = cmd.col0;
+                // Go places a field error on a variable's fields (`$labels.a.b` at `.a`)
+                if let [Operand::Var(name, fields)] = cmd.args.as_slice()
+                    && !fields.is_empty()
+                {
+                    col0 += name.len();
+                }
+                TemplateError::ExecAt {
+                    line: cmd.line,
+                    col0,
+                    node: cmd.to_string(),
+                    msg,
+                }
+            }
+            other => other,
+        })
+    }
+
+    fn cmd_inner(
+        &mut self,
+        cmd: &Cmd,
+        dot: &Val,
+        piped: Option<Val>,
+    ) -> Result<Val, TemplateError> {
         if let Operand::Func(name) = &cmd.args[0] {
             if name == "and" || name == "or" {
                 // Short-circuit evaluation, as Go (1.18+) does: stop at the first operand that
@@ -475,6 +503,14 @@ impl<'a> Exec<'a> {
                 Val::Str(s)
             }
             "urlquery" => Val::Str(query_escape(&eval_args(&args))),
+            // Prometheus 3.8: Go's url.QueryEscape of one string
+            "urlQueryEscape" => Val::Str(query_escape(&s1(&args)?)),
+            // Prometheus 3.6: the evaluation time, in seconds
+            "now" => {
+                arity(name, &args, 0)?;
+                let ms = self.ctx.now_ms.unwrap_or_else(crate::common::time::now_ms);
+                Val::Num(ms as f64 / 1000.0)
+            }
             "html" => Val::Str(html_escape(&eval_args(&args))),
             "js" => Val::Str(js_escape(&eval_args(&args))),
             "toUpper" => Val::Str(s1(&args)?.to_uppercase()),
@@ -549,14 +585,18 @@ impl<'a> Exec<'a> {
             }
             "ne" | "lt" | "le" | "gt" | "ge" => {
                 arity(name, &args, 2)?;
-                let o = compare(&args[0], &args[1])?;
-                use std::cmp::Ordering::*;
+                // As Go's text/template: only `<` and `==` are primitive; `gt` is "not
+                // `le`", `ge` is "not `lt`". So with NaN (never `<`, never `==`), `gt NaN 1`
+                // and `ge NaN 1` are true, `lt` and `le` false.
+                let (a, b) = (&args[0], &args[1]);
+                let lt = compare(a, b)? == std::cmp::Ordering::Less && !is_nan_pair(a, b);
+                let eq = compare(a, b)? == std::cmp::Ordering::Equal && !is_nan_pair(a, b);
                 Val::Bool(match name {
-                    "ne" => o != Equal,
-                    "lt" => o == Less,
-                    "le" => o != Greater,
-                    "gt" => o == Greater,
-                    _ => o != Less,
+                    "ne" => !eq,
+                    "lt" => lt,
+                    "le" => lt || eq,
+                    "gt" => !(lt || eq),
+                    _ => !lt,
                 })
             }
             "not" => {
@@ -696,6 +736,11 @@ fn arity(name: &str, args: &[Val], n: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Either side a NaN: no order and no equality hold.
+fn is_nan_pair(a: &Val, b: &Val) -> bool {
+    matches!(a, Val::Num(x) if x.is_nan()) || matches!(b, Val::Num(y) if y.is_nan())
 }
 
 fn compare(a: &Val, b: &Val) -> Result<std::cmp::Ordering, String> {

@@ -10,7 +10,8 @@
 //! `strvalue`, `sortByLabel`, `args`, `humanize`, `humanize1024`, `humanizeDuration`,
 //! `humanizePercentage`, `humanizeTimestamp`, `toTime`, `toDuration`, `parseDuration`,
 //! `title`, `toUpper`, `toLower`, `match`, `reReplaceAll`, `stripPort`, `stripDomain`,
-//! `safeHtml`, `graphLink`, `tableLink`, `externalURL`, `pathPrefix`.
+//! `safeHtml`, `graphLink`, `tableLink`, `externalURL`, `pathPrefix`, `now` (the evaluation
+//! time in seconds, Prometheus 3.6) and `urlQueryEscape` (Prometheus 3.8).
 //!
 //! Parse once with [`Template::parse`] (done when rules load, so bad templates, undefined
 //! functions and undefined variables are reported by `medic check`, as Go reports them at
@@ -234,7 +235,10 @@ mod tests {
                 other => Err(format!("1:1: parse error: unexpected {other:?}")),
             }
         };
-        let ctx = RenderContext { query: Some(&hook) };
+        let ctx = RenderContext {
+            query: Some(&hook),
+            now_ms: None,
+        };
         match Template::parse(text) {
             Ok(t) => t.render_in(&d, &ctx).unwrap_or_else(|e| format!("ERR {e}")),
             Err(e) => format!("PARSE {e}"),
@@ -278,11 +282,15 @@ mod tests {
         assert_eq!(rq(r#"[{{ query "up" | first | strvalue }}]"#), "[]");
         assert_eq!(
             rq(r#"{{ query "nothing" | first | value }}"#),
-            "ERR template: error calling first: first() called on vector with no elements"
+            "ERR template: 1:21: executing at <first>: error calling first: first() called on vector with no elements"
         );
         assert!(rq(r#"{{ query "bad(" }}"#).contains("error calling query: 1:1: parse error"));
         // without a store, query fails the render
-        assert!(r(r#"{{ query "up" }}"#, 0.0).starts_with("ERR template: error calling query: "));
+        assert!(
+            r(r#"{{ query "up" }}"#, 0.0).starts_with(
+                "ERR template: 1:3: executing at <query \"up\">: error calling query: "
+            )
+        );
     }
 
     #[test]
@@ -322,7 +330,7 @@ mod tests {
         assert_eq!(rq(r#"{{ parseDuration "250ms" }}"#), "0.25");
         assert_eq!(
             rq(r#"{{ parseDuration "soon" }}"#),
-            "ERR template: error calling parseDuration: not a valid duration string: \"soon\""
+            "ERR template: 1:3: executing at <parseDuration \"soon\">: error calling parseDuration: not a valid duration string: \"soon\""
         );
         assert_eq!(
             rq("{{ toTime 1435065584.128 }}"),
@@ -338,7 +346,7 @@ mod tests {
         assert_eq!(rq("{{ toDuration 90 | humanizeDuration }}"), "1m 30s");
         assert!(
             rq(r#"{{ toTime "x" }}"#)
-                .starts_with("ERR template: error calling toTime: strconv.ParseFloat")
+                .starts_with("ERR template: 1:3: executing at <toTime \"x\">: error calling toTime: strconv.ParseFloat")
         );
     }
 
@@ -415,5 +423,75 @@ mod tests {
         assert_eq!(r("{{ and false (index nil 1) }}", 0.0), "false");
         assert_eq!(r("{{ or 0 \"\" \"x\" }}", 0.0), "x");
         assert_eq!(r("{{ $value | or 0 }}", 3.0), "3");
+    }
+
+    #[test]
+    fn go_comparisons_with_nan_now_and_url_query_escape() {
+        // Go's text/template: `gt` is "not le", `ge` is "not lt"; NaN is neither < nor ==
+        assert_eq!(
+            r("{{ gt $value 1000.0 }} {{ ge $value 1.0 }}", f64::NAN),
+            "true true"
+        );
+        assert_eq!(
+            r("{{ lt $value 1000.0 }} {{ le $value 1.0 }}", f64::NAN),
+            "false false"
+        );
+        assert_eq!(
+            r("{{ eq $value $value }} {{ ne $value 1.0 }}", f64::NAN),
+            "false true"
+        );
+        assert_eq!(r("{{ gt $value 1000.0 }}", 5.0), "false");
+        // Prometheus 3.8's urlQueryEscape is Go's url.QueryEscape
+        assert_eq!(r("{{ urlQueryEscape \"a b&c/d\" }}", 0.0), "a+b%26c%2Fd");
+        // Prometheus 3.6's now: the evaluation time in seconds
+        let labels = Labels::default();
+        let d = TemplateData {
+            labels: &labels,
+            external_labels: &labels,
+            external_url: "",
+            value: 0.0,
+        };
+        let ctx = RenderContext {
+            query: None,
+            now_ms: Some(1_700_000_000_500),
+        };
+        let t = Template::parse("{{ now }} {{ now | humanizeTimestamp }}").unwrap();
+        assert_eq!(
+            t.render_in(&d, &ctx).unwrap(),
+            "1.7000000005e+09 2023-11-14 22:13:20.5 +0000 UTC"
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        // 50,000 nested parentheses, ifs or else-ifs: an error, not a crashed stack
+        let deep = |open: &str, mid: &str, close: &str, n: usize| {
+            format!("{}{mid}{}", open.repeat(n), close.repeat(n))
+        };
+        for text in [
+            deep(
+                "{{ ",
+                &format!("{}1{}", "(".repeat(50_000), ")".repeat(50_000)),
+                " }}",
+                1,
+            ),
+            deep("{{ if true }}", "x", "{{ end }}", 50_000),
+            format!(
+                "{{{{ if false }}}}{}{{{{ end }}}}",
+                "{{ else if false }}".repeat(50_000)
+            ),
+        ] {
+            let e = Template::parse(&text).unwrap_err();
+            assert!(
+                e.to_string().contains("max expression depth exceeded"),
+                "{e}"
+            );
+        }
+        // within the bound: fine
+        let ok = format!("{{{{ {}1{} }}}}", "(".repeat(50), ")".repeat(50));
+        assert_eq!(r(&ok, 0.0), "1");
+        // and long flat templates stay linear (100,000 terms)
+        let flat = format!("{{{{ print {} }}}}", vec!["1"; 100_000].join(" "));
+        assert_eq!(r(&flat, 0.0).len(), 199_999);
     }
 }

@@ -19,10 +19,15 @@ pub(super) fn parse(text: &str) -> Result<(Vec<Node>, Defs), TemplateError> {
     let items = lex(text)?;
     let mut p = Parser {
         items,
+        loc: Locator {
+            src: text,
+            cursor: 0,
+        },
         i: 0,
         vars: ALERT_VARS.iter().map(|v| v.to_string()).collect(),
         range_depth: 0,
         depth: 0,
+        nesting: 0,
         defs: BTreeMap::new(),
     };
     let (nodes, end) = p.list()?;
@@ -57,6 +62,19 @@ enum Tok {
     Declare,
     Assign,
     Comma,
+}
+
+/// The deepest a template may nest parentheses, and `if`/`range`/`with` blocks (with their
+/// `else if` chains) inside each other. Go allows 10,000; the parser and the executor recurse
+/// per level, and real templates stay under ten, so the bound is far lower here, and hostile
+/// input (50,000 nested parentheses) is an error, not a crashed stack.
+pub(super) const MAX_NESTING: usize = 100;
+
+fn too_deep(pos: usize) -> TemplateError {
+    perr(
+        pos,
+        format!("max expression depth exceeded (more than {MAX_NESTING} levels)"),
+    )
 }
 
 /// A parse error at byte offset `pos` (made a line and column by [`Template::parse`]).
@@ -316,7 +334,8 @@ impl Stop {
 /// A parsed list of nodes and what stopped it (with its position), None at the end of input.
 type Listed = (Vec<Node>, Option<(Stop, usize)>);
 
-struct Parser {
+struct Parser<'s> {
+    loc: Locator<'s>,
     items: Vec<Item>,
     i: usize,
     /// Variables in scope (Go checks variables when parsing).
@@ -325,10 +344,51 @@ struct Parser {
     range_depth: usize,
     /// Nesting of control structures (`define` is only allowed at the top).
     depth: usize,
+    /// Nesting of control structures and `else if` chains, bounded by [`MAX_NESTING`].
+    nesting: usize,
     defs: BTreeMap<String, Vec<Node>>,
 }
 
-impl Parser {
+/// Finds where each command starts in the source, for execution errors: commands are
+/// parsed in the order they are written, so one cursor moving forward finds each first
+/// token as the next occurrence of its text.
+struct Locator<'s> {
+    src: &'s str,
+    cursor: usize,
+}
+
+impl Locator<'_> {
+    /// (1-based line, 0-based byte in the line) of `first`'s next occurrence.
+    fn find(&mut self, first: &Operand) -> (usize, usize) {
+        let rest = &self.src[self.cursor.min(self.src.len())..];
+        let found = match first {
+            Operand::Func(n) => rest.find(n.as_str()).map(|i| (i, n.len())),
+            Operand::Var(n, _) => rest.find(n.as_str()).map(|i| (i, n.len())),
+            Operand::Dot(_) => rest.find('.').map(|i| (i, 1)),
+            Operand::Str(_) => rest.find(['"', '`']).map(|i| (i, 1)),
+            Operand::Paren(..) => rest.find('(').map(|i| (i, 1)),
+            Operand::Bool(b) => rest.find(if *b { "true" } else { "false" }).map(|i| (i, 4)),
+            Operand::Nil => rest.find("nil").map(|i| (i, 3)),
+            Operand::Num(_) | Operand::Int(_) => rest
+                .find(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.')
+                .map(|i| (i, 1)),
+        };
+        let at = match found {
+            Some((i, len)) => {
+                let at = self.cursor + i;
+                self.cursor = at + len;
+                at
+            }
+            None => self.cursor,
+        };
+        let before = &self.src[..at.min(self.src.len())];
+        let line = before.matches('\n').count() + 1;
+        let col0 = at - before.rfind('\n').map_or(0, |i| i + 1);
+        (line, col0)
+    }
+}
+
+impl Parser<'_> {
     /// Parses nodes until `end` or `else` (returned with its position) or the end of input.
     fn list(&mut self) -> Result<Listed, TemplateError> {
         let mut nodes = Vec::new();
@@ -342,6 +402,7 @@ impl Parser {
                 }
                 Item::Action(toks, pos) => (toks, pos),
             };
+            self.loc.cursor = self.loc.cursor.max(pos);
             let kw = match toks.first() {
                 Some(Tok::Ident(k)) => k.as_str(),
                 _ => "",
@@ -449,10 +510,15 @@ impl Parser {
     }
 
     fn control(&mut self, kw: &str, toks: &[Tok], pos: usize) -> Result<Node, TemplateError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return Err(too_deep(pos));
+        }
         // Variables declared in the pipeline or the body live until the control's end.
         let mark = self.vars.len();
         let result = self.control_body(kw, toks, pos);
         self.vars.truncate(mark);
+        self.nesting -= 1;
         result
     }
 
@@ -513,7 +579,7 @@ impl Parser {
 
     /// Parses a pipeline and checks its variables against the scope, declaring its own.
     fn pipe(&mut self, toks: &[Tok], pos: usize) -> Result<Pipeline, TemplateError> {
-        let p = pipeline(toks, pos)?;
+        let p = pipeline(toks, pos, 0, &mut self.loc)?;
         self.declare(&p, pos)?;
         Ok(p)
     }
@@ -610,9 +676,19 @@ const FUNCS: &[&str] = &[
     "safeHtml",
     "externalURL",
     "pathPrefix",
+    "now",
+    "urlQueryEscape",
 ];
 
-fn pipeline(toks: &[Tok], pos: usize) -> Result<Pipeline, TemplateError> {
+fn pipeline(
+    toks: &[Tok],
+    pos: usize,
+    depth: usize,
+    loc: &mut Locator<'_>,
+) -> Result<Pipeline, TemplateError> {
+    if depth > MAX_NESTING {
+        return Err(too_deep(pos));
+    }
     let mut decl = Vec::new();
     let mut assign = false;
     let mut toks = toks;
@@ -646,13 +722,22 @@ fn pipeline(toks: &[Tok], pos: usize) -> Result<Pipeline, TemplateError> {
     let mut i = 0;
     loop {
         let mut args = Vec::new();
+        let mut at = (0, 0);
         while i < toks.len() && toks[i] != Tok::Pipe {
-            args.push(operand(toks, &mut i, pos)?);
+            let op = operand(toks, &mut i, pos, depth, loc)?;
+            if args.is_empty() && !matches!(op, Operand::Paren(..)) {
+                at = loc.find(&op);
+            }
+            args.push(op);
         }
         if args.is_empty() {
             return Err(perr(pos, "missing command in pipeline"));
         }
-        cmds.push(Cmd { args });
+        cmds.push(Cmd {
+            args,
+            line: at.0,
+            col0: at.1,
+        });
         if i >= toks.len() {
             break;
         }
@@ -661,7 +746,13 @@ fn pipeline(toks: &[Tok], pos: usize) -> Result<Pipeline, TemplateError> {
     Ok(Pipeline { decl, assign, cmds })
 }
 
-fn operand(toks: &[Tok], i: &mut usize, pos: usize) -> Result<Operand, TemplateError> {
+fn operand(
+    toks: &[Tok],
+    i: &mut usize,
+    pos: usize,
+    nest: usize,
+    loc: &mut Locator<'_>,
+) -> Result<Operand, TemplateError> {
     let t = toks[*i].clone();
     *i += 1;
     Ok(match t {
@@ -703,7 +794,7 @@ fn operand(toks: &[Tok], i: &mut usize, pos: usize) -> Result<Operand, TemplateE
             let Some(Tok::Close(fields)) = toks.get(*i).cloned() else {
                 return Err(perr(pos, "unclosed left paren"));
             };
-            let inner = pipeline(&toks[start..*i], pos)?;
+            let inner = pipeline(&toks[start..*i], pos, nest + 1, loc)?;
             *i += 1;
             Operand::Paren(Box::new(inner), fields)
         }

@@ -1,0 +1,432 @@
+//! The `knob` actuator against the simulated inference service (`medic-sim`, a real process
+//! on loopback): read, compute within bounds, write, read back; dry runs; bounds held at
+//! the minimum; reverts; and, end to end through a real `medic run`, a batch size cut on
+//! high p95 latency and a pool scaled on errors.
+
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/sim.rs"]
+mod sim;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use medic::remedy::actuators::knob::{KnobActuator, KnobConfig};
+use medic::remedy::{ActionAlert, ActionRequest, ActionStatus, Actuator};
+use serde_json::json;
+
+fn request(action: &str, params: serde_json::Value, dry_run: bool) -> ActionRequest {
+    ActionRequest {
+        version: 1,
+        action: action.into(),
+        target: "batch".into(),
+        params,
+        alert: ActionAlert {
+            name: "Slow".into(),
+            labels: BTreeMap::from([
+                ("alertname".into(), "Slow".into()),
+                ("instance".into(), "\"}, \"workers\": 0, \"x\": {\"".into()),
+            ]),
+            annotations: BTreeMap::new(),
+            value: 2.0,
+            starts_at: "2026-01-02T03:04:05.678Z".into(),
+        },
+        dry_run,
+        idempotency_key: "k".into(),
+        deadline: "2026-01-02T03:05:05.678Z".into(),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+fn knob(yaml: &str) -> KnobActuator {
+    let cfg: KnobConfig = serde_saphyr::from_str(yaml).unwrap();
+    KnobActuator::build("batch", &cfg).unwrap()
+}
+
+fn batch_knob(sim: &sim::Sim, min: u32, max: u32) -> KnobActuator {
+    knob(&format!(
+        "read: {{url: '{u}', pointer: /batch_size}}\nwrite: {{method: PUT, body: {{batch_size: $value}}}}\nmin: {min}\nmax: {max}\ntimeout: 5s\n",
+        u = sim.url("/admin/config")
+    ))
+}
+
+#[tokio::test]
+async fn knob_sets_within_bounds_and_holds_at_the_minimum() {
+    let sim = sim::Sim::start(&["--batch-size", "32", "--workers", "2"]);
+    let k = batch_knob(&sim, 4, 64);
+    assert!(k.reversible("set_batch_size") && k.reversible("scale_pool"));
+
+    // dry run: reads, reports, writes nothing
+    let o = k
+        .act(&request("set_batch_size", json!({"factor": 0.5}), true))
+        .await;
+    assert_eq!(o.status, ActionStatus::Ok, "{o:?}");
+    assert_eq!(o.before, json!({"batch_size": 32}));
+    assert_eq!(o.after, json!({"batch_size": 16}));
+    assert!(
+        o.message.contains("would set batch_size 32 → 16"),
+        "{}",
+        o.message
+    );
+    assert_eq!(sim.knobs().await["batch_size"], 32);
+
+    // halve down to the minimum, then ask again: nothing crosses the bound
+    let mut seen = Vec::new();
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        let o = k
+            .act(&request("set_batch_size", json!({"factor": 0.5}), false))
+            .await;
+        seen.push(sim.knobs().await["batch_size"].as_u64().unwrap());
+        outcomes.push(o);
+    }
+    assert_eq!(seen, [16, 8, 4, 4, 4]);
+    assert_eq!(outcomes[2].status, ActionStatus::Ok);
+    assert_eq!(outcomes[3].status, ActionStatus::Noop, "{:?}", outcomes[3]);
+    assert!(
+        outcomes[3]
+            .message
+            .contains("as far as the bounds 4..64 allow")
+    );
+    // a step's `min` narrows the actuator's
+    let o = k
+        .act(&request(
+            "set_batch_size",
+            json!({"value": 8, "min": 8}),
+            false,
+        ))
+        .await;
+    assert_eq!(o.status, ActionStatus::Ok, "{o:?}");
+    let o = k
+        .act(&request(
+            "set_batch_size",
+            json!({"step": -4, "min": 8}),
+            false,
+        ))
+        .await;
+    assert_eq!(o.status, ActionStatus::Noop, "{o:?}");
+    assert_eq!(sim.knobs().await["batch_size"], 8);
+    // ...but may not widen it
+    let o = k
+        .act(&request(
+            "set_batch_size",
+            json!({"factor": 0.5, "min": 1}),
+            false,
+        ))
+        .await;
+    assert_eq!(o.status, ActionStatus::Failed, "{o:?}");
+    assert_eq!(sim.knobs().await["batch_size"], 8);
+
+    // workers through the same mechanism; the alert's labels (JSON metacharacters in
+    // `instance`) never reach the body, which holds only the number
+    let w = knob(&format!(
+        "read: {{url: '{u}', pointer: /workers}}\nwrite: {{body: {{workers: $value}}}}\nmin: 1\nmax: 8\n",
+        u = sim.url("/admin/config")
+    ));
+    let o = w
+        .act(&request("scale_pool", json!({"step": 3}), false))
+        .await;
+    assert_eq!(o.status, ActionStatus::Ok, "{o:?}");
+    assert_eq!(sim.knobs().await, json!({"batch_size": 8, "workers": 5}));
+}
+
+#[tokio::test]
+async fn knob_reverts_only_its_own_value() {
+    let sim = sim::Sim::start(&["--batch-size", "32"]);
+    let k = batch_knob(&sim, 1, 64);
+    let done = k
+        .act(&request("set_batch_size", json!({"factor": 0.25}), false))
+        .await;
+    assert_eq!(done.after, json!({"batch_size": 8}), "{done:?}");
+    // dry-run revert: says, does not write
+    let r = k
+        .revert(&request("set_batch_size", json!({}), true), &done)
+        .await;
+    assert!(r.message.contains("would set batch_size 8 → 32"), "{r:?}");
+    assert_eq!(sim.knobs().await["batch_size"], 8);
+    let r = k
+        .revert(&request("set_batch_size", json!({}), false), &done)
+        .await;
+    assert_eq!(r.status, ActionStatus::Ok, "{r:?}");
+    assert_eq!(sim.knobs().await["batch_size"], 32);
+
+    // someone else changes it after medic: the revert leaves it and says why
+    let done = k
+        .act(&request("set_batch_size", json!({"factor": 0.5}), false))
+        .await;
+    sim.send("PUT", "/admin/config", json!({"batch_size": 12}))
+        .await;
+    let r = k
+        .revert(&request("set_batch_size", json!({}), false), &done)
+        .await;
+    assert_eq!(r.status, ActionStatus::Noop, "{r:?}");
+    assert!(r.message.contains("not the 16 medic set"), "{}", r.message);
+    assert_eq!(sim.knobs().await["batch_size"], 12);
+}
+
+/// An admin API that records what it is sent, answers GETs with `state`, and ignores
+/// writes (so a read-back cannot confirm) or hangs, as told.
+async fn recorder(
+    state: serde_json::Value,
+    hang: bool,
+) -> (
+    String,
+    Arc<Mutex<Vec<(String, String, String, String, String)>>>,
+) {
+    use axum::extract::Request;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let seen = s2.clone();
+        let state = state.clone();
+        async move {
+            if hang {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let h = |n: &str| {
+                parts
+                    .headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            seen.lock().unwrap().push((
+                parts.method.to_string(),
+                parts.uri.to_string(),
+                h("content-type"),
+                h("authorization"),
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+            axum::Json(state)
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn knob_fails_when_the_value_does_not_stick_and_times_out_on_a_silent_api() {
+    let (base, seen) = recorder(json!({"spec": {"replicas": 3}}), false).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
+    let k = knob(&format!(
+        "read: {{url: '{base}/scale', pointer: /spec/replicas}}\nwrite: {{method: PATCH, content_type: application/merge-patch+json, body: {{spec: {{replicas: $value}}}}}}\nbearer_token: {{file: {}}}\nmin: 1\nmax: 10\n",
+        dir.path().join("token").display()
+    ));
+    let o = k
+        .act(&request("scale_pool", json!({"step": 2}), false))
+        .await;
+    assert_eq!(o.status, ActionStatus::Failed, "{o:?}");
+    assert!(
+        o.message.contains("wrote 5 but read back 3"),
+        "{}",
+        o.message
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}"); // GET, PATCH, GET
+    let (m, uri, ct, auth, body) = &seen[1];
+    assert_eq!((m.as_str(), uri.as_str()), ("PATCH", "/scale"));
+    assert_eq!(ct, "application/merge-patch+json");
+    assert_eq!(auth, "Bearer t0ken");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body).unwrap(),
+        json!({"spec": {"replicas": 5}})
+    );
+
+    let (base, _) = recorder(json!({}), true).await;
+    let k = knob(&format!(
+        "read: {{url: '{base}/x', pointer: /v}}\nwrite: {{body: {{v: $value}}}}\nmin: 1\nmax: 10\n"
+    ));
+    let mut req = request("set_value", json!({"value": 2}), false);
+    req.timeout = Duration::from_millis(500);
+    let t = Instant::now();
+    let o = k.act(&req).await;
+    assert!(
+        matches!(o.status, ActionStatus::Timeout | ActionStatus::Failed),
+        "{o:?}"
+    );
+    eprintln!(
+        "FIGURE silent admin API: {:?} after {:?}",
+        o.status,
+        t.elapsed()
+    );
+}
+
+// ---- end to end: a real medic daemon scraping medic-sim ----
+
+fn journal_messages(dir: &std::path::Path) -> Vec<String> {
+    let j = medic::journal::Journal::open(&dir.join("state/journal.db")).unwrap();
+    j.actions_recent(100)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.message)
+        .collect()
+}
+
+async fn wait_alert(medic: &daemon::Medic, name: &str, firing: bool) {
+    daemon::wait_for(
+        &format!("{name} {}", if firing { "firing" } else { "resolved" }),
+        || async {
+            let (_, body) = medic.get("/api/v1/alerts").await;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let is = v["data"]["alerts"]
+                .as_array()?
+                .iter()
+                .any(|a| a["labels"]["alertname"] == name && a["state"] == "firing");
+            (is == firing).then_some(())
+        },
+    )
+    .await
+}
+
+async fn wait_action(medic: &daemon::Medic, rule: &str, action: &str) {
+    daemon::wait_for(&format!("{action} by {rule}"), || async {
+        let v = medic
+            .metric(&format!(
+                r#"medic_actions_total{{rule="{rule}",action="{action}",outcome="ok"}}"#
+            ))
+            .await?;
+        (v >= 1.0).then_some(())
+    })
+    .await
+}
+
+fn config(dir: &std::path::Path, sim: &sim::Sim) -> String {
+    format!(
+        r#"global:
+  listen_address: 127.0.0.1:0
+  state_dir: {state}
+  evaluation_interval: 500ms
+  collect_interval: 500ms
+collectors:
+  inference:
+    type: scrape
+    url: {metrics}
+actuators:
+  inference-batch:
+    type: knob
+    read: {{url: "{admin}", pointer: /batch_size}}
+    write: {{method: PUT, body: {{batch_size: $value}}}}
+    min: 1
+    max: 64
+    timeout: 5s
+  inference-pool:
+    type: knob
+    read: {{url: "{admin}", pointer: /workers}}
+    write: {{method: PUT, body: {{workers: $value}}}}
+    min: 1
+    max: 8
+    timeout: 5s
+rule_files: [rules.yaml]
+"#,
+        state = dir.join("state").display(),
+        metrics = sim.url("/metrics"),
+        admin = sim.url("/admin/config"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_p95_latency_cuts_the_batch_size() {
+    let sim = sim::Sim::start(&["--batch-size", "32", "--workers", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        r#"groups:
+- name: inference
+  interval: 500ms
+  rules:
+  - alert: InferenceLatencyHigh
+    expr: histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket[5s]))) > 1
+    labels: {severity: warning}
+    remediate:
+    - action: set_batch_size
+      target: inference-batch
+      params: {factor: 0.25, min: 2}
+      revert_on_resolve: true
+      cooldown: 1h
+"#,
+    )
+    .unwrap();
+    let medic = daemon::Medic::start(dir.path(), &config(dir.path(), &sim));
+    // the fault: load under which each batch item costs 50 ms (32 → 1.61 s per request)
+    let t0 = Instant::now();
+    sim.send(
+        "PUT",
+        "/fault",
+        json!({"load_rps": 50, "latency_per_item_s": 0.05, "per_worker_rps": 50}),
+    )
+    .await;
+    wait_alert(&medic, "InferenceLatencyHigh", true).await;
+    let fired = t0.elapsed();
+    wait_action(&medic, "InferenceLatencyHigh", "set_batch_size").await;
+    let acted = t0.elapsed();
+    assert_eq!(sim.knobs().await["batch_size"], 8);
+    wait_alert(&medic, "InferenceLatencyHigh", false).await;
+    let resolved = t0.elapsed();
+    let msgs = journal_messages(dir.path());
+    let m = msgs
+        .iter()
+        .find(|m| m.contains("batch_size 32 → 8"))
+        .unwrap_or_else(|| panic!("{msgs:?}"));
+    eprintln!(
+        "FIGURE p95 latency: fault→firing {fired:?}, →set_batch_size ok {acted:?}, →resolved {resolved:?}; {m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_errors_scale_the_pool() {
+    let sim = sim::Sim::start(&["--batch-size", "8", "--workers", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        r#"groups:
+- name: inference
+  interval: 500ms
+  rules:
+  - alert: InferenceErrorRateHigh
+    expr: |
+      sum(rate(inference_requests_total{status="error"}[5s]))
+        / sum(rate(inference_requests_total[5s])) > 0.05
+    labels: {severity: critical}
+    remediate:
+    - action: scale_pool
+      target: inference-pool
+      params: {step: 3}
+      revert_on_resolve: true
+      cooldown: 1h
+"#,
+    )
+    .unwrap();
+    let medic = daemon::Medic::start(dir.path(), &config(dir.path(), &sim));
+    // the fault: 100 req/s for 2 workers of 30 req/s; a queue of 10, the rest fail
+    let t0 = Instant::now();
+    sim.send(
+        "PUT",
+        "/fault",
+        json!({"load_rps": 100, "per_worker_rps": 30, "max_queue": 10}),
+    )
+    .await;
+    wait_alert(&medic, "InferenceErrorRateHigh", true).await;
+    let fired = t0.elapsed();
+    wait_action(&medic, "InferenceErrorRateHigh", "scale_pool").await;
+    let acted = t0.elapsed();
+    assert_eq!(sim.knobs().await["workers"], 5);
+    wait_alert(&medic, "InferenceErrorRateHigh", false).await;
+    let resolved = t0.elapsed();
+    let msgs = journal_messages(dir.path());
+    let m = msgs
+        .iter()
+        .find(|m| m.contains("workers 2 → 5"))
+        .unwrap_or_else(|| panic!("{msgs:?}"));
+    eprintln!(
+        "FIGURE error rate: fault→firing {fired:?}, →scale_pool ok {acted:?}, →resolved {resolved:?}; {m}"
+    );
+}
