@@ -45,9 +45,25 @@ pub struct Config {
     /// SLOs by name (the `slo` label).
     #[serde(default)]
     pub slos: BTreeMap<String, crate::detect::SloConfig>,
+    /// Allow a reload that leaves no collector or no rule (by default such a reload is
+    /// refused and the running config kept: an emptied file or a glob that lost its
+    /// files would otherwise stop all monitoring).
+    #[serde(default)]
+    pub allow_empty: bool,
     /// The file this config was read from (empty when built in code).
     #[serde(skip)]
     pub path: PathBuf,
+    /// The file held nothing but comments and blank lines (an error: see `validate`).
+    #[serde(skip)]
+    pub empty_file: bool,
+}
+
+/// Whether YAML text holds no content: only blank lines, comments, document markers or a
+/// lone null.
+fn is_blank_yaml(text: &str) -> bool {
+    text.lines()
+        .map(|l| l.split_once('#').map_or(l, |(before, _)| before).trim())
+        .all(|l| matches!(l, "" | "---" | "..." | "~" | "null"))
 }
 
 /// Settings that apply to every component.
@@ -243,15 +259,18 @@ impl Config {
 
     /// Reads and parses a config file without validating it.
     pub fn parse_file(path: &Path) -> Result<Config, LoadError> {
-        let mut config: Config = load::read_yaml(path)?;
-        config.path = path.to_path_buf();
-        Ok(config)
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Config::parse_str(path, &text)?)
     }
 
     /// Parses config text as if read from `path` (used by tests and `medic check`).
     pub fn parse_str(path: &Path, text: &str) -> Result<Config, YamlError> {
         let mut config: Config = load::parse_yaml(path, text)?;
         config.path = path.to_path_buf();
+        config.empty_file = is_blank_yaml(text);
         Ok(config)
     }
 
@@ -261,6 +280,22 @@ impl Config {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         }
+    }
+
+    /// How many files each glob of `rule_files` matches now (plain paths left out).
+    pub fn rule_glob_matches(&self) -> Vec<(String, usize)> {
+        let dir = self.dir();
+        self.rule_files
+            .iter()
+            .filter(|p| p.contains(['*', '?', '[']))
+            .map(|p| {
+                let full = dir.join(p).to_string_lossy().into_owned();
+                let n = glob::glob(&full)
+                    .map(|it| it.filter_map(Result::ok).filter(|f| f.is_file()).count())
+                    .unwrap_or(0);
+                (p.clone(), n)
+            })
+            .collect()
     }
 
     /// The rule files `rule_files` names, sorted within each pattern, without duplicates.

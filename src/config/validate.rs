@@ -60,6 +60,13 @@ impl Config {
     /// them, so a bad URL or an unreadable secret file shows up here.
     pub fn validate(&self) -> Vec<Issue> {
         let mut out = Vec::new();
+        if self.empty_file {
+            out.push(Issue::error(
+                self.path.display().to_string(),
+                "the file is empty (nothing but comments and blank lines): refusing to run \
+                 without collectors, rules and notifiers; write `{}` to mean an empty config",
+            ));
+        }
         let g = &self.global;
         for (key, d) in [
             ("global.collect_interval", g.collect_interval),

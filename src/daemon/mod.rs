@@ -279,6 +279,37 @@ fn watch_files(watcher: &mut watch::FileWatcher, prepared: &Prepared) {
     }
 }
 
+/// A reload that would leave no collector or no rule where there were some stops all
+/// monitoring: most likely a mistake (an emptied file, a glob that lost its files), so it
+/// needs `allow_empty: true`.
+fn refuse_emptying(current: &Generation, new: &Prepared) -> Result<(), String> {
+    if new.config.allow_empty {
+        return Ok(());
+    }
+    let new_rules: usize = new.groups.iter().map(|g| g.rule_count()).sum();
+    let mut why = Vec::new();
+    if !current.config.collectors.is_empty() && new.collectors.is_empty() {
+        why.push(format!(
+            "would remove every collector ({} running)",
+            current.config.collectors.len()
+        ));
+    }
+    if current.rule_count > 0 && new_rules == 0 {
+        why.push(format!(
+            "would remove every rule ({} loaded)",
+            current.rule_count
+        ));
+    }
+    if why.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: the new configuration {}; set `allow_empty: true` to allow that",
+        new.config.path.display(),
+        why.join(" and ")
+    ))
+}
+
 /// One reload: prepare the new config; on success stop the running generation and start
 /// the new one (unchanged rule groups carry over), else keep running `current`.
 #[allow(clippy::too_many_arguments)] // the daemon's parts, passed explicitly
@@ -305,6 +336,29 @@ async fn reload(
             return (current, Err(e));
         }
     };
+    if let Err(e) = refuse_emptying(&current, &prepared) {
+        tracing::error!(error = %e, "new configuration refused; the old one keeps running");
+        record_reload(&shared.metrics, false);
+        systemd::ready(&format!(
+            "reload refused, running the previous configuration: {e}"
+        ));
+        return (current, Err(e));
+    }
+    for (pattern, n) in &prepared.rule_globs {
+        let before = current
+            .rule_globs
+            .iter()
+            .find(|(p, _)| p == pattern)
+            .map_or(0, |(_, n)| *n);
+        if before > 0 && *n == 0 {
+            tracing::warn!(
+                %pattern,
+                before,
+                "rule_files glob matched files before and matches none now: its rules are gone"
+            );
+            shared.metrics.config_rule_patterns_emptied.inc();
+        }
+    }
     if prepared.config.global.listen_address != current.config.global.listen_address {
         tracing::warn!(
             old = %current.config.global.listen_address,

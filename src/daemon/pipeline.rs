@@ -54,6 +54,8 @@ pub struct Prepared {
     pub notifiers: crate::alert::Notifiers,
     pub detectors: Detectors,
     pub retention_ms: i64,
+    /// Files each `rule_files` glob matched.
+    pub rule_globs: Vec<(String, usize)>,
 }
 
 /// What a stopped generation hands to the next one.
@@ -159,6 +161,7 @@ pub fn prepare(path: &Path, journal: Option<&Journal>) -> Result<Prepared, Strin
         notifiers,
         detectors,
         retention_ms,
+        rule_globs: config.rule_glob_matches(),
         config: Arc::new(config),
     })
 }
@@ -221,6 +224,10 @@ pub fn groups_portable(old: &Config, new: &Config) -> bool {
 /// The running per-config tasks.
 pub struct Generation {
     pub config: Arc<Config>,
+    /// Files each `rule_files` glob matched.
+    pub rule_globs: Vec<(String, usize)>,
+    /// Rules of every group (SLO burn-rate rules included).
+    pub rule_count: usize,
     stop: watch::Sender<bool>,
     scheduler: Scheduler,
     detectors: JoinHandle<Detectors>,
@@ -242,6 +249,14 @@ impl Generation {
         let (landed_tx, landed_rx) = watch::channel(0u64);
         shared.store.set_retention_ms(p.retention_ms);
         shared.api.set_settings(p.api.clone());
+        let matched = &shared.metrics.config_rule_files_matched;
+        matched.clear();
+        for (pattern, n) in &p.rule_globs {
+            matched
+                .get_or_create(&crate::common::metrics::labels(&[("pattern", pattern)]))
+                .set(*n as i64);
+        }
+        let rule_count = p.groups.iter().map(RuleGroup::rule_count).sum();
 
         // before the collectors are handed to the scheduler
         let settle = (!carry.reloaded && !p.collectors.is_empty()).then(|| Settle {
@@ -355,6 +370,8 @@ impl Generation {
         );
         Generation {
             config: p.config,
+            rule_globs: p.rule_globs,
+            rule_count,
             stop,
             scheduler,
             detectors,
