@@ -552,3 +552,102 @@ async fn a_rule_glob_that_matched_and_now_matches_nothing_is_a_warning_and_a_met
     );
     assert_eq!(group_count(&medic).await, 1);
 }
+
+// ---- `medic check` catches what `medic run` rejects, every error at once ----
+
+fn run_medic(args: &[&str], config: &Path) -> (i32, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > DEADLINE {
+            child.kill().unwrap();
+            panic!("medic {args:?} kept running: it accepted the config");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn check_reports_every_problem_run_would_reject_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a-file"), "not a folder").unwrap();
+    std::fs::write(d.join("noexec.sh"), "#!/bin/sh\n").unwrap();
+    let config = d.join("medic.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"global:
+  listen_address: 127.0.0.1:0
+  state_dir: {afile}
+  api_token: {{value: ''}}
+  external_labels: {{alertname: x}}
+collectors:
+  s: {{type: scrape, url: 'http://127.0.0.1:1/metrics', body_size_limit: 0B}}
+actuators:
+  missing: {{type: exec, command: [{dir}/nope.sh]}}
+  noexec: {{type: exec, command: [{dir}/noexec.sh]}}
+  quick: {{type: exec, command: [/bin/true], timeout: 0s}}
+notifiers:
+  hook: {{type: webhook, url: 'http://127.0.0.1:1/', initial_backoff: 10s, max_backoff: 1s}}
+"#,
+            afile = d.join("a-file").display(),
+            dir = d.display()
+        ),
+    )
+    .unwrap();
+    let want = [
+        "global.api_token",
+        "global.state_dir",
+        "global.external_labels.alertname",
+        "collectors.s",
+        "body_size_limit",
+        "nope.sh",
+        "noexec.sh",
+        "actuators.quick",
+        "notifiers.hook",
+        "max_backoff",
+    ];
+    let (code, out) = run_medic(&["check", "-c"], &config);
+    assert_eq!(code, 1, "{out}");
+    for w in want {
+        assert!(out.contains(w), "check did not report {w}:\n{out}");
+    }
+    let (code, out) = run_medic(&["run", "-c"], &config);
+    assert_ne!(code, 0, "{out}");
+    for w in want {
+        assert!(out.contains(w), "run did not report {w}:\n{out}");
+    }
+}
+
+#[test]
+fn check_reports_schema_errors_of_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("medic.yaml");
+    std::fs::write(
+        &config,
+        "global:\n  colect_interval: 1s\ncollectors:\n  h: {type: host}\n  p:\n    type: http_probe\n    url: 'http://x/'\n    tiemout: 1s\nnotifiers:\n  n: {type: webhook, url: 'http://x/', nope: 2}\n",
+    )
+    .unwrap();
+    let (code, out) = run_medic(&["check", "-c"], &config);
+    assert_eq!(code, 1, "{out}");
+    for w in [
+        "medic.yaml:2:3",
+        "colect_interval",
+        "medic.yaml:8:5",
+        "tiemout",
+        "nope",
+    ] {
+        assert!(out.contains(w), "check did not report {w}:\n{out}");
+    }
+}

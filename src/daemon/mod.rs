@@ -62,7 +62,9 @@ pub enum DaemonError {
 /// `state_dir` takes effect at the next restart). A config that does not load is reported
 /// by `prepare` with all its problems, so this only looks at `state_dir`.
 fn open_journal(config_path: &Path) -> Result<Option<Journal>, DaemonError> {
-    let Ok(config) = Config::parse_file(config_path) else {
+    // an invalid config (a file where `state_dir` should be included) is reported whole by
+    // `prepare`, which then stops the start
+    let Ok((config, _)) = Config::load(config_path) else {
         return Ok(None);
     };
     let path = config.global.state_dir.join("journal.db");

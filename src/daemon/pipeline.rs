@@ -131,12 +131,12 @@ pub fn prepare(path: &Path, journal: Option<&Journal>) -> Result<Prepared, Strin
                 g.name(),
                 a.name()
             );
-            if let Err(e) = crate::remedy::validate_ladder(&config.actuators, &a.remediate) {
-                errors.push(format!("{at}: {e}"));
-            }
+            // the same checks as `medic check`: what it rejects, run rejects
             for issue in config.check_remediation(a.name(), &a.remediate) {
                 if issue.severity == Severity::Warning {
                     tracing::warn!("{}: {issue}", g.file().display());
+                } else {
+                    errors.push(format!("{at}: {issue}"));
                 }
             }
         }
