@@ -19,11 +19,12 @@
 //! | `collect` | common, store | collectors and their scheduler |
 //! | `rules` | common, store, promql | rule files, the alert state machine, templates, `medic test` |
 //! | `detect` | common, store, journal, promql, rules | anomaly detectors, SLOs (their burn-rate alerts are rule groups) |
-//! | `remedy` | common, store, journal, promql, rules | the planner and the actuators |
-//! | `alert` | common, store, journal, promql, rules, remedy | notifiers (an escalation is a remedy value they deliver) |
-//! | `api` | common, store, journal, promql, rules, detect, remedy, alert | the HTTP server |
-//! | `config` | common, store, journal, promql, collect, rules, detect, remedy, alert, api | `medic.yaml`: composes each component's own config struct |
-//! | `daemon` | common, store, journal, promql, collect, rules, detect, remedy, alert, api, config | starts the tasks, wires the channels, reloads |
+//! | `silence` | common, store, journal, rules | silences and maintenance windows (Alertmanager's matchers), shared by remedy and alert |
+//! | `remedy` | common, store, journal, promql, rules, silence | the planner (incidents, budgets, breakers) and the actuators |
+//! | `alert` | common, store, journal, promql, rules, silence, remedy | notifiers (an escalation is a remedy value they deliver) |
+//! | `api` | common, store, journal, promql, rules, detect, silence, remedy, alert | the HTTP server and its client (the CLI's) |
+//! | `config` | common, store, journal, promql, collect, rules, detect, silence, remedy, alert, api | `medic.yaml`: composes each component's own config struct |
+//! | `daemon` | common, store, journal, promql, collect, rules, detect, silence, remedy, alert, api, config | starts the tasks, wires the channels, reloads |
 //!
 //! A component takes only its own config and a small build context (defaults from
 //! `global:`); `config` is the one place that knows the whole file.
@@ -39,4 +40,5 @@ pub mod journal;
 pub mod promql;
 pub mod remedy;
 pub mod rules;
+pub mod silence;
 pub mod store;

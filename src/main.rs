@@ -103,6 +103,108 @@ enum Command {
         #[command(subcommand)]
         command: SloCommand,
     },
+    /// The running daemon at a glance: firing alerts, open incidents, breakers, budgets.
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Incidents of the running daemon, newest first.
+    Incidents {
+        #[command(flatten)]
+        conn: Conn,
+        /// `open`, `closed` or `all`.
+        #[arg(long, default_value = "all")]
+        state: String,
+        /// Only this alert.
+        #[arg(long)]
+        alertname: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One incident with its timeline.
+    Incident {
+        #[command(flatten)]
+        conn: Conn,
+        id: i64,
+    },
+    /// Approve the step an incident waits on (needs the API token).
+    Approve {
+        #[command(flatten)]
+        conn: Conn,
+        id: i64,
+        /// Who approves (on the timeline); default $USER.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Reject the step an incident waits on; the incident escalates (needs the API token).
+    Reject {
+        #[command(flatten)]
+        conn: Conn,
+        id: i64,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Close a target's circuit breaker by hand (needs the API token).
+    ResetBreaker {
+        #[command(flatten)]
+        conn: Conn,
+        target: String,
+    },
+    /// Silences and maintenance windows (Alertmanager-compatible).
+    Silence {
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
+}
+
+/// Where the running daemon is: its config file gives the address and the API token.
+#[derive(clap::Args)]
+struct Conn {
+    /// The config file (for `global.listen_address` and `global.api_token`).
+    #[arg(short, long, default_value = "/etc/medic/medic.yaml")]
+    config: PathBuf,
+    /// The API address instead of the config's `listen_address`.
+    #[arg(long)]
+    address: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum SilenceCommand {
+    /// Silence alerts matching every matcher (`name=value`, `name!=value`, `name=~re`, `name!~re`).
+    Add {
+        #[command(flatten)]
+        conn: Conn,
+        /// Label matchers.
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long, from now (or from --start).
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        /// When it starts (RFC 3339); default now.
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        comment: String,
+        /// Default $USER.
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// List silences.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// End silences now.
+    Expire {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -210,12 +312,161 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Status { conn } => {
+            let (c, json) = connect(&conn)?;
+            let v = block(c.get("/api/v1/status"))?;
+            print_out(json, &v["data"], medic::api::client::status_text);
+        }
+        Command::Incidents {
+            conn,
+            state,
+            alertname,
+            limit,
+        } => {
+            let (c, json) = connect(&conn)?;
+            let mut path = format!("/api/v1/incidents?state={state}&limit={limit}");
+            if let Some(a) = alertname {
+                path.push_str(&format!("&alertname={}", url_escape(&a)));
+            }
+            let v = block(c.get(&path))?;
+            print_out(json, &v["data"], medic::api::client::incidents_table);
+        }
+        Command::Incident { conn, id } => {
+            let (c, json) = connect(&conn)?;
+            let v = block(c.get(&format!("/api/v1/incidents/{id}")))?;
+            print_out(json, &v["data"], medic::api::client::incident_text);
+        }
+        Command::Approve { conn, id, by } => decide(&conn, id, by, true)?,
+        Command::Reject { conn, id, by } => decide(&conn, id, by, false)?,
+        Command::ResetBreaker { conn, target } => {
+            let (c, json) = connect(&conn)?;
+            let v = block(c.post(
+                &format!("/api/v1/breakers/{}/reset", url_escape(&target)),
+                &serde_json::Value::Null,
+            ))?;
+            print_out(json, &v["data"], |_| format!("breaker {target}: closed\n"));
+        }
+        Command::Silence { command } => silence(command)?,
         Command::Slo {
             command: SloCommand::Rules { config },
         } => {
             let cfg = medic::config::Config::parse_file(&config)?;
             let detectors = cfg.build_detectors(None)?;
             print!("{}", detectors.slo_rule_file().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// The client for `conn`, and whether to print JSON.
+fn connect(conn: &Conn) -> anyhow::Result<(medic::api::client::Client, bool)> {
+    let cfg = medic::config::Config::parse_file(&conn.config)
+        .with_context(|| format!("reading {}", conn.config.display()))?;
+    let token = match &cfg.global.api_token {
+        Some(secret) => Some(
+            secret
+                .read()
+                .map_err(|e| anyhow::anyhow!("global.api_token: {e}"))?
+                .expose()
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let address = conn
+        .address
+        .clone()
+        .unwrap_or_else(|| cfg.global.listen_address.clone());
+    Ok((medic::api::client::Client::new(&address, token)?, conn.json))
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds")
+        .block_on(f)
+}
+
+fn print_out(json: bool, v: &serde_json::Value, human: impl Fn(&serde_json::Value) -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        print!("{}", human(v));
+    }
+}
+
+/// `medic approve` / `medic reject`.
+fn decide(conn: &Conn, id: i64, by: Option<String>, approve: bool) -> anyhow::Result<()> {
+    let (c, json) = connect(conn)?;
+    let verb = if approve { "approve" } else { "reject" };
+    let by = by.unwrap_or_else(whoami);
+    let v = block(c.post(
+        &format!("/api/v1/incidents/{id}/{verb}"),
+        &serde_json::json!({ "by": by }),
+    ))?;
+    print_out(json, &v["data"], |_| format!("incident {id}: {verb}d\n"));
+    Ok(())
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn silence(cmd: SilenceCommand) -> anyhow::Result<()> {
+    match cmd {
+        SilenceCommand::Add {
+            conn,
+            matchers,
+            duration,
+            start,
+            comment,
+            author,
+        } => {
+            let (c, json) = connect(&conn)?;
+            let ms: Vec<medic::silence::Matcher> = matchers
+                .iter()
+                .map(|m| medic::silence::Matcher::parse(m))
+                .collect::<Result<_, _>>()?;
+            let d = medic::common::Duration::parse(&duration)?;
+            let start_ms = match &start {
+                Some(s) => medic::silence::store::parse_time(s)?,
+                None => medic::common::time::now_ms(),
+            };
+            let body = serde_json::json!({
+                "matchers": ms,
+                "startsAt": medic::common::time::rfc3339_ms(start_ms),
+                "endsAt": medic::common::time::rfc3339_ms(start_ms + d.as_millis_i64()),
+                "createdBy": author.unwrap_or_else(whoami),
+                "comment": comment,
+            });
+            let v = block(c.post("/api/v2/silences", &body))?;
+            print_out(json, &v, |v| {
+                format!("{}\n", v["silenceID"].as_str().unwrap_or(""))
+            });
+        }
+        SilenceCommand::List { conn } => {
+            let (c, json) = connect(&conn)?;
+            let v = block(c.get("/api/v2/silences"))?;
+            print_out(json, &v, medic::api::client::silences_table);
+        }
+        SilenceCommand::Expire { conn, ids } => {
+            let (c, _) = connect(&conn)?;
+            for id in ids {
+                block(c.delete(&format!("/api/v2/silence/{}", url_escape(&id))))?;
+                println!("expired {id}");
+            }
         }
     }
     Ok(())

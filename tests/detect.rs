@@ -69,11 +69,13 @@ fn default_detector_separates_an_injected_spike_from_noise() {
     assert!(v[spike].anomaly && v[shift].anomaly);
     // the new level becomes normal: the score decays to what noise scores
     assert!(noise(shift + 1000..6000) < v[shift].score);
-    // onsets on the noise stretch before the spike: rare (well under 1 per 1,000 points)
+    // onsets on the 2,000 noise points before the spike: of the order of `probability`
+    // (0.001) per point; Gaussian noise has several tail bins under 0.1 % each, so about 1
+    // per 600 points is expected (README), 3 per 1,000 would be too many
     let onsets = (1001..spike)
         .filter(|&i| v[i].anomaly && !v[i - 1].anomaly)
         .count();
-    assert!(onsets <= 2, "{onsets} false alarms on 2,000 noise points");
+    assert!(onsets <= 6, "{onsets} false alarms on 2,000 noise points");
     // scores never tie at 1
     assert!(v.iter().all(|v| v.score < 1.0));
 }
@@ -190,6 +192,71 @@ anomaly_detectors:
     let r = store.reader();
     let id = r.lookup(&out("medic_anomaly_zscore")).unwrap();
     assert!(r.latest(id, t, 300_000).unwrap().0 < t);
+}
+
+/// The default detector as the daemon runs it: it publishes its score and alarm (no band: it
+/// has no centre), the alarm rises on the first rare point and clears after 5 normal ones.
+#[test]
+fn density_detector_over_the_store() {
+    let cfg = config_yaml(
+        "anomaly_detectors:\n  latency:\n    query: 'request_latency_seconds'\n    interval: 1s\n    min_samples: 50\n",
+    );
+    let store = Store::default();
+    let mut det = cfg.build_detectors(None).unwrap();
+    let input = Labels::new([("__name__", "request_latency_seconds"), ("instance", "a")]);
+    let out = |name: &str| {
+        Labels::new([
+            ("__name__", name),
+            ("instance", "a"),
+            ("detector", "latency"),
+        ])
+    };
+    let t0 = 1_700_000_000_000i64;
+    let values: Vec<f64> = white_noise(3, 400, 0.1, 0.01)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| if i == 300 { 0.5 } else { v })
+        .collect();
+    let mut alarm = Vec::new();
+    let mut score = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let t = t0 + i as i64 * 1000;
+        store.append(&input, t, *v);
+        assert!(det.tick(&store, t).is_empty());
+        alarm.push(latest(&store, &out("medic_anomaly"), t).unwrap());
+        score.push(latest(&store, &out("medic_anomaly_score"), t));
+    }
+    // warm-up: no score yet, the alarm is 0
+    assert!(score[..50].iter().all(Option::is_none));
+    assert!(alarm[..50].iter().all(|a| *a == 0.0));
+    let score: Vec<f64> = score[50..].iter().map(|s| s.unwrap()).collect();
+    // the spike is the top score, above the alarm's 0.5; it raises the alarm, which clears
+    // at the 5th normal point after it
+    let top_noise = score
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 250)
+        .map(|(_, s)| *s)
+        .fold(0.0, f64::max);
+    assert!(
+        score[250] > 0.5 && score[250] > top_noise,
+        "{} vs {top_noise}",
+        score[250]
+    );
+    assert_eq!(alarm[299], 0.0);
+    assert!(
+        alarm[300..305].iter().all(|a| *a == 1.0),
+        "{:?}",
+        &alarm[300..306]
+    );
+    assert_eq!(alarm[305], 0.0, "cleared at the 5th normal point");
+    for name in [
+        "medic_anomaly_zscore",
+        "medic_anomaly_upper",
+        "medic_anomaly_lower",
+    ] {
+        assert!(store.reader().lookup(&out(name)).is_none(), "{name}");
+    }
 }
 
 /// Samples of `labels` in the store (every one ever written within retention).
@@ -749,7 +816,8 @@ fn readme_examples_build() {
         }
         n += 1;
     }
-    assert_eq!(n, 2);
+    // density, the 2σ family, SLOs
+    assert_eq!(n, 3);
 }
 
 /// `medic anomaly score` reads a CSV and writes scores with the daemon's detector.

@@ -385,6 +385,18 @@ fn promql_parse_errors_say_where_and_what_as_promtool() {
         ")",
         "up == on(",
         "sum(rate(x[5m])) by",
+        // well-formed, but wrong: types, names
+        "rate(up)",
+        "sum(up) + nosuch(x)",
+        "up and 1",
+        "x + rate(up[5m]) + abs(up[5m])",
+        "sum by (a) (up) by (b)",
+        "\\\"a\\\" + 1",
+        "topk(x, up)",
+        "histogram_quantile(0.9)",
+        "up offset 5x",
+        "label_replace(up, 1, \\\"a\\\", \\\"b\\\", \\\"c\\\")",
+        "up{__name__=\\\"a\\\"} == bool up",
     ];
     let mut text = String::from("groups:\n- name: a\n  rules:\n");
     for (i, e) in exprs.iter().enumerate() {
@@ -498,10 +510,11 @@ fn junit_debug_and_diff_reports() {
         err.contains("{__name__=\"ALERTS\", alertname=\"Down\", alertstate=\"firing\""),
         "{err}"
     );
-    // --diff: expected lines only in `-`, got lines only in `+`
-    assert!(err.contains("-       \"job\": \"b\","), "{err}");
-    assert!(err.contains("+       \"job\": \"a\","), "{err}");
-    assert!(err.contains("        \"severity\": \"page\","), "{err}");
+    // --diff: promtool 3's jsondiff (console colors: changed values yellow, `old => new`)
+    assert!(
+        err.contains("        diff: [\n                {\n                    \"Annotations\": {},\n                    \"Labels\": {\n                        \"alertname\": \"Down\",\n                        \"job\": \u{1b}[0;33m\"b\" => \"a\"\u{1b}[0m,\n                        \"severity\": \"page\"\n                    }\n                }\n            ]\n"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -645,6 +658,190 @@ fn yaml_1_1_booleans_are_errors_in_medic_yaml() {
             Some(0),
             "{word}: {}",
             String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn prometheus_3_own_unit_test_files() {
+    // tests/promtool/prometheus3: Prometheus' cmd/promtool/testdata, with the arguments and
+    // exit codes of its cmd/promtool/unittest_test.go (features on: medic has `@` and
+    // negative offsets always; unittest.yml is left out, it tests native histograms).
+    let dir = promtool_dir().join("prometheus3");
+    let cases: &[(&[&str], &str, i32)] = &[
+        (&[], "long-period.yml", 0),
+        (&[], "bad-input-series.yml", 1),
+        (&[], "bad-promql.yml", 1),
+        (&[], "bad-rules-syntax-test.yml", 1),
+        (&[], "bad-rules-error-test.yml", 1),
+        (&[], "failing.yml", 1),
+        (&[], "at-modifier-test.yml", 0),
+        (&[], "negative-offset-test.yml", 0),
+        (&[], "no-test-group-interval.yml", 0),
+        (&[], "start-time-test.yml", 0),
+        (&[], "rules_run.yml", 1),
+        (&["--run", "correct", "--run", "wrong"], "rules_run.yml", 1),
+        (&["--run", "correct"], "rules_run.yml", 0),
+        (&["--run", "wrong"], "rules_run.yml", 1),
+        (&["--ignore-unknown-fields"], "rules_run_extrafields.yml", 0),
+        (&[], "rules_run_extrafields.yml", 1),
+        (&[], "rules_run_no_fuzzy.yml", 1),
+        (&["--run", "correct"], "rules_run_fuzzy.yml", 0),
+        (&["--run", "wrong"], "rules_run_fuzzy.yml", 1),
+    ];
+    for (args, file, want) in cases {
+        let (code, out, err) = medic_test_in(&dir, args, file);
+        assert_eq!(code, Some(*want), "medic test {args:?} {file}:\n{out}{err}");
+    }
+}
+
+#[test]
+fn check_agrees_with_promtool_on_every_rule_file_here() {
+    // The rule files of the agreement tests and Prometheus' own (prometheus3/): the same
+    // verdict, and the same report when they pass.
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in [promtool_dir(), promtool_dir().join("prometheus3")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            let is_rules = (n.starts_with("rules") || n == "templates.yaml")
+                || [
+                    "at-modifier.yml",
+                    "negative-offset.yml",
+                    "bad-rules-error.yml",
+                    "bad-rules-syntax.yml",
+                ]
+                .contains(&n.as_str());
+            if is_rules && (n.ends_with(".yaml") || n.ends_with(".yml")) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 12, "{files:?}");
+    for f in &files {
+        let (m, p) = check_both(&[], &[f.as_path()]);
+        let what = f.display().to_string();
+        assert_eq!(m.status.code(), p.status.code(), "exit code of {what}");
+        assert_eq!(
+            String::from_utf8_lossy(&m.stdout),
+            String::from_utf8_lossy(&p.stdout),
+            "stdout of {what}"
+        );
+    }
+    // every unknown field reported, as promtool does (its wording differs)
+    let (m, p) = check_both(
+        &[],
+        &[&promtool_dir().join("prometheus3/rules_extrafields.yml")],
+    );
+    let (me, pe) = (
+        String::from_utf8_lossy(&m.stderr),
+        String::from_utf8_lossy(&p.stderr),
+    );
+    for (line, field) in [(7, "namespace"), (21, "ownership")] {
+        assert!(
+            pe.contains(&format!("line {line}: field {field} not found")),
+            "{pe}"
+        );
+        assert!(
+            me.contains(&format!(":{line}:5: invalid YAML: unknown field `{field}`")),
+            "{me}"
+        );
+    }
+}
+
+/// A small deterministic generator (xorshift) for the mutation test below.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// `seed` with a few random edits: bytes deleted, duplicated, or replaced by one of the
+/// characters the grammars care about.
+fn mutate(rng: &mut Rng, seed: &str) -> String {
+    const PIECES: &[&str] = &[
+        "(", ")", "{", "}", "[", "]", "\"", "'", "`", ",", ":", "-", " ", "\n", "{{", "}}", "|",
+        "$", ".", "\\", "ü", "null", "---", "#", "5m", "by", "offset", "@", "=~", "~",
+    ];
+    let mut s: Vec<char> = seed.chars().collect();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(s.len() + 1);
+        match rng.below(3) {
+            0 if at < s.len() => {
+                s.remove(at);
+            }
+            1 if at < s.len() => {
+                let c = s[at];
+                s.insert(at, c);
+            }
+            _ => {
+                let p = PIECES[rng.below(PIECES.len())];
+                for (k, c) in p.chars().enumerate() {
+                    s.insert((at + k).min(s.len()), c);
+                }
+            }
+        }
+    }
+    s.into_iter().collect()
+}
+
+#[test]
+fn mutated_rule_and_test_files_never_crash_check_or_test() {
+    // 300 mutations of the agreement files through `medic check` and `medic test`: each
+    // ends with a verdict (0 or 1, or 3 for lint), never a crash or a hang.
+    let dir = tempfile::tempdir().unwrap();
+    let seeds: Vec<(String, String)> = [
+        "rules.yaml",
+        "templates.yaml",
+        "pass_templates.yaml",
+        "pass_yaml_nulls.yaml",
+    ]
+    .iter()
+    .map(|n| {
+        (
+            n.to_string(),
+            std::fs::read_to_string(promtool_dir().join(n)).unwrap(),
+        )
+    })
+    .collect();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for round in 0..300 {
+        let (name, text) = &seeds[round % seeds.len()];
+        let f = dir.path().join(format!("m{round}.yaml"));
+        std::fs::write(&f, mutate(&mut rng, text)).unwrap();
+        let cmd = if name.starts_with("pass_") {
+            "test"
+        } else {
+            "check"
+        };
+        // test files name their rule files relative to themselves: keep them beside
+        for r in [
+            "rules.yaml",
+            "templates.yaml",
+            "rules_nulls.yaml",
+            "rules_null.yaml",
+        ] {
+            let to = dir.path().join(r);
+            if !to.exists() {
+                std::fs::copy(promtool_dir().join(r), to).unwrap();
+            }
+        }
+        let out = run(Command::new(MEDIC).arg(cmd).arg(&f));
+        let code = out.status.code();
+        assert!(
+            matches!(code, Some(0 | 1 | 3)),
+            "medic {cmd} on a mutation of {name} ended with {code:?}:\n{}\n{}",
+            std::fs::read_to_string(&f).unwrap(),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

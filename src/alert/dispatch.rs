@@ -10,7 +10,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::notifier::{Notification, NotificationStatus, Notifier, Notifiers, NotifyError};
 use crate::common::metrics::{SelfMetrics, labels};
 use crate::common::time::now_ms;
+use crate::remedy::Escalation;
 use crate::rules::{AlertTransition, TransitionKind};
+use crate::silence::SilenceStore;
 use crate::store::Labels;
 
 /// How one notification ended, for tests and the journal.
@@ -49,19 +51,39 @@ impl DispatcherHandle {
     }
 }
 
+/// What the dispatcher reads besides transitions.
+#[derive(Default)]
+pub struct DispatchDeps {
+    /// A silenced alert is not notified.
+    pub silences: Option<Arc<SilenceStore>>,
+    /// The planner's escalations, delivered to every notifier.
+    pub escalations: Option<broadcast::Receiver<Escalation>>,
+    /// What the previous config's dispatcher sent (see [`SentMemory`]).
+    pub memory: SentMemory,
+}
+
 /// Fans alert transitions out to the notifiers.
 pub struct Dispatcher;
 
 impl Dispatcher {
-    /// Starts the dispatcher. `external_labels` are added to every alert's labels (the
-    /// alert's own value wins). Send it every alert transition; drop the sender and `join()`
-    /// the handle to shut it down.
-    pub fn start(
+    /// [`Dispatcher::start`] with silences and escalations.
+    pub fn start_with(
         notifiers: Notifiers,
         external_labels: BTreeMap<String, String>,
         metrics: Arc<SelfMetrics>,
+        deps: DispatchDeps,
     ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
-        Self::start_with_memory(notifiers, external_labels, metrics, SentMemory::default())
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (records, _) = broadcast::channel(256);
+        let task = tokio::spawn(dispatch(
+            rx,
+            notifiers,
+            external_labels,
+            metrics,
+            records.clone(),
+            deps,
+        ));
+        (tx, DispatcherHandle { task, records })
     }
 
     /// [`Dispatcher::start`] remembering what was sent in `memory`, which the dispatcher of
@@ -72,17 +94,26 @@ impl Dispatcher {
         metrics: Arc<SelfMetrics>,
         memory: SentMemory,
     ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let (records, _) = broadcast::channel(256);
-        let task = tokio::spawn(dispatch(
-            rx,
+        Self::start_with(
             notifiers,
             external_labels,
             metrics,
-            records.clone(),
-            memory,
-        ));
-        (tx, DispatcherHandle { task, records })
+            DispatchDeps {
+                memory,
+                ..DispatchDeps::default()
+            },
+        )
+    }
+
+    /// Starts the dispatcher. `external_labels` are added to every alert's labels (the
+    /// alert's own value wins). Send it every alert transition; drop the sender and `join()`
+    /// the handle to shut it down.
+    pub fn start(
+        notifiers: Notifiers,
+        external_labels: BTreeMap<String, String>,
+        metrics: Arc<SelfMetrics>,
+    ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
+        Self::start_with(notifiers, external_labels, metrics, DispatchDeps::default())
     }
 }
 
@@ -118,10 +149,17 @@ async fn dispatch(
     external_labels: BTreeMap<String, String>,
     metrics: Arc<SelfMetrics>,
     records: broadcast::Sender<DeliveryRecord>,
-    memory: SentMemory,
+    deps: DispatchDeps,
 ) {
+    let DispatchDeps {
+        silences,
+        mut escalations,
+        memory,
+    } = deps;
     let mut tasks = JoinSet::new();
     let mut workers: Vec<Worker> = Vec::new();
+    // alerts that fired while silenced (bounded: a silence over a huge fleet stays cheap)
+    let mut held: std::collections::HashSet<u64> = std::collections::HashSet::new();
     for (name, notifier) in notifiers {
         // every outcome exported at 0 from the start, so rate() sees the first failure
         for outcome in ["sent", "failed", "dropped"] {
@@ -145,17 +183,53 @@ async fn dispatch(
             queue: qtx,
         });
     }
-    while let Some(t) = rx.recv().await {
+    loop {
+        let t = tokio::select! {
+            t = rx.recv() => match t {
+                Some(t) => t,
+                None => break,
+            },
+            e = recv_escalation(&mut escalations) => {
+                match e {
+                    Ok(e) => {
+                        let n = super::escalation::notification(&e, &external_labels);
+                        for w in &workers {
+                            enqueue(w, &n, &metrics, &records);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(k)) => {
+                        tracing::error!(lost = k, "escalations lost: the dispatcher fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => escalations = None,
+                }
+                continue;
+            }
+        };
         let Some(n) = notification(&t, &external_labels) else {
             continue;
         };
         let now = now_ms();
+        if let Some(s) = &silences
+            && let Some(id) = s.silenced_by(|k| n.labels.get(k).map(String::as_str), now)
+        {
+            tracing::debug!(silence = %id, rule = %n.rule, "silenced: not notified");
+            if n.status == NotificationStatus::Firing && held.len() < QUEUE_CAPACITY * 16 {
+                held.insert(n.fingerprint);
+            }
+            continue;
+        }
+        // firing while silenced and still firing once the silence ended: announce it now
+        let unheld = t.kind == TransitionKind::StillFiring && held.remove(&n.fingerprint);
+        if t.kind == TransitionKind::Resolved {
+            held.remove(&n.fingerprint);
+        }
         // a plain map behind the lock: nothing awaits while it is held
         let mut sent = memory.0.lock().unwrap_or_else(|e| e.into_inner());
         for w in &mut workers {
             let w_sent = sent.entry(w.name.clone()).or_default();
             let send = match t.kind {
                 TransitionKind::Firing => true,
+                TransitionKind::StillFiring if unheld => true,
                 TransitionKind::StillFiring => match w.notifier.repeat_interval() {
                     // with no memory of a send (medic restarted, the alert state was
                     // restored) it counts as sent when it started firing: a restart does
@@ -187,26 +261,45 @@ async fn dispatch(
             if n.status == NotificationStatus::Firing {
                 w_sent.last_sent.insert(n.fingerprint, now);
             }
-            // never wait on a notifier: a full queue means it is far behind
-            if w.queue.try_send(n.clone()).is_err() {
-                finish(
-                    &metrics,
-                    &records,
-                    DeliveryRecord {
-                        notifier: w.name.clone(),
-                        fingerprint: n.fingerprint,
-                        status: n.status,
-                        outcome: "dropped",
-                        attempts: 0,
-                        error: "queue full".into(),
-                    },
-                );
-            }
+            enqueue(w, &n, &metrics, &records);
         }
     }
     // closing the queues lets each worker finish what it holds, then stop
     drop(workers);
     while tasks.join_next().await.is_some() {}
+}
+
+/// The next escalation; never ready without a receiver.
+async fn recv_escalation(
+    rx: &mut Option<broadcast::Receiver<Escalation>>,
+) -> Result<Escalation, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands `n` to a worker; never waits on it (a full queue means it is far behind).
+fn enqueue(
+    w: &Worker,
+    n: &Notification,
+    metrics: &SelfMetrics,
+    records: &broadcast::Sender<DeliveryRecord>,
+) {
+    if w.queue.try_send(n.clone()).is_err() {
+        finish(
+            metrics,
+            records,
+            DeliveryRecord {
+                notifier: w.name.clone(),
+                fingerprint: n.fingerprint,
+                status: n.status,
+                outcome: "dropped",
+                attempts: 0,
+                error: "queue full".into(),
+            },
+        );
+    }
 }
 
 /// The notification for a transition; `None` when there is nothing to tell (pending, or a
@@ -234,6 +327,7 @@ fn notification(
         group: t.alert.group.clone(),
         labels: map,
         annotations: t.alert.annotations.clone(),
+        escalation: None,
         starts_at_ms: t.alert.fired_at_ms.unwrap_or(t.alert.active_at_ms),
         ends_at_ms: match status {
             NotificationStatus::Firing => None,

@@ -4,8 +4,11 @@
 //! bounded queue, worked by its own task with retries and backoff, so a slow or dead
 //! receiver delays neither the rule engine nor the other notifiers. Each notification is one
 //! alert (Alertmanager's `group_by: ['...']`); grouping and a persistent retry spool come later.
+//! Silenced alerts are not notified; the planner's escalations are delivered like alerts
+//! (`escalation.rs` says how).
 
 pub mod dispatch;
+pub mod escalation;
 pub mod notifier;
 pub mod webhook;
 
@@ -14,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-pub use dispatch::{DeliveryRecord, Dispatcher, DispatcherHandle, SentMemory};
+pub use dispatch::{DeliveryRecord, DispatchDeps, Dispatcher, DispatcherHandle, SentMemory};
 pub use notifier::{
     AlertError, Notification, NotificationStatus, Notifier, Notifiers, NotifyError, RetryPolicy,
 };

@@ -37,6 +37,8 @@ pub struct Notification {
     pub ends_at_ms: Option<i64>,
     /// Hash of the labels (Alertmanager prints it as 16 hex digits).
     pub fingerprint: u64,
+    /// Set when this notification is a remediation escalation: the incident's history.
+    pub escalation: Option<Arc<crate::remedy::Escalation>>,
 }
 
 /// Retries of one notification.

@@ -190,6 +190,7 @@ impl WebhookNotifier {
                 generator_url,
                 fingerprint: format!("{:016x}", n.fingerprint),
             }],
+            medic_escalation: n.escalation.as_deref().cloned(),
         }
     }
 }
@@ -209,6 +210,10 @@ pub struct WebhookMessage {
     #[serde(rename = "externalURL")]
     pub external_url: String,
     pub alerts: Vec<WebhookAlert>,
+    /// medic's addition for escalations: the incident, why remediation stopped, its whole
+    /// history (receivers that do not know it ignore it).
+    #[serde(rename = "medicEscalation", skip_serializing_if = "Option::is_none")]
+    pub medic_escalation: Option<crate::remedy::Escalation>,
 }
 
 /// One alert in a webhook body.

@@ -17,7 +17,9 @@ use super::exposition::{self, Format};
 use super::prom::{AlertsData, Envelope, RuleGroupView, RuleJson, RulesData};
 use crate::common::metrics::SelfMetrics;
 use crate::common::time::now_ms;
+use crate::remedy::PlannerControl;
 use crate::rules::AlertState;
+use crate::silence::SilenceStore;
 use crate::store::Store;
 
 /// How long `POST /-/reload` waits for the daemon to finish the reload.
@@ -75,6 +77,8 @@ pub struct ApiState {
     settings: RwLock<ApiSettings>,
     groups: RwLock<Vec<Arc<dyn RuleGroupView>>>,
     control: mpsc::Sender<ControlRequest>,
+    /// The planner and the silences (set once the daemon started them).
+    remedy: RwLock<Option<(PlannerControl, Arc<SilenceStore>)>>,
 }
 
 impl ApiState {
@@ -90,9 +94,43 @@ impl ApiState {
             settings: RwLock::new(settings),
             groups: RwLock::new(Vec::new()),
             control,
+            remedy: RwLock::new(None),
         }
     }
 
+    /// Hands the API the planner (incidents, approvals, breakers, budgets) and the silences.
+    pub fn set_remedy(&self, planner: PlannerControl, silences: Arc<SilenceStore>) {
+        *self.remedy.write().unwrap_or_else(|e| e.into_inner()) = Some((planner, silences));
+    }
+}
+
+impl super::access::ApiAccess for ApiState {
+    fn remedy(&self) -> Option<(PlannerControl, Arc<SilenceStore>)> {
+        self.remedy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
+        authorize(self, headers)
+    }
+
+    fn alerts(&self) -> Vec<super::prom::AlertJson> {
+        self.group_snapshots()
+            .into_iter()
+            .flat_map(|g| g.rules)
+            .filter_map(|r| match r {
+                RuleJson::Alerting(a) => Some(a.alerts),
+                RuleJson::Recording(_) => None,
+            })
+            .flatten()
+            .filter(|a| a.state != AlertState::Inactive)
+            .collect()
+    }
+}
+
+impl ApiState {
     pub fn set_settings(&self, s: ApiSettings) {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = s;
     }
@@ -136,6 +174,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/alerts", get(alerts_handler))
         .route("/api/v1/rules", get(rules_handler))
         .route("/-/reload", post(reload_handler))
+        .merge(super::incidents::routes::<ApiState>())
+        .merge(super::silences::routes::<ApiState>())
         .with_state(state)
 }
 

@@ -12,6 +12,11 @@ pub type LabelPairs = Vec<(String, String)>;
 
 type HistogramFamily = Family<LabelPairs, Histogram, fn() -> Histogram>;
 
+fn verify_histogram() -> Histogram {
+    // 1 s .. ~9 h
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
 fn duration_histogram() -> Histogram {
     // 1 ms .. ~33 s
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -54,6 +59,20 @@ pub struct SelfMetrics {
     pub build_info: Family<LabelPairs, Gauge>,
     /// `medic_start_time_seconds`: when the process started (Unix time).
     pub start_time: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `medic_incidents_total{rule,outcome}`: closed incidents by how they ended.
+    pub incidents_total: Family<LabelPairs, Counter>,
+    /// `medic_incidents_open`: incidents not closed.
+    pub incidents_open: Gauge,
+    /// `medic_incident_time_to_verified_seconds{rule}`: from firing to a verified action.
+    pub incident_time_to_verified: HistogramFamily,
+    /// `medic_escalations_total{rule,reason}`.
+    pub escalations_total: Family<LabelPairs, Counter>,
+    /// `medic_breaker_state{target}`: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<LabelPairs, Gauge>,
+    /// `medic_budget_remaining{scope,name}`: tokens left in each remediation budget.
+    pub budget_remaining: Family<LabelPairs, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// `medic_actions_awaiting_approval`.
+    pub actions_awaiting_approval: Gauge,
 }
 
 /// Shorthand for building a label set: `labels(&[("collector", name)])`.
@@ -168,8 +187,58 @@ impl Default for SelfMetrics {
             "When the process started (Unix time)",
             start_time.clone(),
         );
+        let incidents_total = Family::default();
+        registry.register(
+            "incidents",
+            "Closed incidents by rule and outcome",
+            incidents_total.clone(),
+        );
+        let incidents_open = Gauge::default();
+        registry.register(
+            "incidents_open",
+            "Incidents not closed",
+            incidents_open.clone(),
+        );
+        let incident_time_to_verified: HistogramFamily =
+            Family::new_with_constructor(verify_histogram);
+        registry.register(
+            "incident_time_to_verified_seconds",
+            "Time from an alert firing to a verified remediation",
+            incident_time_to_verified.clone(),
+        );
+        let escalations_total = Family::default();
+        registry.register(
+            "escalations",
+            "Incidents escalated to a person, by reason",
+            escalations_total.clone(),
+        );
+        let breaker_state = Family::default();
+        registry.register(
+            "breaker_state",
+            "Circuit breaker per target: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
+        let budget_remaining = Family::default();
+        registry.register(
+            "budget_remaining",
+            "Tokens left in each remediation budget",
+            budget_remaining.clone(),
+        );
+        let actions_awaiting_approval = Gauge::default();
+        registry.register(
+            "actions_awaiting_approval",
+            "Remediation steps waiting for a person's approval",
+            actions_awaiting_approval.clone(),
+        );
         SelfMetrics {
             registry,
+            incidents_total,
+            incidents_open,
+            incident_time_to_verified,
+            escalations_total,
+            breaker_state,
+            budget_remaining,
+            actions_awaiting_approval,
             collector_duration,
             collector_errors,
             rule_group_duration,

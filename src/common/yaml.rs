@@ -4,8 +4,11 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
 
 /// A YAML file that does not match its schema, or is not YAML.
 #[derive(Debug, thiserror::Error)]
@@ -89,37 +92,63 @@ pub fn parse_yaml_lenient_with<T: DeserializeOwned + Default>(
     text: &str,
     ignore_unknown_fields: bool,
 ) -> Result<Lenient<T>, YamlError> {
-    if !ignore_unknown_fields {
-        return parse_lenient(path, text);
-    }
+    parse_yaml_lenient_all(path, text, ignore_unknown_fields).map_err(|mut es| es.remove(0))
+}
+
+/// [`parse_yaml_lenient_with`], reporting every unknown field at once (as Go's decoders
+/// do) rather than the first: each is blanked out in turn and the document read again.
+/// The errors come in the file's order; the last may be another kind of error.
+pub fn parse_yaml_lenient_all<T: DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+    ignore_unknown_fields: bool,
+) -> Result<Lenient<T>, Vec<YamlError>> {
+    let original = text;
     let mut text = text.to_string();
+    let mut unknown = Vec::new();
     // each round removes one key, so this ends; the bound is for the impossible case
-    for _ in 0..=text.lines().count() {
+    for _ in 0..=original.lines().count() {
         match parse_lenient::<T>(path, &text) {
             Err(e) if unknown_field(&e.message).is_some() => match (e.line, e.column) {
-                (Some(l), Some(c)) if blank_key(&mut text, l, c) => continue,
-                _ => return Err(e),
+                (Some(l), Some(c)) if blank_key(&mut text, l, c) => {
+                    if !ignore_unknown_fields {
+                        // the snippet from the file as written
+                        unknown.push(YamlError::at(path, original, l, c, e.message));
+                    }
+                }
+                _ => {
+                    unknown.push(e);
+                    return Err(unknown);
+                }
             },
-            other => return other,
+            Ok(v) if unknown.is_empty() => return Ok(v),
+            Ok(_) => return Err(unknown),
+            Err(e) => {
+                unknown.push(e);
+                return Err(unknown);
+            }
         }
     }
-    parse_lenient(path, &text)
+    Err(unknown)
 }
 
 /// Blanks the block-style key at `line`:`column` (1-based) and its value (the lines after
 /// it indented deeper). False when the key is not a block key there.
 fn blank_key(text: &mut String, line: u64, column: u64) -> bool {
     let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
-    let Some(l) = lines.get((line - 1) as usize) else {
+    let (Some(li), Some(col)) = (line.checked_sub(1), column.checked_sub(1)) else {
         return false;
     };
-    let col = (column - 1) as usize;
+    let Some(l) = lines.get(li as usize) else {
+        return false;
+    };
+    let col = col as usize;
+    let width = l.chars().count();
     let before: String = l.chars().take(col).collect();
     // only `key:` at the start of a line or after a sequence dash
-    if !before.chars().all(|c| c == ' ' || c == '-') {
+    if col >= width || !before.chars().all(|c| c == ' ' || c == '-') {
         return false;
     }
-    let width = l.chars().count();
     lines[(line - 1) as usize] = format!("{before}{}", " ".repeat(width - col));
     let mut i = line as usize;
     while i < lines.len() {
@@ -286,12 +315,40 @@ fn user_message(e: &serde_saphyr::Error, text: &str) -> String {
             None => "invalid boolean: expected true or false".into(),
         },
         E::MultipleDocuments { .. } => "several YAML documents; one expected".into(),
+        // the parser's event names, in YAML's terms
+        E::Unexpected { expected, .. } => format!("expected {}", yaml_words(expected)),
+        E::InvalidScalar { ty, .. } => format!("expected {}", yaml_words(ty)),
+        E::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        } => format!(
+            "invalid type: {unexpected}, expected {}",
+            yaml_words(expected)
+        ),
         E::NullIntoString { .. } | E::InvalidCharNull { .. } => {
             "a value is missing here (null)".into()
         }
         _ => UserMessageFormatter.format_message(e).into_owned(),
     };
     scrub_library_hints(&m)
+}
+
+/// A Rust type or parser event named in a message, said in YAML's words (`sequence start`
+/// → `a list`, `i64` → `an integer`, `struct RuleConfig` → `a mapping`).
+fn yaml_words(what: &str) -> String {
+    let w = what.trim_start_matches("a ").trim_start_matches("an ");
+    match w {
+        "sequence start" | "sequence" | "empty sequence start" => "a list".into(),
+        "mapping start" | "map" | "mapping" | "empty mapping start" => "a mapping".into(),
+        "string scalar" | "string" | "scalar" => "a string".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128"
+        | "usize" | "integer" => "an integer".into(),
+        "f32" | "f64" | "float" => "a number".into(),
+        "bool" | "boolean" => "true or false".into(),
+        w if w.starts_with("struct ") || w.starts_with("enum ") => "a mapping".into(),
+        _ => what.to_string(),
+    }
 }
 
 /// Drops what is left of advice addressed to the program's author rather than its user
@@ -392,15 +449,60 @@ pub fn resolve(p: PathBuf) -> PathBuf {
     })
 }
 
-/// `deserialize_with` for every list and map field of rule and test files: a key with no
-/// value (`rules:`, `labels:`) or `null` is the empty list or map, as in Prometheus
-/// (yaml.v3 decodes a null into a slice or map as nil). Use with `#[serde(default)]`.
+/// `deserialize_with` for the list, map and string fields of rule and test files: a key
+/// with no value (`rules:`, `labels:`, `name:`) or `null` is the empty list, map or string,
+/// as in Prometheus (Go's YAML decoders leave a null as the zero value). With
+/// `#[serde(default)]` the key may also be left out.
 pub fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// [`null_as_empty`] for a located string (`name:` with no value is `""`, still located).
+pub fn null_as_empty_spanned<'de, D>(d: D) -> Result<Spanned<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let s = Spanned::<Option<String>>::deserialize(d)?;
+    Ok(Spanned::new(
+        s.value.unwrap_or_default(),
+        s.referenced,
+        s.defined,
+    ))
+}
+
+/// [`null_as_empty`] for a map of strings whose values may be null too
+/// (`annotations: {summary: }` is `summary: ""`, as in Prometheus).
+pub fn null_as_empty_values<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: NullValue<'de>,
+{
+    let m = Option::<BTreeMap<String, V::Raw>>::deserialize(d)?.unwrap_or_default();
+    Ok(m.into_iter().map(|(k, v)| (k, V::from_raw(v))).collect())
+}
+
+/// A map value read through its nullable form ([`null_as_empty_values`]).
+pub trait NullValue<'de>: Sized {
+    type Raw: Deserialize<'de>;
+    fn from_raw(raw: Self::Raw) -> Self;
+}
+
+impl<'de> NullValue<'de> for String {
+    type Raw = Option<String>;
+    fn from_raw(raw: Option<String>) -> String {
+        raw.unwrap_or_default()
+    }
+}
+
+impl<'de> NullValue<'de> for Spanned<String> {
+    type Raw = Spanned<Option<String>>;
+    fn from_raw(raw: Spanned<Option<String>>) -> Spanned<String> {
+        Spanned::new(raw.value.unwrap_or_default(), raw.referenced, raw.defined)
+    }
 }
 
 /// `deserialize_with` for a path relative to the config file's folder.
@@ -540,6 +642,15 @@ mod tests {
         assert_eq!(l.value.items.len(), 1);
         assert_eq!(l.value.items[0].len(), 2, "{:?}", l.value.items);
         assert_eq!(l.value.labels.len(), 1);
+        // without the flag, every unknown field is reported, in the file's order
+        let es = parse_yaml_lenient_all::<Lists>(Path::new("f.yaml"), text, false).unwrap_err();
+        let got: Vec<(Option<u64>, &str)> =
+            es.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, Some(4));
+        assert!(got[0].1.starts_with("unknown field `note`"), "{got:?}");
+        assert_eq!(got[1].0, Some(9));
+        assert!(es[1].to_string().contains("9 | extra: 1"), "{}", es[1]);
         // other errors stay, at their own line
         let e =
             parse_yaml_lenient_with::<Lists>(Path::new("f.yaml"), "extra: 1\nflag: off\n", true)
@@ -572,12 +683,16 @@ mod tests {
             ("items: &x [*y]\n", ""),
             ("items: !!binary aGk=\n", ""),
             ("\t- a\n", ""),
+            ("items: 5\n", "expected a list"),
+            ("items: [5]\n", "expected a mapping"),
+            ("labels: {a: [1]}\n", "expected a string"),
         ];
         for (text, want) in cases {
             let e = lenient(text).unwrap_err();
             let shown = e.to_string();
             for hint in [
                 "Option", "Policy", "from_str", "use ", "set ", "serde", "saphyr", "<input>",
+                "struct ", "i64", "u64", "scalar", " start",
             ] {
                 assert!(!shown.contains(hint), "{text:?}: {shown}");
             }

@@ -143,14 +143,21 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
             None
         }
     };
-    let (planner_tx, planner) = Planner::start_journaled(
+    let silences = pipeline::open_silences(journal.as_ref());
+    let (planner_tx, planner) = Planner::start_with(
         std::mem::take(&mut prepared.actuators),
         prepared.config.remedy.clone(),
         metrics.clone(),
-        planner_journal,
+        crate::remedy::PlannerDeps {
+            journal: planner_journal,
+            store: Some(store.clone()),
+            silences: Some(silences.clone()),
+        },
     );
+    api.set_remedy(planner.control(), silences.clone());
     let sent = SentMemory::default();
-    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &metrics, &sent);
+    let (notify_tx, dispatcher) =
+        start_dispatcher(&mut prepared, &metrics, &planner, &silences, &sent);
     let alert_journal = match journal.as_ref().map(Journal::reopen).transpose() {
         Ok(j) => j.map(|j| Arc::new(std::sync::Mutex::new(j))),
         Err(e) => {
@@ -169,6 +176,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         planner,
         notify_tx,
         dispatcher,
+        silences,
         sent,
     };
     let mut watcher = watch::FileWatcher::new()?;
@@ -252,6 +260,7 @@ struct Sinks {
     planner: PlannerHandle,
     notify_tx: mpsc::Sender<AlertTransition>,
     dispatcher: DispatcherHandle,
+    silences: Arc<crate::silence::SilenceStore>,
     /// What the notifiers were sent, handed from one dispatcher to the next.
     sent: SentMemory,
 }
@@ -265,13 +274,19 @@ impl Sinks {
 fn start_dispatcher(
     prepared: &mut Prepared,
     metrics: &Arc<SelfMetrics>,
+    planner: &PlannerHandle,
+    silences: &Arc<crate::silence::SilenceStore>,
     sent: &SentMemory,
 ) -> (mpsc::Sender<AlertTransition>, DispatcherHandle) {
-    Dispatcher::start_with_memory(
+    Dispatcher::start_with(
         std::mem::take(&mut prepared.notifiers),
         prepared.config.global.external_labels.clone(),
         metrics.clone(),
-        sent.clone(),
+        crate::alert::DispatchDeps {
+            silences: Some(silences.clone()),
+            escalations: Some(planner.escalations()),
+            memory: sent.clone(),
+        },
     )
 }
 
@@ -377,7 +392,13 @@ async fn reload(
         std::mem::take(&mut prepared.actuators),
         prepared.config.remedy.clone(),
     );
-    let (notify_tx, dispatcher) = start_dispatcher(&mut prepared, &shared.metrics, &sinks.sent);
+    let (notify_tx, dispatcher) = start_dispatcher(
+        &mut prepared,
+        &shared.metrics,
+        &sinks.planner,
+        &sinks.silences,
+        &sinks.sent,
+    );
     drop(std::mem::replace(&mut sinks.notify_tx, notify_tx));
     let old_dispatcher = std::mem::replace(&mut sinks.dispatcher, dispatcher);
     // Nothing sends to the old dispatcher any more: it works through its queue and ends.

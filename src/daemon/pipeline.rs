@@ -190,6 +190,25 @@ fn read_token(config: &Config) -> Result<Option<String>, String> {
     Ok(Some(t.to_string()))
 }
 
+/// The silences, from the journal (an empty in-memory store without one, or when it cannot
+/// be read: logged, medic still runs).
+pub fn open_silences(journal: Option<&Journal>) -> Arc<crate::silence::SilenceStore> {
+    let Some(j) = journal else {
+        return crate::silence::SilenceStore::in_memory();
+    };
+    match j
+        .reopen()
+        .map_err(crate::silence::SilenceError::from)
+        .and_then(crate::silence::SilenceStore::load)
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "journal: cannot load silences; they will not persist");
+            crate::silence::SilenceStore::in_memory()
+        }
+    }
+}
+
 /// The config file and the rule files (as globs, so new files are noticed).
 fn watch_set(path: &Path, config: &Config) -> WatchSet {
     // Absolute, and without `.` components: inotify reports `dir/name` of the watched

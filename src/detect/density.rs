@@ -124,7 +124,9 @@ impl Density {
                 return; // still one value: its mass is `total`
             }
         }
-        let i = self.cover(x);
+        let Some(i) = self.cover(x) else {
+            return; // started over around `x`
+        };
         self.counts[i] += self.unit;
         if self.unit > RESCALE_AT {
             let s = 1.0 / self.unit;
@@ -163,11 +165,12 @@ impl Density {
 
     /// Doubles the range (anchored at the end away from `x`) until `x` is in it; returns its
     /// bin. After log2(BINS) doublings all old mass is in one end bin, so the work is
-    /// O(BINS) however far `x` is.
-    fn cover(&mut self, x: f64) -> usize {
+    /// O(BINS) however far `x` is. None when no float range holds both: the histogram then
+    /// starts over with `x` as its one value.
+    fn cover(&mut self, x: f64) -> Option<usize> {
         let span = |w: f64| w * BINS as f64;
         if x >= self.lo && x < self.lo + span(self.width) {
-            return self.index(x);
+            return Some(self.index(x));
         }
         let up = x >= self.lo;
         let mut doublings = 0u32;
@@ -186,7 +189,7 @@ impl Density {
                 self.total = self.unit;
                 self.width = 0.0;
                 self.first = x;
-                return 0;
+                return None;
             }
             if x >= lo && x < lo + span(width) {
                 break;
@@ -204,7 +207,7 @@ impl Density {
             self.lo = self.lo + span(self.width) - span(width);
         }
         self.width = width;
-        self.index(x)
+        Some(self.index(x))
     }
 
     /// Halves the range to its lower, upper or middle half when the rest holds less than

@@ -16,10 +16,14 @@ pub mod alerts;
 pub mod incidents;
 pub mod kv;
 pub mod notifications;
+pub mod silences;
 pub mod slo;
 
 pub use alerts::AlertStateRow;
-pub use incidents::{ActionRecord, ActionStatus, Incident, NewAction};
+pub use incidents::{
+    ActionFinish, ActionRecord, ActionStatus, Incident, IncidentFilter, IncidentSave, NewAction,
+    NewIncident,
+};
 pub use notifications::PendingNotification;
 pub use slo::SloBucket;
 
@@ -83,7 +87,26 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
-    // 2: alert state across restarts (alerts.rs).
+    // 2: the planner's incidents (rule, phase, outcome, the whole state as JSON), what each
+    // action changed, silences.
+    r#"
+    ALTER TABLE incidents ADD COLUMN rule TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN group_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN phase TEXT NOT NULL DEFAULT 'open';
+    ALTER TABLE incidents ADD COLUMN outcome TEXT;
+    ALTER TABLE incidents ADD COLUMN state TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE incidents ADD COLUMN updated_ms INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX incidents_unclosed ON incidents (id) WHERE phase != 'closed';
+    CREATE INDEX incidents_by_rule ON incidents (rule, fingerprint, started_ms);
+    ALTER TABLE actions ADD COLUMN result TEXT;
+
+    CREATE TABLE silences (
+        id      TEXT PRIMARY KEY,
+        body    TEXT NOT NULL,
+        ends_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    // 3: alert state across restarts (alerts.rs).
     r#"
     CREATE TABLE alert_state (
         group_key    TEXT    NOT NULL,

@@ -33,7 +33,8 @@ pub fn parse(input: &str) -> Result<Expr, PromqlError> {
         PromqlError::Parse(match scout {
             // the recognizer's place and words where it saw the error too
             Err(e) => e.render(input),
-            Ok(()) => format!("parse error: {}", m.replace('\'', "\"")),
+            // well-formed: a type error or an unknown name, placed by what it names
+            Ok(shape) => syntax::explain(input, &shape, &m),
         })
     })
 }

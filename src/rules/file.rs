@@ -16,7 +16,9 @@ use super::recording::RecordingRule;
 use super::template::Template;
 use crate::common::Duration;
 use crate::common::names::{is_valid_label_name, is_valid_metric_name};
-use crate::common::yaml::{null_as_empty, parse_yaml_lenient_with};
+use crate::common::yaml::{
+    null_as_empty, null_as_empty_spanned, null_as_empty_values, parse_yaml_lenient_all,
+};
 use crate::promql::{self, Expr};
 use crate::store::Labels;
 
@@ -47,6 +49,7 @@ pub struct RuleFileConfig {
 #[serde(deny_unknown_fields)]
 pub struct RuleGroupConfig {
     /// The group's name, unique within the file.
+    #[serde(deserialize_with = "null_as_empty_spanned")]
     pub name: Spanned<String>,
     /// How often the group is evaluated; the global evaluation interval when absent or 0
     /// (as in Prometheus).
@@ -61,7 +64,7 @@ pub struct RuleGroupConfig {
     #[serde(default, deserialize_with = "limit_or_none")]
     pub limit: usize,
     /// Labels added to every rule's result (a rule's own labels win).
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty_values")]
     pub labels: BTreeMap<String, String>,
     /// The rules, evaluated in order (a recording rule's output is visible to later rules).
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -90,10 +93,10 @@ pub struct RuleConfig {
     pub keep_firing_for: Option<Duration>,
     /// Labels added to (or overriding) the result's labels; templated in alerting rules.
     /// (Values located so that template errors point at them.)
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty_values")]
     pub labels: BTreeMap<String, Spanned<String>>,
     /// Alerting rules: annotations, templated (`{{ $labels.x }}`, `{{ $value }}`, ...).
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty_values")]
     pub annotations: BTreeMap<String, Spanned<String>>,
     /// Alerting rules (medic): the remediation ladder run while the alert fires (each step
     /// located, for messages).
@@ -103,7 +106,7 @@ pub struct RuleConfig {
 
 /// Prometheus' `limit: int`: a negative limit is no limit, like 0.
 fn limit_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = i64::deserialize(d)?;
+    let n = Option::<i64>::deserialize(d)?.unwrap_or(0);
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
@@ -325,25 +328,29 @@ fn parse_rule_text(
     ignore_unknown_fields: bool,
     warnings: &mut Vec<String>,
 ) -> Result<RuleFileConfig, RuleFileErrors> {
-    match parse_yaml_lenient_with::<RuleFileConfig>(path, text, ignore_unknown_fields) {
+    match parse_yaml_lenient_all::<RuleFileConfig>(path, text, ignore_unknown_fields) {
         Ok(l) => {
             warnings.extend(l.warnings);
             Ok(l.value)
         }
-        Err(e) => {
-            let snippet = e.snippet();
-            let message = if snippet.is_empty() {
-                format!("invalid YAML: {}", e.message)
-            } else {
-                format!("invalid YAML: {}\n{snippet}", e.message)
-            };
-            Err(RuleFileErrors(vec![RuleFileError {
-                file: path.to_path_buf(),
-                line: e.line.unwrap_or(0),
-                column: e.column.unwrap_or(0),
-                message,
-            }]))
-        }
+        Err(es) => Err(RuleFileErrors(
+            es.into_iter()
+                .map(|e| {
+                    let snippet = e.snippet();
+                    let message = if snippet.is_empty() {
+                        format!("invalid YAML: {}", e.message)
+                    } else {
+                        format!("invalid YAML: {}\n{snippet}", e.message)
+                    };
+                    RuleFileError {
+                        file: path.to_path_buf(),
+                        line: e.line.unwrap_or(0),
+                        column: e.column.unwrap_or(0),
+                        message,
+                    }
+                })
+                .collect(),
+        )),
     }
 }
 
@@ -545,6 +552,15 @@ fn build_rule(
                         s.action,
                         ACTION_KINDS.join(", ")
                     ),
+                ));
+            }
+            if let Some(v) = &s.verify
+                && let Err(err) = promql::parse(v)
+            {
+                errors.push((
+                    sl,
+                    sc,
+                    format!("{what} {name:?}: remediate[{i}].verify: {err}"),
                 ));
             }
             for (k, v) in &s.params {
@@ -832,6 +848,21 @@ groups:
             (groups.len(), groups[0].rule_count(), groups[1].rule_count()),
             (2, 0, 1)
         );
+        // null strings are "" (promtool: `Groupname must not be empty`, `field 'expr' must
+        // be set`), null label and annotation values too
+        let errs = parse("groups:\n- name:\n  rules:\n  - alert:\n    record: x\n    expr:\n    labels: {a: }\n  limit:\n").unwrap_err().0;
+        assert!(
+            errs.iter()
+                .any(|e| e.message == "group name should not be empty"),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.message.ends_with("field 'expr' must be set in rule")),
+            "{errs:?}"
+        );
+        let text = "groups:\n- name: g\n  limit:\n  rules:\n  - alert: A\n    expr: up\n    labels: {a: }\n    annotations:\n      summary:\n";
+        assert_eq!(parse(text).unwrap()[0].rule_count(), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod alerting;
 pub mod check;
 pub mod file;
 pub mod group;
+mod jsondiff;
 pub mod recording;
 pub mod template;
 pub mod unittest;
@@ -116,7 +117,7 @@ pub struct AlertTransition {
 }
 
 /// One rung of a rule's `remediate:` ladder, as written in the rule file.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RemediateStep {
     /// Actuator kind: `exec`, `http`, `clear_cache`, `set_capacity`, `set_batch_size`,
@@ -144,7 +145,41 @@ pub struct RemediateStep {
     /// The alert must clear within this long after the action, else the ladder escalates.
     #[serde(default)]
     pub verify_within: Option<Duration>,
-    /// Log and journal what would be done, do nothing.
+    /// Log and journal what would be done, do nothing (the same as `mode: dry_run`).
     #[serde(default)]
     pub dry_run: bool,
+    /// `auto` (run it), `approve` (propose it and wait for a person) or `dry_run`; absent:
+    /// the rule's mode from `remedy.rules`, else `remedy.mode`.
+    #[serde(default)]
+    pub mode: Option<StepMode>,
+    /// A PromQL expression that must hold (return a non-empty result) within
+    /// `verify_within`, besides the alert resolving, for the action to count as verified.
+    #[serde(default)]
+    pub verify: Option<String>,
+    /// With `revert_on_resolve`: revert once the alert has been resolved this long
+    /// (`remedy.revert_after` when absent).
+    #[serde(default)]
+    pub revert_after: Option<Duration>,
+}
+
+/// How a remediation step is carried out.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StepMode {
+    /// Run it when due.
+    Auto,
+    /// Propose it; run it only once a person approves it (API or CLI).
+    Approve,
+    /// Log and journal what it would do; run nothing.
+    DryRun,
+}
+
+impl StepMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepMode::Auto => "auto",
+            StepMode::Approve => "approve",
+            StepMode::DryRun => "dry_run",
+        }
+    }
 }

@@ -21,7 +21,7 @@ use super::group::{Rule, RuleGroup};
 use super::template::go_duration;
 use crate::common::Duration;
 use crate::common::names::is_legacy_metric_name;
-use crate::common::yaml::{null_as_empty, parse_yaml_lenient_with};
+use crate::common::yaml::{null_as_empty, null_as_empty_values, parse_yaml_lenient_all};
 use crate::promql::{self, Value, notation::parse_series_values};
 use crate::store::{Labels, Sample, Store};
 
@@ -42,7 +42,7 @@ pub struct UnitTestFile {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub tests: Vec<TestGroup>,
     /// Compare floats allowing one unit in the last place of difference (Prometheus 3).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub fuzzy_compare: bool,
 }
 
@@ -63,13 +63,13 @@ pub struct TestGroup {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub promql_expr_test: Vec<PromqlTestCase>,
     /// `$externalLabels` in templates.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty_values")]
     pub external_labels: BTreeMap<String, String>,
     /// `$externalURL` in templates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub external_url: String,
     /// The test group's name (matched by `--run`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub name: String,
     /// Where the test's time 0 is (Prometheus 3): RFC 3339 or Unix seconds; default the
     /// Unix epoch. Input samples start there and `eval_time`s count from there.
@@ -150,9 +150,10 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 #[serde(deny_unknown_fields)]
 pub struct InputSeries {
     /// The series, e.g. `up{job="api"}`.
+    #[serde(deserialize_with = "null_as_empty")]
     pub series: String,
     /// Its values, e.g. `0+10x5 _ stale 3`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub values: String,
 }
 
@@ -161,10 +162,10 @@ pub struct InputSeries {
 #[serde(deny_unknown_fields)]
 pub struct AlertTestCase {
     /// Time since the start of the test.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub eval_time: Duration,
     /// The alerting rule's name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub alertname: String,
     /// The alerts expected to fire (none: the alert must not fire).
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -176,10 +177,10 @@ pub struct AlertTestCase {
 #[serde(deny_unknown_fields)]
 pub struct ExpAlert {
     /// Its labels, `alertname` excepted.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty_values")]
     pub exp_labels: BTreeMap<String, String>,
     /// Its annotations.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty_values")]
     pub exp_annotations: BTreeMap<String, String>,
 }
 
@@ -188,9 +189,10 @@ pub struct ExpAlert {
 #[serde(deny_unknown_fields)]
 pub struct PromqlTestCase {
     /// The PromQL expression.
+    #[serde(deserialize_with = "null_as_empty")]
     pub expr: String,
     /// Time since the start of the test.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub eval_time: Duration,
     /// The expected samples (any order).
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -202,9 +204,10 @@ pub struct PromqlTestCase {
 #[serde(deny_unknown_fields)]
 pub struct ExpSample {
     /// The series, e.g. `up{job="api"}` or `{job="api"}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub labels: String,
     /// The value.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub value: f64,
 }
 
@@ -289,12 +292,15 @@ fn test_file(
         Err(e) => return abort(suite, format!("{}: {e}", path.display())),
     };
     // promtool reads the first document of a test file (yaml.Unmarshal); null is empty.
-    let file: UnitTestFile = match parse_yaml_lenient_with(path, &text, opts.ignore_unknown_fields)
-    {
+    // Every unknown field at once, as promtool's yaml.UnmarshalStrict.
+    let file: UnitTestFile = match parse_yaml_lenient_all(path, &text, opts.ignore_unknown_fields) {
         Ok(f) => f.value,
-        Err(e) => {
-            let e = e.to_string().trim_start_matches("error: ").to_string();
-            return abort(suite, e);
+        Err(es) => {
+            let es: Vec<String> = es
+                .iter()
+                .map(|e| e.to_string().trim_start_matches("error: ").to_string())
+                .collect();
+            return abort(suite, es.join("\n"));
         }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -603,11 +609,12 @@ impl TestGroup {
             format!("    name: {},\n", self.name)
         };
         if ctx.opts.diff {
+            let diff = alerts_diff(&exp, &got)?;
             return Some(format!(
                 "{name}    alertname: {}, time: {}, \n        diff: {}",
                 case.alertname,
                 case.eval_time,
-                indent(&alerts_diff(&exp, &got), "            ")
+                indent(&diff, "            ")
             ));
         }
         Some(format!(
@@ -657,62 +664,32 @@ impl TestGroup {
     }
 }
 
-/// `--diff`: expected and got alerts as JSON, one line per label, `-` for lines only
-/// expected, `+` for lines only got (promtool 3 prints a jsondiff; the content is the same,
-/// the rendering medic's own).
-fn alerts_diff(exp: &[(Labels, Annotations)], got: &[(Labels, Annotations)]) -> String {
-    let json = |la: &[(Labels, Annotations)]| -> Vec<String> {
-        let mut lines = vec!["[".to_string()];
-        for (l, a) in la {
-            lines.push("  {".into());
-            let labels: Annotations = l
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            for (what, set) in [("Labels", &labels), ("Annotations", a)] {
-                lines.push(format!("    \"{what}\": {{"));
-                for (k, v) in set {
-                    lines.push(format!(
-                        "      {}: {},",
-                        serde_json::Value::from(k.as_str()),
-                        serde_json::Value::from(v.as_str())
-                    ));
-                }
-                lines.push("    },".into());
-            }
-            lines.push("  },".into());
+/// `--diff`: expected and got alerts as JSON, compared as promtool 3 does (jsondiff, an
+/// empty side shown as one empty alert); None when the JSON matches after all.
+fn alerts_diff(exp: &[(Labels, Annotations)], got: &[(Labels, Annotations)]) -> Option<String> {
+    let json = |la: &[(Labels, Annotations)]| {
+        let one = |l: serde_json::Map<String, serde_json::Value>,
+                   a: serde_json::Map<String, serde_json::Value>| {
+            serde_json::json!({"Labels": l, "Annotations": a})
+        };
+        if la.is_empty() {
+            return serde_json::Value::Array(vec![one(Default::default(), Default::default())]);
         }
-        lines.push("]".into());
-        lines
+        let items = la
+            .iter()
+            .map(|(l, a)| {
+                let labels = l.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+                let ann = a
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().into()))
+                    .collect();
+                one(labels, ann)
+            })
+            .collect();
+        serde_json::Value::Array(items)
     };
-    let (e, g) = (json(exp), json(got));
-    // longest common subsequence, small inputs
-    let (n, m) = (e.len(), g.len());
-    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            lcs[i][j] = if e[i] == g[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::new();
-    while i < n || j < m {
-        if i < n && j < m && e[i] == g[j] {
-            out.push(format!("  {}", e[i]));
-            (i, j) = (i + 1, j + 1);
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", g[j]));
-            j += 1;
-        } else {
-            out.push(format!("- {}", e[i]));
-            i += 1;
-        }
-    }
-    out.join("\n")
+    let (d, text) = super::jsondiff::compare(&json(exp), &json(got));
+    (d != super::jsondiff::Difference::FullMatch).then_some(text)
 }
 
 fn check_expr(
@@ -1045,6 +1022,8 @@ mod junit {
                 '\n' => o.push_str("&#xA;"),
                 '\r' => o.push_str("&#xD;"),
                 '\t' => o.push_str("&#x9;"),
+                // not allowed in XML: Go writes the replacement character
+                c if (c as u32) < 0x20 => o.push('\u{FFFD}'),
                 c => o.push(c),
             }
         }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::adjust::{Adjust, Bounds, Computed, show};
+use super::bounded::{Failure, bounded};
 use super::http::{build_headers, read_body_bounded};
 use crate::common::{Duration, Secret};
 use crate::remedy::actuator::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
@@ -138,6 +139,15 @@ pub struct KnobActuator {
     headers: HeaderMap,
     timeout: Option<StdDuration>,
     client: reqwest::Client,
+}
+
+/// A failed request: `timeout` when it ran out of time.
+fn http_failure(what: &str, e: reqwest::Error) -> Failure {
+    if e.is_timeout() {
+        Failure::timeout(format!("{what}: no answer in time"))
+    } else {
+        format!("{what}: {e}").into()
+    }
 }
 
 fn http_url(name: &str, url: &str) -> Result<reqwest::Url, RemedyError> {
@@ -269,7 +279,7 @@ impl KnobActuator {
     }
 
     /// GETs the value.
-    async fn read(&self, deadline: Instant) -> Result<f64, String> {
+    async fn read(&self, deadline: Instant) -> Result<f64, Failure> {
         let left = deadline.saturating_duration_since(Instant::now());
         let resp = self
             .client
@@ -278,16 +288,16 @@ impl KnobActuator {
             .timeout(left)
             .send()
             .await
-            .map_err(|e| format!("GET {}: {e}", self.read_url))?;
+            .map_err(|e| http_failure(&format!("GET {}", self.read_url), e))?;
         let status = resp.status();
         let body = read_body_bounded(resp, MAX_RESPONSE_BYTES).await;
         if !status.is_success() {
-            return Err(format!(
+            return Err(Failure::from(format!(
                 "GET {}: HTTP {}: {}",
                 self.read_url,
                 status.as_u16(),
                 String::from_utf8_lossy(&body[..body.len().min(200)])
-            ));
+            )));
         }
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| format!("GET {}: the answer is not JSON: {e}", self.read_url))?;
@@ -303,15 +313,15 @@ impl KnobActuator {
             _ => None,
         }
         .ok_or_else(|| {
-            format!(
+            Failure::from(format!(
                 "GET {}: {:?} is {at}, not a number",
                 self.read_url, self.pointer
-            )
+            ))
         })
     }
 
     /// Writes `v` (method, URL, body).
-    async fn write(&self, v: f64, deadline: Instant) -> Result<(), String> {
+    async fn write(&self, v: f64, deadline: Instant) -> Result<(), Failure> {
         let num = self.json_number(v);
         let url = self.write_url.replace(PLACEHOLDER, &num.to_string());
         let url = reqwest::Url::parse(&url).map_err(|e| format!("write url: {e}"))?;
@@ -331,27 +341,27 @@ impl KnobActuator {
         let resp = rb
             .send()
             .await
-            .map_err(|e| format!("{} {url}: {e}", self.method))?;
+            .map_err(|e| http_failure(&format!("{} {url}", self.method), e))?;
         let status = resp.status();
         if !status.is_success() {
             let body = read_body_bounded(resp, MAX_RESPONSE_BYTES).await;
-            return Err(format!(
+            return Err(Failure::from(format!(
                 "{} {url}: HTTP {}: {}",
                 self.method,
                 status.as_u16(),
                 String::from_utf8_lossy(&body[..body.len().min(200)])
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Writes `to` and, with `confirm`, reads it back.
-    async fn set(&self, to: f64, deadline: Instant) -> Result<(), String> {
+    async fn set(&self, to: f64, deadline: Instant) -> Result<(), Failure> {
         self.write(to, deadline).await?;
         if self.confirm {
             let got = self.read(deadline).await?;
             if got != to {
-                return Err(format!("wrote {} but read back {}", show(to), show(got)));
+                return Err(format!("wrote {} but read back {}", show(to), show(got)).into());
             }
         }
         Ok(())
@@ -369,7 +379,7 @@ impl KnobActuator {
         };
         let current = match self.read(deadline).await {
             Ok(v) => v,
-            Err(e) => return fail(e),
+            Err(e) => return e.outcome(),
         };
         let key = &self.key;
         let new = match adjust.compute(current, bounds, self.integer) {
@@ -396,7 +406,9 @@ impl KnobActuator {
             Ok(()) => ActionOutcome::new(ActionStatus::Ok, what)
                 .changed(self.state(current), self.state(new)),
             // the value may or may not have changed: `after` unknown
-            Err(e) => fail(format!("setting {what}: {e}"))
+            Err(e) => e
+                .context(&format!("setting {what}"))
+                .outcome()
                 .changed(self.state(current), serde_json::Value::Null),
         }
     }
@@ -424,7 +436,7 @@ impl KnobActuator {
         }
         let current = match self.read(deadline).await {
             Ok(v) => v,
-            Err(e) => return ActionOutcome::new(ActionStatus::Failed, e),
+            Err(e) => return e.outcome(),
         };
         if current != set {
             return noop(format!(
@@ -442,24 +454,11 @@ impl KnobActuator {
         match self.set(before, deadline).await {
             Ok(()) => ActionOutcome::new(ActionStatus::Ok, what)
                 .changed(self.state(current), self.state(before)),
-            Err(e) => ActionOutcome::new(ActionStatus::Failed, format!("restoring {what}: {e}"))
+            Err(e) => e
+                .context(&format!("restoring {what}"))
+                .outcome()
                 .changed(self.state(current), serde_json::Value::Null),
         }
-    }
-}
-
-/// Runs `f` within `timeout`, a `timeout` outcome otherwise.
-pub(crate) async fn bounded(
-    timeout: StdDuration,
-    what: &str,
-    f: impl std::future::Future<Output = ActionOutcome>,
-) -> ActionOutcome {
-    match tokio::time::timeout(timeout, f).await {
-        Ok(o) => o,
-        Err(_) => ActionOutcome::new(
-            ActionStatus::Timeout,
-            format!("{what} did not finish within {timeout:?}"),
-        ),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::adjust::{Adjust, Bounds, Computed, show};
-use super::knob::bounded;
+use super::bounded::bounded;
 use crate::common::Duration;
 use crate::remedy::actuator::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
 

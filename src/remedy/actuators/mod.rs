@@ -2,6 +2,7 @@
 //! that composes them.
 
 pub mod adjust;
+pub mod bounded;
 pub mod exec;
 pub mod http;
 pub mod knob;
@@ -211,6 +212,7 @@ mod tests {
             timeout: None,
             verify_within: None,
             dry_run: false,
+            ..RemediateStep::default()
         }
     }
 
@@ -220,6 +222,58 @@ restart: {type: exec, command: ["/bin/true"], timeout: 5s}
 hook: {type: http, url: "http://127.0.0.1:1/x"}
 "#;
         serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn checks_cache_and_knob_steps_params() {
+        let c: BTreeMap<String, ActuatorConfig> = serde_saphyr::from_str(
+            r#"
+cache: {type: redis, capacity: {min: 1048576, max: 8388608}}
+mc: {type: memcached}
+batch: {type: knob, read: {url: "http://127.0.0.1:1/c", pointer: /b}, write: {body: {b: $value}}, min: 1, max: 64}
+"#,
+        )
+        .unwrap();
+        let with = |action: &str, target: &str, params: serde_json::Value| {
+            let mut s = step(action, Some(target));
+            s.params = params
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            validate_step(&c, &s)
+        };
+        use serde_json::json;
+        assert!(with("clear_cache", "cache", json!({"pattern": "c:*"})).is_ok());
+        assert!(with("set_capacity", "cache", json!({"factor": 2})).is_ok());
+        assert!(with("set_batch_size", "batch", json!({"factor": 0.5, "min": 4})).is_ok());
+        assert!(with("scale_pool", "batch", json!({"step": 1})).is_ok());
+        assert!(matches!(
+            with("restart", "cache", json!({})),
+            Err(StepError::WrongKind { .. })
+        ));
+        for (action, target, params, want) in [
+            (
+                "clear_cache",
+                "cache",
+                json!({"pattern": "{{ $labels.x }}*"}),
+                "not a template",
+            ),
+            ("clear_cache", "cache", json!({"all": true}), "allow_flush"),
+            ("set_capacity", "mc", json!({"factor": 2}), "no `capacity"),
+            (
+                "set_batch_size",
+                "batch",
+                json!({"factor": 0.5, "max": 100}),
+                "outside",
+            ),
+            ("scale_pool", "batch", json!({"delta": 1}), "unknown param"),
+        ] {
+            let e = with(action, target, params.clone()).unwrap_err();
+            assert!(matches!(e, StepError::BadParams { .. }), "{e}");
+            assert!(e.to_string().contains(want), "{params}: {e}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::adjust::{Adjust, Bounds, Computed, show};
-use super::knob::bounded;
+use super::bounded::{Failure, bounded};
 use crate::common::redact_url;
 use crate::common::redis::{RedisClient, RedisTarget};
 use crate::common::tls::TlsConfig;
@@ -224,10 +224,17 @@ pub struct RedisActuator {
     timeout: Option<StdDuration>,
 }
 
-type RResult<T> = Result<T, String>;
+type RResult<T> = Result<T, Failure>;
 
-fn rerr(what: &str) -> impl Fn(redis::RedisError) -> String + '_ {
-    move |e| format!("{what}: {e}")
+/// A failed command: `timeout` when Redis did not answer in time.
+fn rerr(what: &str) -> impl Fn(redis::RedisError) -> Failure + '_ {
+    move |e| {
+        if e.is_timeout() {
+            Failure::timeout(format!("{what}: no answer in time"))
+        } else {
+            format!("{what}: {e}").into()
+        }
+    }
 }
 
 impl RedisActuator {
@@ -286,7 +293,7 @@ impl RedisActuator {
             .lines()
             .find_map(|l| l.trim_end().strip_prefix("used_memory:"))
             .and_then(|v| v.parse::<u64>().ok())
-            .ok_or("INFO memory has no used_memory")?;
+            .ok_or(Failure::from("INFO memory has no used_memory"))?;
         let keys: u64 = redis::cmd("DBSIZE")
             .query_async(conn)
             .await
@@ -414,7 +421,7 @@ impl RedisActuator {
             .map_err(rerr("CONFIG GET maxmemory"))?;
         kv.get(1)
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("CONFIG GET maxmemory answered {kv:?}"))
+            .ok_or_else(|| format!("CONFIG GET maxmemory answered {kv:?}").into())
     }
 
     /// Sets maxmemory and reads it back.
@@ -428,7 +435,7 @@ impl RedisActuator {
             .map_err(rerr("CONFIG SET maxmemory"))?;
         let got = Self::maxmemory(conn).await?;
         if got != to {
-            return Err(format!("set maxmemory {to} but read back {got}"));
+            return Err(format!("set maxmemory {to} but read back {got}").into());
         }
         Ok(())
     }
@@ -438,17 +445,16 @@ impl RedisActuator {
         req: &ActionRequest,
         conn: &mut MultiplexedConnection,
     ) -> RResult<ActionOutcome> {
-        let outer = self
-            .capacity
-            .ok_or("the actuator has no `capacity: {min, max}` bounds")?;
+        let outer = self.capacity.ok_or(Failure::from(
+            "the actuator has no `capacity: {min, max}` bounds",
+        ))?;
         let adjust = Adjust::from_params(&req.params, &[])?;
         let bounds = adjust.bounds(outer)?;
         let current = Self::maxmemory(conn).await?;
         if current == 0 && !matches!(adjust.how, super::adjust::How::Value(_)) {
-            return Err(
-                "maxmemory is 0 (no limit): a factor or step has nothing to scale; give `value`"
-                    .into(),
-            );
+            return Err(Failure::from(
+                "maxmemory is 0 (no limit): a factor or step has nothing to scale; give `value`",
+            ));
         }
         let state = |v: u64| serde_json::json!({"maxmemory": v});
         let new = match adjust.compute(current as f64, bounds, true) {
@@ -474,7 +480,7 @@ impl RedisActuator {
         }
         Self::set_maxmemory(conn, new)
             .await
-            .map_err(|e| format!("setting {what}: {e}"))?;
+            .map_err(|e| e.context(&format!("setting {what}")))?;
         Ok(ActionOutcome::new(ActionStatus::Ok, what).changed(state(current), state(new)))
     }
 
@@ -482,20 +488,17 @@ impl RedisActuator {
         let mut conn = match self.client.connect(req.timeout).await {
             Ok(c) => c,
             Err(e) => {
-                return ActionOutcome::new(
-                    ActionStatus::Failed,
-                    format!("cannot connect to {}: {e}", self.client.addr),
-                );
+                return rerr(&format!("cannot connect to {}", self.client.addr))(e).outcome();
             }
         };
         let r = match req.action.as_str() {
             "clear_cache" => self.clear(req, &mut conn, started).await,
             "set_capacity" => self.set_capacity(req, &mut conn).await,
-            other => Err(format!(
+            other => Err(Failure::from(format!(
                 "a redis actuator performs clear_cache or set_capacity, not `{other}`"
-            )),
+            ))),
         };
-        r.unwrap_or_else(|e| ActionOutcome::new(ActionStatus::Failed, e))
+        r.unwrap_or_else(Failure::outcome)
     }
 
     async fn revert_inner(&self, req: &ActionRequest, done: &ActionOutcome) -> ActionOutcome {
@@ -515,16 +518,13 @@ impl RedisActuator {
         let mut conn = match self.client.connect(req.timeout).await {
             Ok(c) => c,
             Err(e) => {
-                return ActionOutcome::new(
-                    ActionStatus::Failed,
-                    format!("cannot connect to {}: {e}", self.client.addr),
-                );
+                return rerr(&format!("cannot connect to {}", self.client.addr))(e).outcome();
             }
         };
         let state = |v: u64| serde_json::json!({"maxmemory": v});
         let current = match Self::maxmemory(&mut conn).await {
             Ok(v) => v,
-            Err(e) => return ActionOutcome::new(ActionStatus::Failed, e),
+            Err(e) => return e.outcome(),
         };
         if current != set {
             return noop(format!(
@@ -541,7 +541,7 @@ impl RedisActuator {
             Ok(()) => {
                 ActionOutcome::new(ActionStatus::Ok, what).changed(state(current), state(before))
             }
-            Err(e) => ActionOutcome::new(ActionStatus::Failed, format!("restoring {what}: {e}")),
+            Err(e) => e.context(&format!("restoring {what}")).outcome(),
         }
     }
 }

@@ -60,9 +60,9 @@ pub struct RollbackActuator {
     name: String,
     cfg: RollbackConfig,
     restart: Arc<dyn Actuator>,
-    /// The idempotency key of the last rollback done and the release it went to: a repeat
-    /// of the same request is not a second rollback.
-    last: Mutex<Option<(String, String)>>,
+    /// The last rollback done: a repeat of the same request (same idempotency key) is not
+    /// a second rollback, only a second try of a restart that did not succeed.
+    last: Mutex<Option<Done>>,
 }
 
 /// Compares release names as versions: digit runs numerically, the rest byte-wise.
@@ -108,6 +108,14 @@ struct Releases {
     current: String,
     /// The symlink's target as written (to keep its form: relative or absolute).
     link: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+struct Done {
+    key: String,
+    from: String,
+    to: String,
+    restarted: bool,
 }
 
 /// A usable release name: a plain folder name, not hidden.
@@ -302,15 +310,24 @@ impl Actuator for RollbackActuator {
         };
         let from = rel.current.clone();
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some((key, to)) = last
-            && key == req.idempotency_key
-            && to == from
+        if let Some(done) = last
+            && done.key == req.idempotency_key
+            && done.to == from
         {
-            return ActionOutcome::new(
-                ActionStatus::Noop,
-                format!("already rolled back to {to} for this request"),
-            )
-            .changed(json!({"release": from}), json!({"release": from}));
+            if done.restarted {
+                return ActionOutcome::new(
+                    ActionStatus::Noop,
+                    format!(
+                        "already rolled back from {} to {from} for this request",
+                        done.from
+                    ),
+                )
+                .changed(json!({"release": from}), json!({"release": from}));
+            }
+            if !req.dry_run {
+                // `current` moved already; only the restart is tried again
+                return self.restart_after(req, &done.from, &from, deadline).await;
+            }
         }
         // Invariant: inspect() checked that `all` contains the current release.
         let at = rel.all.iter().position(|v| *v == from).unwrap_or(0);
@@ -349,8 +366,27 @@ impl Actuator for RollbackActuator {
         if let Err(o) = blocking(deadline, move || repoint(&cur, &link)).await {
             return o;
         }
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((req.idempotency_key.clone(), to.clone()));
+        // recorded before the restart, so that a retry after a cancelled restart does not
+        // roll back one release further
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Done {
+            key: req.idempotency_key.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            restarted: false,
+        });
+        self.restart_after(req, &from, &to, deadline).await
+    }
+}
+
+impl RollbackActuator {
+    /// Restarts through the systemd actuator once `current` points at `to`.
+    async fn restart_after(
+        &self,
+        req: &ActionRequest,
+        from: &str,
+        to: &str,
+        deadline: Instant,
+    ) -> ActionOutcome {
         let mut sub = req.clone();
         sub.action = "restart".into();
         sub.target = self.cfg.restart.clone();
@@ -358,6 +394,12 @@ impl Actuator for RollbackActuator {
         sub.timeout = deadline.saturating_duration_since(Instant::now());
         let restarted = self.restart.act(&sub).await;
         let ok = restarted.status == ActionStatus::Ok;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Done {
+            key: req.idempotency_key.clone(),
+            from: from.to_string(),
+            to: to.to_string(),
+            restarted: ok,
+        });
         let mut o = ActionOutcome::new(
             if ok {
                 ActionStatus::Ok
@@ -374,7 +416,7 @@ impl Actuator for RollbackActuator {
                 )
             },
         )
-        .changed(before, after);
+        .changed(json!({"release": from}), json!({"release": to}));
         o.data = json!({
             "from": from,
             "to": to,

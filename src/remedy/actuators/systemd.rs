@@ -186,10 +186,10 @@ impl SystemdActuator {
             return Err(invalid(name, "timeout must be greater than 0"));
         }
         let pool = cfg.pool.as_ref().map(|p| build_pool(name, p)).transpose()?;
-        if cfg.unit.is_none() && pool.is_none() {
+        if cfg.unit.is_none() && allowed.is_none() && pool.is_none() {
             return Err(invalid(
                 name,
-                "give `unit` (for restart), `pool` (for scale_pool) or both",
+                "give `unit` or `allowed_units` (for restart), `pool` (for scale_pool), or both",
             ));
         }
         if let Some(p) = &cfg.systemctl
@@ -479,7 +479,9 @@ impl SystemdActuator {
         let up: Vec<bool> = states.iter().map(|s| is_up(s)).collect();
         let current = up.iter().filter(|u| **u).count() as u32;
         let target = match change {
-            Change::Step(s) => (current as i64 + s).clamp(lo as i64, hi as i64) as u32,
+            Change::Step(s) => (current as i64)
+                .saturating_add(s)
+                .clamp(lo as i64, hi as i64) as u32,
             Change::Value(v) => v.clamp(lo, hi),
         };
         // up: the lowest-numbered instances that are down; down: the highest that are up

@@ -94,10 +94,11 @@ impl TemplateError {
                 format!("error executing template {name}: template: {name}: {msg}")
             }
             TemplateError::Parse { line, column, msg } => {
+                let col0 = column.saturating_sub(1);
                 let col = if *line == 1 {
-                    ALERT_DEFS_LEN + column - 1
+                    ALERT_DEFS_LEN + col0
                 } else {
-                    column - 1
+                    col0
                 };
                 format!("error parsing template {name}: template: {name}:{line}:{col}: {msg}")
             }

@@ -494,4 +494,60 @@ mod tests {
         let flat = format!("{{{{ print {} }}}}", vec!["1"; 100_000].join(" "));
         assert_eq!(r(&flat, 0.0).len(), 199_999);
     }
+
+    /// `seed` with a few random edits (xorshift, deterministic).
+    fn mutations(seeds: &[&str], n: usize) -> Vec<String> {
+        const PIECES: &[&str] = &[
+            "(", ")", "{", "}", "[", "]", "\"", "'", "`", ",", ":", "-", " ", "\n", "{{", "}}",
+            "|", "$", ".", "\\", "ü", "5m", "by", "offset", "@", "=~", "1e", "0x", "#",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = |m: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m.max(1) as u64) as usize
+        };
+        (0..n)
+            .map(|i| {
+                let mut s: Vec<char> = seeds[i % seeds.len()].chars().collect();
+                for _ in 0..1 + rnd(4) {
+                    let at = rnd(s.len() + 1);
+                    match rnd(3) {
+                        0 if at < s.len() => {
+                            s.remove(at);
+                        }
+                        1 if at < s.len() => s.insert(at, s[at]),
+                        _ => {
+                            for (k, c) in PIECES[rnd(PIECES.len())].chars().enumerate() {
+                                s.insert((at + k).min(s.len()), c);
+                            }
+                        }
+                    }
+                }
+                s.into_iter().collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mutated_templates_never_panic() {
+        let seeds = [
+            "{{ range query \"up == 1\" | sortByLabel \"instance\" }}{{ .Labels.instance }} {{ end }}",
+            "{{ if gt $value 1.0 }}{{ $value | humanize }}{{ else if lt $value 0.5 }}low{{ else }}-{{ end }}",
+            "{{ define \"x\" }}{{ printf \"%.2f\" . }}{{ end }}{{ template \"x\" $value }} {{- $labels.job -}}",
+            "{{ with $x := (index $labels \"a\") }}{{ $x | toUpper }}{{ end }}{{/* c */}}",
+        ];
+        for m in mutations(&seeds, 5_000) {
+            if let Ok(t) = Template::parse(&m) {
+                let _ = r(&m, 1.5);
+                let _ = t.render(&TemplateData {
+                    labels: &Labels::default(),
+                    external_labels: &Labels::default(),
+                    external_url: "",
+                    value: f64::NAN,
+                });
+            }
+        }
+    }
 }
