@@ -803,3 +803,56 @@ async fn verify_expression_must_hold() {
     drop(tx);
     handle.join().await;
 }
+
+/// One action per target at a time unless the target allows more: a second incident's step
+/// on a busy target waits for the first to end (it is not skipped), while another target's
+/// step runs meanwhile.
+#[tokio::test]
+async fn a_target_runs_one_action_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    let (one, one_log, _) = plugin(dir.path(), "one");
+    let script = dir.path().join("one.sh");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let (head, tail) = text.split_at(text.find("r=$(cat").unwrap());
+    std::fs::write(
+        &script,
+        format!(
+            "{head}while [ ! -e {} ]; do sleep 0.05; done\n{tail}",
+            release.display()
+        ),
+    )
+    .unwrap();
+    let (other, _, _) = plugin(dir.path(), "other");
+    let jpath = dir.path().join("journal.db");
+    let mut rig = start(
+        build(vec![("one", one), ("other", other)]),
+        RemedyConfig::default(),
+        &jpath,
+        None,
+    );
+    let on_one = ladder("[{action: exec, target: one}]");
+    let on_other = ladder("[{action: exec, target: other}]");
+    rig.send(TransitionKind::Firing, "A", now_ms(), &on_one)
+        .await;
+    wait_until("A's action to start", || received(&one_log).len() == 1).await;
+    rig.send(TransitionKind::Firing, "B", now_ms(), &on_one)
+        .await;
+    // the planner handles transitions in order: once C's action ended, B was looked at
+    rig.send(TransitionKind::Firing, "C", now_ms(), &on_other)
+        .await;
+    assert_eq!(rig.record().await.rule, "C");
+    assert_eq!(
+        received(&one_log).len(),
+        1,
+        "B ran beside A on the same target"
+    );
+    std::fs::write(&release, "").unwrap();
+    let mut done: Vec<(String, &str)> = Vec::new();
+    for _ in 0..2 {
+        let r = rig.record().await;
+        done.push((r.rule, r.outcome));
+    }
+    assert_eq!(done, [("A".to_string(), "ok"), ("B".to_string(), "ok")]);
+    rig.stop().await;
+}

@@ -43,12 +43,25 @@ pub struct SelfMetrics {
     pub config_last_reload_successful: Gauge,
     /// `medic_config_last_reload_success_timestamp_seconds`.
     pub config_last_reload_success_timestamp: Gauge,
+    /// `medic_config_rule_files_matched{pattern}`: files each `rule_files` glob matched at
+    /// the last good (re)load.
+    pub config_rule_files_matched: Family<LabelPairs, Gauge>,
+    /// `medic_config_rule_patterns_emptied_total`: reloads at which a `rule_files` glob
+    /// that matched files before matched none.
+    pub config_rule_patterns_emptied: Counter,
     /// `medic_rule_evaluations_total{rule_group}`: evaluations of the group, failed or not.
     pub rule_evaluations: Family<LabelPairs, Counter>,
     /// `medic_rule_group_last_evaluation_timestamp_seconds{rule_group}`.
     pub rule_group_last_evaluation: Family<LabelPairs, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// `medic_store_series`: series held in the in-memory store.
     pub store_series: Gauge,
+    /// `medic_store_series_limit`: `global.max_series` (0: no cap).
+    pub store_series_limit: Gauge,
+    /// `medic_store_series_dropped_total`: samples of new series dropped, store full.
+    pub store_series_dropped: Counter,
+    /// `medic_collector_new_series_dropped_total{collector,reason}`: samples of new series
+    /// of a collector dropped (`reason`: `max_series` or `new_series_limit`).
+    pub collector_series_dropped: Family<LabelPairs, Counter>,
     /// `medic_build_info{version}`: always 1.
     pub build_info: Family<LabelPairs, Gauge>,
     /// `medic_start_time_seconds`: when the process started (Unix time).
@@ -134,6 +147,18 @@ impl Default for SelfMetrics {
             "Time of the last successful configuration reload",
             config_last_reload_success_timestamp.clone(),
         );
+        let config_rule_files_matched: Family<LabelPairs, Gauge> = Family::default();
+        registry.register(
+            "config_rule_files_matched",
+            "Files each rule_files glob matched at the last good (re)load",
+            config_rule_files_matched.clone(),
+        );
+        let config_rule_patterns_emptied = Counter::default();
+        registry.register(
+            "config_rule_patterns_emptied",
+            "Times a rule_files glob that matched files before matched none at a reload",
+            config_rule_patterns_emptied.clone(),
+        );
         let rule_evaluations = Family::default();
         registry.register(
             "rule_evaluations",
@@ -151,6 +176,24 @@ impl Default for SelfMetrics {
             "store_series",
             "Series held in the in-memory store",
             store_series.clone(),
+        );
+        let store_series_limit = Gauge::default();
+        registry.register(
+            "store_series_limit",
+            "Most series the store holds (global.max_series; 0: no cap)",
+            store_series_limit.clone(),
+        );
+        let store_series_dropped = Counter::default();
+        registry.register(
+            "store_series_dropped",
+            "Samples of new series dropped because the store held global.max_series series",
+            store_series_dropped.clone(),
+        );
+        let collector_series_dropped = Family::default();
+        registry.register(
+            "collector_new_series_dropped",
+            "Samples of a collector's new series dropped, by reason (max_series, new_series_limit)",
+            collector_series_dropped.clone(),
         );
         let build_info: Family<LabelPairs, Gauge> = Family::default();
         build_info
@@ -230,9 +273,14 @@ impl Default for SelfMetrics {
             notifications_total,
             config_last_reload_successful,
             config_last_reload_success_timestamp,
+            config_rule_files_matched,
+            config_rule_patterns_emptied,
             rule_evaluations,
             rule_group_last_evaluation,
             store_series,
+            store_series_limit,
+            store_series_dropped,
+            collector_series_dropped,
             build_info,
             start_time,
         }

@@ -66,6 +66,8 @@ const BACKSTOP_GRACE: StdDuration = StdDuration::from_secs(5);
 /// How often the planner looks again at what waits on something it is not told about
 /// (a silence ending, a `verify:` expression coming true).
 const POLL: i64 = 1000;
+/// Cooldown records kept before old ones are pruned.
+const COOLDOWN_MEMORY: usize = 4096;
 /// A timeline keeps its first and its newest events up to this many in all.
 const MAX_TIMELINE: usize = 400;
 
@@ -586,6 +588,8 @@ struct State {
     cancel: HashMap<i64, Arc<AtomicBool>>,
     /// Per running rung (incident, step): when it had last started before this attempt.
     previous_run: HashMap<(i64, usize), Option<i64>>,
+    /// Journal keys to delete at the next flush (pruned cooldowns).
+    forget_kv: Vec<String>,
 }
 
 async fn run(
@@ -648,6 +652,7 @@ impl State {
             stopping: Arc::new(AtomicBool::new(false)),
             cancel: HashMap::new(),
             previous_run: HashMap::new(),
+            forget_kv: Vec::new(),
         }
     }
 
@@ -1064,6 +1069,7 @@ impl State {
     /// Moves every incident on as far as it can now; returns when to look again.
     fn advance(&mut self, now: i64) -> Option<i64> {
         let config = self.config();
+        self.prune_cooldowns(now);
         let mut next: Option<i64> = None;
         let mut wake = |at: i64| next = Some(next.map_or(at, |n: i64| n.min(at)));
         for b in self.breakers.values_mut() {
@@ -1096,6 +1102,34 @@ impl State {
             self.maybe_close(id, now);
         }
         next
+    }
+
+    /// Forgets cooldown records that can no longer matter (bounded memory and journal): past
+    /// [`COOLDOWN_MEMORY`] entries, those older than the longest cooldown of any open
+    /// incident's ladder, and at least a day old.
+    fn prune_cooldowns(&mut self, now: i64) {
+        if self.last_run.len() < COOLDOWN_MEMORY {
+            return;
+        }
+        let longest = self
+            .incidents
+            .values()
+            .flat_map(|i| i.ladder.iter().filter_map(|s| s.cooldown))
+            .map(|d| d.as_millis_i64())
+            .max()
+            .unwrap_or(0)
+            .max(86_400_000);
+        let old: Vec<String> = self
+            .last_run
+            .iter()
+            .filter(|(_, at)| now.saturating_sub(**at) >= longest)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in old {
+            self.last_run.remove(&k);
+            self.dirty_kv.remove(&k);
+            self.forget_kv.push(k);
+        }
     }
 
     /// Judges the rungs waiting for verification; returns when to look again.
@@ -2151,7 +2185,11 @@ impl State {
     /// Journals every changed incident (with the actions that ended for it) and the
     /// changed keys, then hands out the escalations decided meanwhile.
     async fn flush(&mut self) {
-        if self.dirty.is_empty() && self.dirty_kv.is_empty() && self.pending_finish.is_empty() {
+        if self.dirty.is_empty()
+            && self.dirty_kv.is_empty()
+            && self.pending_finish.is_empty()
+            && self.forget_kv.is_empty()
+        {
             self.send_escalations();
             return;
         }
@@ -2169,6 +2207,7 @@ impl State {
         }
         let finishes = std::mem::take(&mut self.pending_finish);
         let kv: Vec<(String, String)> = std::mem::take(&mut self.dirty_kv).into_iter().collect();
+        let forget = std::mem::take(&mut self.forget_kv);
         let journal = self.shared.journal.clone();
         let now = now_ms();
         let res = tokio::task::spawn_blocking(move || {
@@ -2209,6 +2248,9 @@ impl State {
             }
             if let Some(kv) = kv {
                 j.kv_put_many(&kv)?;
+            }
+            for k in &forget {
+                j.kv_delete(k)?;
             }
             Ok::<(), JournalError>(())
         })
