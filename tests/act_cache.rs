@@ -1,7 +1,10 @@
 //! The `redis` and `memcached` actuators against real redis-server and memcached on
 //! loopback: what each action changes (read back from the server), dry runs that change
 //! nothing, bounds, pattern clears that stay inside the pattern, reverts; and, end to end
-//! through a real `medic run`, a cache cleared on memory pressure and grown on evictions.
+//! through a real `medic run`, a cache cleared on memory pressure and grown on evictions
+//! (Redis and memcached), the growth set back after the alert resolved (`revert_on_resolve`),
+//! with the journal's structured outcome checked. Figures are printed:
+//! `cargo test --test act_cache e2e -- --nocapture`.
 
 #[path = "support/collectors.rs"]
 mod collectors;

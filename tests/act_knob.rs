@@ -1,7 +1,10 @@
 //! The `knob` actuator against the simulated inference service (`medic-sim`, a real process
 //! on loopback): read, compute within bounds, write, read back; dry runs; bounds held at
 //! the minimum; reverts; and, end to end through a real `medic run`, a batch size cut on
-//! high p95 latency and a pool scaled on errors.
+//! high p95 latency and a pool scaled on errors, each set back after the alert resolved
+//! (`revert_on_resolve`, `revert_after: 1s`), a revert that leaves a value a person changed,
+//! and an escalation that carries what the action changed. Figures (fault → firing →
+//! action → resolved → reverted) are printed: `cargo test --test act_knob e2e -- --nocapture`.
 
 #[path = "support/daemon.rs"]
 mod daemon;

@@ -152,7 +152,13 @@ impl Config {
         // one of them: unreadable secrets, bad URLs, a plugin that is missing or not
         // executable, a zero timeout.
         for (name, a) in &self.actuators {
-            let one = BTreeMap::from([(name.clone(), a.clone())]);
+            let mut one = BTreeMap::from([(name.clone(), a.clone())]);
+            // a rollback restarts through another actuator of the file: built with it
+            if let crate::remedy::ActuatorConfig::Rollback(r) = a
+                && let Some(dep) = self.actuators.get(&r.restart)
+            {
+                one.insert(r.restart.clone(), dep.clone());
+            }
             if let Err(e) = crate::remedy::build(&one) {
                 out.push(Issue::error(format!("actuators.{name}"), e.to_string()));
             }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::adjust::{Adjust, Bounds, Plan, Setting, show};
 use super::bounded::{Failure, bounded};
-use super::http::{build_headers, read_body_bounded};
+use super::http::{build_headers, http_client, http_url, read_body_bounded};
 use crate::common::{Duration, Secret};
 use crate::remedy::actuator::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
 
@@ -150,19 +150,6 @@ fn http_failure(what: &str, e: reqwest::Error) -> Failure {
     }
 }
 
-fn http_url(name: &str, url: &str) -> Result<reqwest::Url, RemedyError> {
-    let bad = |reason: String| RemedyError::InvalidUrl {
-        name: name.into(),
-        url: url.into(),
-        reason,
-    };
-    let u = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(bad("expected an http:// or https:// URL".into()));
-    }
-    Ok(u)
-}
-
 /// Replaces every string exactly `"$value"` in `body` by `value` (a JSON number).
 fn fill(body: &serde_json::Value, value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -228,21 +215,7 @@ impl KnobActuator {
             &cfg.secret_headers,
             cfg.bearer_token.as_ref(),
         )?;
-        crate::common::tls::init_tls();
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_danger_accept_invalid_certs(cfg.tls.insecure_skip_verify);
-        if let Some(ca) = &cfg.tls.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| invalid(format!("tls.ca_file {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| invalid(format!("tls.ca_file {}: {e}", ca.display())))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(|source| RemedyError::HttpClient {
-            name: name.into(),
-            source,
-        })?;
+        let client = http_client(name, &cfg.tls)?;
         Ok(KnobActuator {
             read_url,
             pointer: cfg.read.pointer.clone(),
