@@ -89,9 +89,24 @@ pub struct ActionRecord {
     pub outcome: &'static str,
     pub message: String,
     pub stderr_tail: String,
+    /// What the action found and what it left (the outcome's `before`/`after`).
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
     pub data: serde_json::Value,
     /// How long the actuator ran (zero when it was not called).
     pub duration: StdDuration,
+}
+
+impl ActionRecord {
+    /// Takes what the actuator reported.
+    fn take_outcome(&mut self, out: &ActionOutcome) {
+        self.outcome = out.status.as_str();
+        self.message = out.message.clone();
+        self.stderr_tail = out.stderr_tail.clone();
+        self.before = out.before.clone();
+        self.after = out.after.clone();
+        self.data = out.data.clone();
+    }
 }
 
 // ------------------------------------------------------------------ incident state
@@ -1022,6 +1037,8 @@ impl State {
                     outcome: "cancelled",
                     message: "alert resolved before the action started".into(),
                     stderr_tail: String::new(),
+                    before: serde_json::Value::Null,
+                    after: serde_json::Value::Null,
                     data: serde_json::Value::Null,
                     duration: StdDuration::ZERO,
                 };
@@ -1435,6 +1452,8 @@ impl State {
             outcome: reason,
             message: detail.to_string(),
             stderr_tail: String::new(),
+            before: serde_json::Value::Null,
+            after: serde_json::Value::Null,
             data: serde_json::Value::Null,
             duration: StdDuration::ZERO,
         };
@@ -1508,6 +1527,8 @@ impl State {
             outcome: "",
             message: String::new(),
             stderr_tail: String::new(),
+            before: serde_json::Value::Null,
+            after: serde_json::Value::Null,
             data: serde_json::Value::Null,
             duration: StdDuration::ZERO,
         };
@@ -1705,10 +1726,7 @@ impl State {
                 }
             };
             if let Some(out) = &outcome {
-                record.outcome = out.status.as_str();
-                record.message = out.message.clone();
-                record.stderr_tail = out.stderr_tail.clone();
-                record.data = out.data.clone();
+                record.take_outcome(out);
             }
             let _ = started;
             let _ = ended
@@ -1952,6 +1970,8 @@ impl State {
                 outcome: "",
                 message: String::new(),
                 stderr_tail: String::new(),
+                before: serde_json::Value::Null,
+                after: serde_json::Value::Null,
                 data: serde_json::Value::Null,
                 duration: StdDuration::ZERO,
             };
@@ -1971,9 +1991,7 @@ impl State {
                     }
                 };
                 record.duration = t0.elapsed();
-                record.outcome = out.status.as_str();
-                record.message = out.message.clone();
-                record.stderr_tail = out.stderr_tail.clone();
+                record.take_outcome(&out);
                 let _ = ended
                     .send(Ended {
                         incident: id,
@@ -2512,6 +2530,8 @@ fn finish(shared: &Shared, record: ActionRecord) {
             incident = record.incident,
             outcome = record.outcome,
             duration_s = record.duration.as_secs_f64(),
+            before = %record.before,
+            after = %record.after,
             "{}",
             record.message
         ),
@@ -2523,6 +2543,8 @@ fn finish(shared: &Shared, record: ActionRecord) {
             incident = record.incident,
             outcome = record.outcome,
             duration_s = record.duration.as_secs_f64(),
+            before = %record.before,
+            after = %record.after,
             stderr_tail = %record.stderr_tail,
             "{}",
             record.message
