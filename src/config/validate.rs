@@ -151,11 +151,27 @@ impl Config {
         // Each built on its own (not started) to catch what only building finds, for every
         // one of them: unreadable secrets, bad URLs, a plugin that is missing or not
         // executable, a zero timeout.
-        for (name, a) in &self.actuators {
-            let one = BTreeMap::from([(name.clone(), a.clone())]);
-            if let Err(e) = crate::remedy::build(&one) {
-                out.push(Issue::error(format!("actuators.{name}"), e.to_string()));
+        // Actuators may name each other (a knob restarts through a systemd one), so they are
+        // built together; building stops at the first failure, so the failing one is left
+        // out and the rest built again, until all build.
+        let mut actuators = self.actuators.clone();
+        while let Err(e) = crate::remedy::build(&actuators) {
+            let msg = e.to_string();
+            let failed = msg
+                .strip_prefix("actuator `")
+                .and_then(|m| m.split_once('`'))
+                .map(|(n, _)| n.to_string())
+                .filter(|n| actuators.contains_key(n));
+            let at = failed
+                .as_ref()
+                .map_or("actuators".to_string(), |n| format!("actuators.{n}"));
+            out.push(Issue::error(at, msg));
+            match failed {
+                Some(n) => drop(actuators.remove(&n)),
+                None => break,
             }
+        }
+        for (name, a) in &self.actuators {
             if let crate::remedy::ActuatorConfig::Http(h) = a
                 && h.timeout.is_some_and(|t| t.0.is_zero())
             {
