@@ -1,6 +1,7 @@
-//! Store benchmarks: ingest throughput (samples/s) at steady state, and memory per series
-//! with 10 minutes of 1 s samples (ring buffer, labels and indexes included), measured by
-//! a counting global allocator and printed.
+//! Store benchmarks: ingest throughput (samples/s) at steady state, memory per series
+//! with 10 minutes of 1 s samples (ring buffer, labels and indexes included), and memory
+//! under a writer that invents 10,000 series a round, with and without `max_series`:
+//! measured by a counting global allocator and printed.
 
 use std::hint::black_box;
 
@@ -63,9 +64,79 @@ fn memory_per_series(labels: &[Labels]) {
     drop(store);
 }
 
+/// A scrape-like writer at 15 s that, besides 1,000 steady series, invents 10,000 new
+/// series every round (a request ID in a label), with gc each round as the daemon runs it.
+/// Returns (series held, live bytes) after each round.
+fn churn(rounds: i64, max_series: usize) -> Vec<(usize, isize)> {
+    let before = counting_alloc::live();
+    let store = Store::new(RETENTION_MS);
+    store.set_max_series(max_series);
+    let steady: Vec<Labels> = (0..1_000)
+        .map(|i| {
+            Labels::new([
+                ("__name__", "vllm_requests_running".to_string()),
+                ("instance", "127.0.0.1:8000".to_string()),
+                ("job", "inference".to_string()),
+                ("model", format!("m{i}")),
+            ])
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in 0..rounds {
+        let t = r * 15_000;
+        let mut batch = round(&steady, t);
+        batch.extend((0..10_000).map(|i| {
+            Sample::new(
+                Labels::new([
+                    ("__name__", "http_request_duration_seconds".to_string()),
+                    ("instance", "127.0.0.1:8000".to_string()),
+                    ("job", "inference".to_string()),
+                    ("request_id", format!("{r:06}-{i:05}-3f9a2c71")),
+                ]),
+                t,
+                0.25,
+            )
+        }));
+        store.append_batch(&batch);
+        store.gc(t);
+        out.push((store.series_count(), counting_alloc::live() - before));
+    }
+    out
+}
+
+fn memory_bounded_under_churn() {
+    const CAP: usize = 20_000;
+    let mib = |b: isize| b as f64 / (1024.0 * 1024.0);
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --benches` runs this once in a debug build: a short check only
+        let capped = churn(4, 2_000);
+        assert!(capped.iter().all(|(series, _)| *series <= 2_000));
+        return;
+    }
+    // two hours of 15 s rounds: 4.8 million series offered
+    let capped = churn(480, CAP);
+    let peak = capped.iter().map(|x| x.1).max().unwrap_or(0);
+    let (series, last) = *capped.last().expect("rounds ran");
+    println!(
+        "store under churn, max_series {CAP}: {series} series, {:.1} MiB after 2 h \
+         (peak {:.1} MiB, {:.0} bytes/series at the cap)",
+        mib(last),
+        mib(peak),
+        last as f64 / series as f64
+    );
+    // without the cap: growth until retention (10 minutes, 40 rounds) catches up
+    let open = churn(20, 0);
+    let (series, last) = *open.last().expect("rounds ran");
+    println!(
+        "store under churn, no cap: {series} series, {:.1} MiB after 5 minutes, still growing",
+        mib(last)
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let labels = series_labels();
     memory_per_series(&labels);
+    memory_bounded_under_churn();
 
     // steady-state store: 10 minutes of history already present
     let store = Store::new(RETENTION_MS);

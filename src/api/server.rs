@@ -1,7 +1,10 @@
-//! The axum server: routes, shared state, bearer-token guard for state-changing calls.
+//! The axum server: routes, shared state, bearer-token guard for state-changing calls, and
+//! the connection limits that keep slow or idle clients from holding medic's descriptors.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use crate::common::Duration as ConfigDuration;
 
 use axum::Json;
 use axum::Router;
@@ -157,6 +160,68 @@ impl ApiState {
     }
 }
 
+/// `global.http`: limits on the API's connections, so slow or idle clients can neither hold
+/// connections for ever nor take the descriptors that collectors and actions need. Read at
+/// start (like `listen_address`); a reload does not change them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Time a client has to send a request's headers, counted from when it connects and
+    /// again from each response sent: so also how long an idle keep-alive connection stays
+    /// open. Then the connection is closed. Default 10s.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: ConfigDuration,
+    /// Longest a connection may go without a byte moving either way while a request is
+    /// under way (a stalled upload, a client that stops reading its response); then it is
+    /// closed. Keep it above the slowest endpoint (`POST /-/reload` waits up to 60s).
+    /// Default 120s.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: ConfigDuration,
+    /// Most connections served at once; further clients wait in the kernel's accept queue
+    /// (holding no descriptor of medic's) until one closes. Capped at a quarter of the
+    /// process' open-file limit, so collectors and actions always have descriptors left.
+    /// Default 256.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
+fn default_idle_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(120)
+}
+fn default_max_connections() -> usize {
+    256
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// `max_connections`, capped at a quarter of the open-file limit (`RLIMIT_NOFILE`).
+    pub fn connection_limit(&self) -> usize {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given and has no other effect.
+        let files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+        } else {
+            1024
+        };
+        self.max_connections.clamp(1, (files / 4).max(1))
+    }
+}
+
 /// Binds the listener (separately from serving, so a bad address fails startup clearly).
 pub async fn bind(addr: &str) -> Result<TcpListener, ApiError> {
     TcpListener::bind(addr)
@@ -179,20 +244,161 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then finishes in-flight requests.
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// Serves with the default [`HttpConfig`] until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ApiState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, state, HttpConfig::default(), shutdown).await
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish (for a few
+/// seconds). Each connection gets hyper's header read timeout and a stall timeout, and at
+/// most `connection_limit()` are served at once.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    limits: HttpConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.connection_limit()));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout.std());
+    let idle = limits.idle_timeout.std();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        // a slot first: while every slot is taken, new clients wait in the accept queue
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // closed: never happens, the semaphore lives here
+            },
+        };
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning
+                    tracing::warn!(error = %e, "API: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = http.serve_connection(TokioIo::new(Stall::new(stream, idle)), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // errors are the client's (timeouts, resets): nothing to report
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_WAIT, graceful.shutdown()).await;
+    Ok(())
+}
+
+/// A connection that fails once no byte has moved for `limit` while hyper waits on it, so
+/// a client that stalls mid-request or stops reading its response is cut.
+struct Stall<T> {
+    io: T,
+    limit: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> Stall<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        Stall {
+            io,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    fn progress(&mut self) {
+        let at = tokio::time::Instant::now() + self.limit;
+        self.deadline.as_mut().reset(at);
+    }
+
+    /// On a pending read or write: an error once the deadline has passed.
+    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Error> {
+        self.deadline
+            .as_mut()
+            .poll(cx)
+            .map(|()| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection stalled"))
+    }
+}
+
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+impl<T: AsyncRead + Unpin> AsyncRead for Stall<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.progress();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.check(cx).map(Err),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Stall<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, data) {
+            Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    self.progress();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.check(cx).map(Err),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Pending => self.check(cx).map(Err),
+            r => r,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 async fn metrics_handler(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     st.metrics.store_series.set(st.store.series_count() as i64);
+    st.metrics
+        .store_series_dropped
+        .inc_by(st.store.take_dropped());
     let store = st.settings().export_collected.then_some(&st.store);
     match exposition::render(&st.metrics, store, now_ms(), format) {
         Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
@@ -315,6 +521,27 @@ async fn reload_handler(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_limit_leaves_three_quarters_of_the_files() {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let files = lim.rlim_cur as usize;
+        let huge = HttpConfig {
+            max_connections: usize::MAX,
+            ..HttpConfig::default()
+        };
+        assert_eq!(huge.connection_limit(), (files / 4).max(1));
+        let small = HttpConfig {
+            max_connections: 3,
+            ..HttpConfig::default()
+        };
+        assert_eq!(small.connection_limit(), 3.min(files / 4).max(1));
+    }
 
     #[test]
     fn token_comparison() {

@@ -95,5 +95,10 @@ pub trait Collector: Send + Sync {
     fn name(&self) -> &str;
     fn interval(&self) -> std::time::Duration;
     fn timeout(&self) -> std::time::Duration;
+    /// New series this collector may add: `(per_minute, burst)`, or `None` for no limit
+    /// beyond the store's. A scrape target sets it (`new_series_limit`).
+    fn new_series_limit(&self) -> Option<(u32, u32)> {
+        None
+    }
     async fn collect(&self, now_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError>;
 }

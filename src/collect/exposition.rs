@@ -311,9 +311,16 @@ impl<'a> Parser<'a> {
             }
             let mut start = pos;
             if self.format == Format::Prometheus {
-                // Prometheus' text parser skips blanks at the start of a line (" x 1")
+                // Prometheus skips blanks before a comment and takes a blank-only line, but
+                // fails " x 1" (its parser takes the blank into the name, which its storage
+                // then refuses)
                 while start < end && is_blank(bytes[start]) {
                     start += 1;
+                }
+                if start > pos && start < end && bytes[start] != b'#' {
+                    return Err(self
+                        .err(pos, "blanks before a metric name: expected the name first")
+                        .into());
                 }
             }
             self.base = start;
@@ -370,6 +377,10 @@ impl<'a> Parser<'a> {
             return Ok(false);
         }
         if i >= b.len() {
+            if self.format == Format::Prometheus {
+                // "# HELP" with nothing after it is a plain comment to Prometheus
+                return Ok(false);
+            }
             return Err(self.err(base + i, format!("expected a metric name after {keyword}")));
         }
         while i < b.len() && is_blank(b[i]) {
@@ -403,12 +414,17 @@ impl<'a> Parser<'a> {
         });
         match keyword {
             "HELP" => {
-                if st.helped {
+                if st.helped && self.format == Format::OpenMetrics {
                     return Err(self.err(base + name_start, format!("second HELP line for {name}")));
                 }
                 st.helped = true;
-                // the docstring may only escape '\\' and '\n'
-                let rb = rest.as_bytes();
+                // OpenMetrics' docstring may only escape '\\', '\n' and '"'; Prometheus'
+                // text parser takes any docstring
+                let rb = if self.format == Format::OpenMetrics {
+                    rest.as_bytes()
+                } else {
+                    &[]
+                };
                 let mut j = 0;
                 while j < rb.len() {
                     if rb[j] == b'\\' {
@@ -431,16 +447,25 @@ impl<'a> Parser<'a> {
                 }
             }
             "TYPE" => {
-                if st.typed {
+                // Prometheus 2.42 takes a second TYPE line, or one after the samples (the
+                // last one wins); OpenMetrics forbids both
+                let om = self.format == Format::OpenMetrics;
+                if st.typed && om {
                     return Err(self.err(base + name_start, format!("second TYPE line for {name}")));
                 }
-                if st.sampled {
+                if st.sampled && om {
                     return Err(self.err(
                         base + name_start,
                         format!("TYPE line for {name} after its samples"),
                     ));
                 }
-                let t = rest.trim_end_matches([' ', '\t']);
+                // the type is the rest of the line exactly: Prometheus refuses
+                // "# TYPE x gauge\t" and "# TYPE x  gauge"
+                let t = if om {
+                    rest.trim_end_matches([' ', '\t'])
+                } else {
+                    rest
+                };
                 let Some(mt) = MetricType::parse(t, self.format) else {
                     let expected = match self.format {
                         Format::Prometheus => "counter, gauge, histogram, summary or untyped",
@@ -554,8 +579,9 @@ impl<'a> Parser<'a> {
             series_end = i;
         }
         let series = &line[..series_end];
-        // value
-        if i >= b.len() || !is_blank(b[i]) {
+        // value: after a blank, or (Prometheus) right after the label set's '}'
+        let glued = self.format == Format::Prometheus && series_end > name_end && i == series_end;
+        if i >= b.len() || !(is_blank(b[i]) || glued) {
             return Err(self
                 .err(
                     base + i,
@@ -650,6 +676,12 @@ impl<'a> Parser<'a> {
         mt: MetricType,
         labels: &[(&'a str, Cow<'a, str>)],
     ) -> Result<(), ParseError> {
+        if self.format == Format::Prometheus {
+            // Prometheus' text parser checks no sample against its family's type (a
+            // summary sample without `quantile`, a `_bucket` without `le` or with
+            // `le="x"`, a histogram sample named as the family: all taken)
+            return Ok(());
+        }
         let suffix = &name[family.len()..];
         let need = match (mt, suffix) {
             (MetricType::Histogram | MetricType::GaugeHistogram, "_bucket") => Some("le"),
@@ -768,6 +800,8 @@ impl<'a> Parser<'a> {
             match b.get(i) {
                 Some(b',') => i += 1,
                 Some(b'}') => return Ok(i + 1),
+                // Prometheus' lexer takes `{a="b" b="c"}`: the comma is optional
+                Some(c) if prom && CLASS[*c as usize] & LABEL_START != 0 => {}
                 other => {
                     return Err(self.err(
                         base + i,
@@ -810,6 +844,12 @@ impl<'a> Parser<'a> {
                         Some(b'\\') => owned.push('\\'),
                         Some(b'"') => owned.push('"'),
                         Some(b'n') => owned.push('\n'),
+                        // Prometheus keeps an unknown escape as written (`\q` stays `\q`)
+                        Some(_) if self.format == Format::Prometheus => {
+                            owned.push('\\');
+                            i += 1;
+                            continue;
+                        }
                         other => {
                             return Err(self.err(
                                 self.base + i,
@@ -848,12 +888,18 @@ impl<'a> Parser<'a> {
 
     fn timestamp(&self, tok: &str, pos: usize) -> Result<i64, ParseError> {
         match self.format {
-            Format::Prometheus => tok.parse::<i64>().map_err(|_| {
-                self.err(
-                    pos,
-                    format!("invalid timestamp {tok:?}: expected an integer of milliseconds"),
-                )
-            }),
+            // digits only: Prometheus refuses "+1", "-1" and "-0"
+            Format::Prometheus => tok
+                .bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| tok.parse::<i64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    self.err(
+                        pos,
+                        format!("invalid timestamp {tok:?}: expected an integer of milliseconds"),
+                    )
+                }),
             Format::OpenMetrics => match parse_float(tok) {
                 Some(s) if s.is_finite() => Ok((s * 1000.0).round() as i64),
                 _ => Err(self.err(
@@ -973,7 +1019,14 @@ rpc_duration_seconds_count 2693
 
     #[test]
     fn spec_example() {
-        let s = p(SPEC_EXAMPLE);
+        // the format's own example has a negative timestamp, which Prometheus 2.42 refuses
+        // (its lexer takes digits only)
+        let err = e(SPEC_EXAMPLE);
+        assert!(
+            err.message.contains("invalid timestamp \"-3982045\""),
+            "{err}"
+        );
+        let s = p(&SPEC_EXAMPLE.replace(" -3982045", " 3982045"));
         assert_eq!(s.len(), 2 + 1 + 1 + 1 + 8 + 7);
         assert_eq!(s[0].name, "http_requests_total");
         assert_eq!(labels(&s[0]), vec![("method", "post"), ("code", "200")]);
@@ -992,7 +1045,7 @@ rpc_duration_seconds_count 2693
         assert_eq!(s[2].metric_type, MetricType::Unknown);
         assert_eq!(s[3].timestamp_ms, None);
         assert_eq!(s[4].value, f64::INFINITY);
-        assert_eq!(s[4].timestamp_ms, Some(-3982045));
+        assert_eq!(s[4].timestamp_ms, Some(3982045));
         let buckets: Vec<_> = s
             .iter()
             .filter(|x| x.name == "http_request_duration_seconds_bucket")
@@ -1040,10 +1093,25 @@ rpc_duration_seconds_count 2693
     /// Where Prometheus' own text parser (and so promtool) says yes or no, medic says the same.
     #[test]
     fn verdicts_match_prometheus() {
-        // leading blanks before a name or a comment; a blank-only line
-        let s = p(" x 1\n\t y{a=\"b\"} 2\n  # HELP x help\n   \n");
+        // blanks before a comment and a blank-only line are fine, before a name not
+        let s = p("  # HELP x help\n   \nx 1\n");
         assert_eq!((s[0].name.as_str(), s[0].value), ("x", 1.0));
-        assert_eq!(labels(&s[1]), vec![("a", "b")]);
+        assert!(e(" x 1\n").message.contains("blanks before a metric name"));
+        assert!(e("\t y{a=\"b\"} 2\n").message.contains("blanks before"));
+        // no blank needed after a label set, no comma between labels; unknown escapes
+        // in label values are kept as written
+        let s = p("x{a=\"b\" c=\"\\q\"}1\n");
+        assert_eq!(labels(&s[0]), vec![("a", "b"), ("c", "\\q")]);
+        // timestamps are digits only
+        for bad in [
+            "x 1 +1\n",
+            "x 1 -1\n",
+            "x 1 -0\n",
+            "x 1 99999999999999999999\n",
+        ] {
+            assert!(e(bad).message.contains("invalid timestamp"), "{bad}");
+        }
+        assert_eq!(p("x 1 01\n")[0].timestamp_ms, Some(1));
         // OpenMetrics stays strict
         assert!(parse_to_vec(" x 1\n# EOF\n", Format::OpenMetrics).is_err());
         // a negative counter is ingested
@@ -1057,8 +1125,24 @@ rpc_duration_seconds_count 2693
         );
         assert!(e("x -1e400\n").message.contains("invalid sample value"));
         assert_eq!(p("x 1e-400\n")[0].value, 0.0);
-        let err = e("# TYPE h histogram\nh_bucket{le=\"1e999\"} 1\n");
-        assert!(err.message.contains("not a number"), "{err}");
+        // no check of a sample against its type: Prometheus takes these
+        for body in [
+            "# TYPE h histogram\nh_bucket{le=\"1e999\"} 1\n",
+            "# TYPE h histogram\nh_bucket 1\n",
+            "# TYPE h histogram\nh 1\n",
+            "# TYPE s summary\ns 1\n",
+            "# TYPE s summary\ns{quantile=\"x\"} 1\n",
+        ] {
+            assert_eq!(p(body).len(), 1, "{body}");
+        }
+        // ...but the TYPE line must end at the type: no trailing blank
+        for body in [
+            "# TYPE x histogram\t\n",
+            "# TYPE x gauge \nx 1\n",
+            "# TYPE x  gauge\n",
+        ] {
+            assert!(e(body).message.contains("unknown metric type"), "{body:?}");
+        }
         // Prometheus refuses hex floats and '_' ("0x1p-2", "1_000"); NaN takes no sign
         for bad in [
             "0x1p-2", "0x10", "1_000", "+NaN", "-nan", "1e", "Inf1", "infinit",
@@ -1096,7 +1180,7 @@ rpc_duration_seconds_count 2693
         assert_eq!((err.line, err.column), (2, 11));
         assert!(err.message.contains("expected ',' or '}'"), "{err}");
 
-        let err = e("x{a=\"\\t\"} 1\n");
+        let err = parse_to_vec("x{a=\"\\t\"} 1\n# EOF\n", Format::OpenMetrics).unwrap_err();
         assert_eq!((err.line, err.column), (1, 6));
         assert!(err.message.contains("invalid escape"), "{err}");
 
@@ -1135,39 +1219,48 @@ rpc_duration_seconds_count 2693
         assert!(err.message.contains("sample value"), "{err}");
 
         // columns count characters, not bytes
-        let err = e("x{a=\"é\" b=\"2\"} 1\n");
-        assert_eq!(err.column, 9);
+        let err = e("x{a=\"é\" b=\"2\"} 1 x\n");
+        assert_eq!(err.column, 18);
     }
 
     #[test]
     fn type_and_help_consistency() {
-        let err = e("# TYPE x counter\n# TYPE x gauge\nx 1\n");
+        // Prometheus 2.42 takes a second TYPE or HELP line and a TYPE after the samples;
+        // OpenMetrics does not
+        assert_eq!(p("# TYPE x counter\n# TYPE x gauge\nx 1\n").len(), 1);
+        assert_eq!(p("# HELP x a\n# HELP x b\nx 1\n").len(), 1);
+        assert_eq!(p("x 1\n# TYPE x gauge\n").len(), 1);
+        let om = |b: &str| parse_to_vec(b, Format::OpenMetrics).unwrap_err();
+        let err = om("# TYPE x counter\n# TYPE x gauge\n# EOF\n");
         assert_eq!(err.line, 2);
         assert!(err.message.contains("second TYPE"), "{err}");
-
-        let err = e("# HELP x a\n# HELP x b\n");
-        assert!(err.message.contains("second HELP"), "{err}");
-
-        let err = e("x 1\n# TYPE x gauge\n");
-        assert!(err.message.contains("after its samples"), "{err}");
+        assert!(
+            om("# HELP x a\n# HELP x b\n# EOF\n")
+                .message
+                .contains("second HELP")
+        );
+        assert!(
+            om("x 1\n# TYPE x gauge\n# EOF\n")
+                .message
+                .contains("after its samples")
+        );
 
         let err = e("# TYPE x whatever\n");
         assert!(err.message.contains("unknown metric type"), "{err}");
 
-        let err = e("# TYPE h histogram\nh_bucket 1\n");
+        // OpenMetrics checks samples against their type
+        let err = om("# TYPE h histogram\nh_bucket 1\n# EOF\n");
         assert!(err.message.contains("\"le\" label"), "{err}");
-
-        let err = e("# TYPE h histogram\nh_bucket{le=\"x\"} 1\n");
+        let err = om("# TYPE h histogram\nh_bucket{le=\"x\"} 1\n# EOF\n");
         assert!(err.message.contains("not a number"), "{err}");
-
-        let err = e("# TYPE h histogram\nh 1\n");
+        let err = om("# TYPE h histogram\nh 1\n# EOF\n");
         assert!(err.message.contains("expected h_bucket"), "{err}");
-
-        let err = e("# TYPE s summary\ns 1\n");
+        let err = om("# TYPE s summary\ns 1\n# EOF\n");
         assert!(err.message.contains("\"quantile\" label"), "{err}");
-
-        let err = e("# HELP x bad \\t escape\n");
+        let err = om("# HELP x bad \\t escape\n# EOF\n");
         assert!(err.message.contains("invalid escape"), "{err}");
+        // Prometheus takes any docstring
+        assert_eq!(p("# HELP x bad \\t escape\nx 1\n").len(), 1);
 
         // free comments and HELP escapes are fine
         let s = p("# just a comment\n#no space\n# HELP x a \\\\ b \\n c\nx 1\n");

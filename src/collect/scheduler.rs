@@ -13,8 +13,9 @@ use tokio::time::MissedTickBehavior;
 
 use super::{CollectError, Collector};
 use crate::common::metrics::{SelfMetrics, labels};
+use crate::common::throttle::LogThrottle;
 use crate::common::time::now_ms;
-use crate::store::{Labels, Sample, Store, stale_nan};
+use crate::store::{Labels, Sample, SeriesBudget, Store, stale_nan};
 
 /// Name of the series the scheduler writes for each collector after every round: 1 when the
 /// round succeeded, 0 when it failed or timed out (like Prometheus' `up`).
@@ -148,6 +149,10 @@ async fn run_collector(
     // The up series is written every round; it is only handed over, not stale-checked.
     previous.remove(&up);
     let mut out: Vec<Sample> = Vec::new();
+    let mut budget = c
+        .new_series_limit()
+        .map(|(per_minute, burst)| SeriesBudget::new(per_minute, burst, Instant::now()));
+    let mut over_budget_log = LogThrottle::new(std::time::Duration::from_secs(60));
     loop {
         tokio::select! {
             biased;
@@ -184,7 +189,23 @@ async fn run_collector(
             out.push(Sample::new(gone.clone(), now, stale_nan()));
         }
         out.push(Sample::new(up.clone(), now, if ok { 1.0 } else { 0.0 }));
-        store.append_batch(&out);
+        let refused = store.append_batch_limited(&out, budget.as_mut());
+        if refused.any() {
+            for (reason, n) in [
+                ("max_series", refused.max_series),
+                ("new_series_limit", refused.new_series_limit),
+            ] {
+                let l = labels(&[("collector", &name), ("reason", reason)]);
+                metrics.collector_series_dropped.get_or_create(&l).inc_by(n);
+            }
+            if let Some(n) = over_budget_log.record(refused.new_series_limit, Instant::now()) {
+                tracing::warn!(
+                    collector = %name,
+                    dropped = n,
+                    "collector over its new_series_limit: samples of new series dropped"
+                );
+            }
+        }
         if let Some(l) = &landed {
             l.send_modify(|n| *n = n.wrapping_add(1));
         }

@@ -72,6 +72,9 @@ fn default_true() -> bool {
 fn default_sample_limit() -> usize {
     50_000
 }
+fn default_new_series_limit() -> u32 {
+    2_000
+}
 fn default_body_size_limit() -> ByteSize {
     ByteSize(16 << 20)
 }
@@ -104,6 +107,13 @@ pub struct ScrapeConfig {
     /// `medic_scrape_errors_total{reason="sample_limit"}`). 0 means no limit. Default 50000.
     #[serde(default = "default_sample_limit")]
     pub sample_limit: usize,
+    /// Most new series (label sets the store does not hold yet) this target may add a
+    /// minute; samples of further new series are dropped, counted in
+    /// `medic_collector_new_series_dropped_total{reason="new_series_limit"}` and logged.
+    /// A first scrape of up to `sample_limit` series lands whole. 0 means no limit (the
+    /// store's `global.max_series` still holds). Default 2000.
+    #[serde(default = "default_new_series_limit")]
+    pub new_series_limit: u32,
     /// Largest body accepted, e.g. `16MiB` (the default); a larger one is rejected
     /// (`reason="body_too_large"`) without reading the rest.
     #[serde(default = "default_body_size_limit")]
@@ -205,6 +215,7 @@ impl ScrapeCollector {
             honor_labels: cfg.honor_labels,
             honor_timestamps: cfg.honor_timestamps,
             sample_limit: cfg.sample_limit,
+            new_series_limit: cfg.new_series_limit,
             body_size_limit: cfg.body_size_limit.0,
             bearer,
             schedule,
@@ -310,6 +321,7 @@ pub struct ScrapeCollector {
     honor_labels: bool,
     honor_timestamps: bool,
     sample_limit: usize,
+    new_series_limit: u32,
     body_size_limit: u64,
     bearer: Option<reqwest::header::HeaderValue>,
     schedule: Schedule,
@@ -518,6 +530,12 @@ impl Collector for ScrapeCollector {
 
     fn timeout(&self) -> StdDuration {
         self.schedule.timeout
+    }
+
+    fn new_series_limit(&self) -> Option<(u32, u32)> {
+        // the burst: a whole first scrape (or the rate itself, without a sample limit)
+        let burst = u32::try_from(self.sample_limit).unwrap_or(u32::MAX);
+        (self.new_series_limit > 0).then_some((self.new_series_limit, burst))
     }
 
     async fn collect(&self, now_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {

@@ -55,6 +55,13 @@ pub struct SelfMetrics {
     pub rule_group_last_evaluation: Family<LabelPairs, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// `medic_store_series`: series held in the in-memory store.
     pub store_series: Gauge,
+    /// `medic_store_series_limit`: `global.max_series` (0: no cap).
+    pub store_series_limit: Gauge,
+    /// `medic_store_series_dropped_total`: samples of new series dropped, store full.
+    pub store_series_dropped: Counter,
+    /// `medic_collector_new_series_dropped_total{collector,reason}`: samples of new series
+    /// of a collector dropped (`reason`: `max_series` or `new_series_limit`).
+    pub collector_series_dropped: Family<LabelPairs, Counter>,
     /// `medic_build_info{version}`: always 1.
     pub build_info: Family<LabelPairs, Gauge>,
     /// `medic_start_time_seconds`: when the process started (Unix time).
@@ -170,6 +177,24 @@ impl Default for SelfMetrics {
             "Series held in the in-memory store",
             store_series.clone(),
         );
+        let store_series_limit = Gauge::default();
+        registry.register(
+            "store_series_limit",
+            "Most series the store holds (global.max_series; 0: no cap)",
+            store_series_limit.clone(),
+        );
+        let store_series_dropped = Counter::default();
+        registry.register(
+            "store_series_dropped",
+            "Samples of new series dropped because the store held global.max_series series",
+            store_series_dropped.clone(),
+        );
+        let collector_series_dropped = Family::default();
+        registry.register(
+            "collector_new_series_dropped",
+            "Samples of a collector's new series dropped, by reason (max_series, new_series_limit)",
+            collector_series_dropped.clone(),
+        );
         let build_info: Family<LabelPairs, Gauge> = Family::default();
         build_info
             .get_or_create(&labels(&[("version", env!("CARGO_PKG_VERSION"))]))
@@ -253,6 +278,9 @@ impl Default for SelfMetrics {
             rule_evaluations,
             rule_group_last_evaluation,
             store_series,
+            store_series_limit,
+            store_series_dropped,
+            collector_series_dropped,
             build_info,
             start_time,
         }

@@ -169,6 +169,16 @@ pub struct GlobalConfig {
     /// Also expose the collected series on `/metrics` (medic's own metrics are always there).
     #[serde(default)]
     pub export_collected: bool,
+    /// Most series the in-memory store holds, from every collector, rule and detector
+    /// together; it bounds medic's memory (about 1 KiB a series with 15 s samples and
+    /// 10 minutes' retention). Samples of further new series are dropped, counted in
+    /// `medic_store_series_dropped_total` and logged; series already held carry on.
+    /// 0 means no cap. Default 100000.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// Limits on the API's connections: `header_timeout`, `idle_timeout`, `max_connections`.
+    #[serde(default)]
+    pub http: crate::api::server::HttpConfig,
     /// Minimum time between two announcements of a firing or resolved alert to the
     /// notifiers (Prometheus' `--rules.alert.resend-delay`).
     #[serde(default = "default_resend_delay")]
@@ -184,6 +194,9 @@ pub struct GlobalConfig {
     pub alert_for_grace_period: Duration,
 }
 
+fn default_max_series() -> usize {
+    100_000
+}
 fn default_resend_delay() -> Duration {
     Duration::from_secs(60)
 }
@@ -242,6 +255,8 @@ impl Default for GlobalConfig {
             state_dir: default_state_dir(),
             api_token: None,
             export_collected: false,
+            max_series: default_max_series(),
+            http: Default::default(),
             alert_resend_delay: default_resend_delay(),
             alert_for_outage_tolerance: default_outage_tolerance(),
             alert_for_grace_period: default_for_grace_period(),

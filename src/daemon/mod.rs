@@ -116,21 +116,6 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         prepared.api.clone(),
         control_tx,
     ));
-    let listen = prepared.config.global.listen_address.clone();
-    let listener = crate::api::server::bind(&listen).await?;
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(listen.clone());
-    let (api_stop, mut api_stop_rx) = tokio_watch::channel(false);
-    let api_task = tokio::spawn(crate::api::server::serve(
-        listener,
-        api.clone(),
-        async move {
-            let _ = api_stop_rx.wait_for(|v| *v).await;
-        },
-    ));
-    tracing::info!(address = %local, "API listening");
 
     // The consumers of alert transitions: the planner lives across reloads (it keeps
     // cooldowns and in-flight actions) and gets new settings; the notifier dispatcher is
@@ -155,6 +140,23 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         },
     );
     api.set_remedy(planner.control(), silences.clone());
+    // listening once the planner has resumed what the journal holds
+    let listen = prepared.config.global.listen_address.clone();
+    let listener = crate::api::server::bind(&listen).await?;
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen.clone());
+    let (api_stop, mut api_stop_rx) = tokio_watch::channel(false);
+    let api_task = tokio::spawn(crate::api::server::serve_with(
+        listener,
+        api.clone(),
+        prepared.config.global.http.clone(),
+        async move {
+            let _ = api_stop_rx.wait_for(|v| *v).await;
+        },
+    ));
+    tracing::info!(address = %local, "API listening");
     let sent = SentMemory::default();
     let (notify_tx, dispatcher) =
         start_dispatcher(&mut prepared, &metrics, &planner, &silences, &sent);

@@ -267,6 +267,11 @@ impl Generation {
         let (stop, _) = watch::channel(false);
         let (landed_tx, landed_rx) = watch::channel(0u64);
         shared.store.set_retention_ms(p.retention_ms);
+        shared.store.set_max_series(p.config.global.max_series);
+        shared
+            .metrics
+            .store_series_limit
+            .set(p.config.global.max_series as i64);
         shared.api.set_settings(p.api.clone());
         let matched = &shared.metrics.config_rule_files_matched;
         matched.clear();
@@ -445,5 +450,6 @@ async fn store_gc(store: Arc<Store>, metrics: Arc<SelfMetrics>, mut stop: watch:
         }
         store.gc(crate::common::time::now_ms());
         metrics.store_series.set(store.series_count() as i64);
+        metrics.store_series_dropped.inc_by(store.take_dropped());
     }
 }

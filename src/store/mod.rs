@@ -9,11 +9,16 @@
 
 mod hash;
 mod labels;
+mod limits;
 
 pub use hash::{FastHashMap, FastHasher, xxhash64};
 pub use labels::{Labels, METRIC_NAME};
+pub use limits::{Refused, SeriesBudget};
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use crate::common::throttle::LogThrottle;
 
 /// Prometheus' stale marker: a NaN with this exact bit pattern ends a series.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -30,6 +35,9 @@ pub fn is_stale(v: f64) -> bool {
 
 /// Default retention when no rule says otherwise: Prometheus' 5 minute lookback plus a margin.
 pub const DEFAULT_RETENTION_MS: i64 = 10 * 60 * 1000;
+
+/// How often a full store says so on the log.
+const FULL_LOG_PERIOD: Duration = Duration::from_secs(60);
 
 /// One sample of one series.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,6 +209,13 @@ struct Inner {
     postings: FastHashMap<String, FastHashMap<String, Vec<SeriesId>>>,
     free: Vec<SeriesId>,
     retention_ms: i64,
+    /// Most series held (0: no cap); samples of further new series are dropped.
+    max_series: usize,
+    /// Samples of new series dropped because the store was full, ever.
+    dropped: u64,
+    /// Of `dropped`, those not yet handed to [`Store::take_dropped`].
+    dropped_untaken: u64,
+    full_log: Option<LogThrottle>,
 }
 
 /// The store. Share it as `Arc<Store>`.
@@ -244,20 +259,64 @@ impl Store {
         self.write().retention_ms = ms;
     }
 
+    /// Caps the number of series (0: no cap). Series already held stay; while the store is
+    /// at the cap, samples of new series are dropped, counted and logged.
+    pub fn set_max_series(&self, n: usize) {
+        self.write().max_series = n;
+    }
+
+    pub fn max_series(&self) -> usize {
+        self.reader().0.max_series
+    }
+
+    /// Samples of new series dropped because the store was full, since it was made.
+    pub fn dropped_total(&self) -> u64 {
+        self.reader().0.dropped
+    }
+
+    /// Samples of new series dropped because the store was full since the last call (to
+    /// feed a counter).
+    pub fn take_dropped(&self) -> u64 {
+        std::mem::take(&mut self.write().dropped_untaken)
+    }
+
     pub fn append(&self, labels: &Labels, timestamp_ms: i64, value: f64) {
-        self.write().append(labels, timestamp_ms, value);
+        let mut w = self.write();
+        if let Err(Full::Store) = w.append(labels, timestamp_ms, value, None) {
+            w.log_full(1);
+        }
     }
 
     pub fn append_batch(&self, samples: &[Sample]) {
+        self.append_batch_limited(samples, None);
+    }
+
+    /// Appends `samples`; a new series also takes one from `budget` (a writer's own limit
+    /// of new series), and is dropped when that is spent or the store is full. Returns what
+    /// was dropped.
+    pub fn append_batch_limited(
+        &self,
+        samples: &[Sample],
+        mut budget: Option<&mut SeriesBudget>,
+    ) -> Refused {
         let mut w = self.write();
+        let mut refused = Refused::default();
         for s in samples {
-            w.append(&s.labels, s.timestamp_ms, s.value);
+            match w.append(&s.labels, s.timestamp_ms, s.value, budget.as_deref_mut()) {
+                Ok(()) => {}
+                Err(Full::Store) => refused.max_series += 1,
+                Err(Full::Budget) => refused.new_series_limit += 1,
+            }
         }
+        if refused.max_series > 0 {
+            w.log_full(refused.max_series);
+        }
+        refused
     }
 
     /// Writes a stale marker, so queries after `timestamp_ms` no longer see the series.
     pub fn mark_stale(&self, labels: &Labels, timestamp_ms: i64) {
-        self.write().append(labels, timestamp_ms, stale_nan());
+        let _ = self.write().append(labels, timestamp_ms, stale_nan(), None);
     }
 
     /// Drops samples older than retention before `now_ms` and series left empty.
@@ -282,9 +341,10 @@ impl Store {
     /// Removes every series and sample (used by `clear` in test files).
     pub fn clear(&self) {
         let mut w = self.write();
-        let r = w.retention_ms;
+        let (r, max) = (w.retention_ms, w.max_series);
         *w = Inner {
             retention_ms: r,
+            max_series: max,
             ..Inner::default()
         };
     }
@@ -331,18 +391,44 @@ impl Store {
     }
 }
 
+/// Why a new series was not taken.
+enum Full {
+    Store,
+    Budget,
+}
+
 impl Inner {
-    fn append(&mut self, labels: &Labels, t: i64, v: f64) {
+    fn append(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+        budget: Option<&mut SeriesBudget>,
+    ) -> Result<(), Full> {
         let id = match self.by_labels.get(labels) {
             Some(id) => *id,
-            None => self.insert(labels.clone()),
+            // a stale marker ends a series; for one not held there is nothing to end
+            None if is_stale(v) => return Ok(()),
+            None => {
+                if self.max_series > 0 && self.by_labels.len() >= self.max_series {
+                    self.dropped += 1;
+                    self.dropped_untaken += 1;
+                    return Err(Full::Store);
+                }
+                if let Some(b) = budget
+                    && !b.take(Instant::now())
+                {
+                    return Err(Full::Budget);
+                }
+                self.insert(labels.clone())
+            }
         };
         let cutoff = t - self.retention_ms;
         if let Some(s) = self.series[id as usize].as_mut() {
             match s.samples.back() {
                 // Out-of-order samples are dropped, as Prometheus' TSDB does; an equal
                 // timestamp replaces (a re-scrape of the same instant).
-                Some((last, _)) if *last > t => return,
+                Some((last, _)) if *last > t => return Ok(()),
                 Some((last, _)) if *last == t => {
                     s.samples.pop_back();
                 }
@@ -350,6 +436,22 @@ impl Inner {
             }
             s.samples.push_back((t, v));
             s.samples.expire(cutoff);
+        }
+        Ok(())
+    }
+
+    fn log_full(&mut self, n: u64) {
+        let max = self.max_series;
+        let throttle = self
+            .full_log
+            .get_or_insert_with(|| LogThrottle::new(FULL_LOG_PERIOD));
+        if let Some(n) = throttle.record(n, Instant::now()) {
+            tracing::warn!(
+                dropped = n,
+                max_series = max,
+                "the store holds global.max_series series: samples of new series dropped \
+                 (medic_store_series_dropped_total counts them)"
+            );
         }
     }
 
@@ -527,6 +629,45 @@ mod tests {
         // retention of 1 s keeps samples within 1 s of the newest
         assert_eq!(r.samples(id, i64::MIN, i64::MAX).count(), 11);
         assert_eq!(r.latest(id, 4900, 300_000), Some((4900, 49.0)));
+    }
+
+    #[test]
+    fn max_series_caps_new_series_and_counts_the_rest() {
+        let store = Store::new(1000);
+        store.set_max_series(3);
+        let l = |i: usize| Labels::new([("__name__", "x".to_string()), ("i", i.to_string())]);
+        let batch: Vec<Sample> = (0..10).map(|i| Sample::new(l(i), 0, 1.0)).collect();
+        let refused = store.append_batch_limited(&batch, None);
+        assert_eq!(refused.max_series, 7);
+        assert_eq!(store.series_count(), 3);
+        // held series still take samples; a stale marker for a series not held adds none
+        store.append(&l(0), 100, 2.0);
+        store.mark_stale(&l(9), 100);
+        assert_eq!(store.series_count(), 3);
+        assert_eq!(store.sample_count(), 4);
+        assert_eq!(store.dropped_total(), 7);
+        assert_eq!(store.take_dropped(), 7);
+        assert_eq!(store.take_dropped(), 0);
+        // once series go, new ones fit again
+        store.gc(5_000);
+        store.append(&l(5), 5_000, 1.0);
+        assert_eq!(store.series_count(), 1);
+    }
+
+    #[test]
+    fn a_writers_budget_limits_its_new_series() {
+        let store = Store::new(1000);
+        let now = std::time::Instant::now();
+        let mut budget = SeriesBudget::new(1, 4, now);
+        let l = |i: usize| Labels::new([("__name__", "y".to_string()), ("i", i.to_string())]);
+        let batch: Vec<Sample> = (0..10).map(|i| Sample::new(l(i), 0, 1.0)).collect();
+        let refused = store.append_batch_limited(&batch, Some(&mut budget));
+        assert_eq!(refused.new_series_limit, 6);
+        assert_eq!(refused.max_series, 0);
+        // series already held cost nothing
+        let again: Vec<Sample> = (0..4).map(|i| Sample::new(l(i), 10, 1.0)).collect();
+        assert!(!store.append_batch_limited(&again, Some(&mut budget)).any());
+        assert_eq!(store.series_count(), 4);
     }
 
     #[test]

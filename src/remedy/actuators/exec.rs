@@ -451,6 +451,13 @@ fn finish(mut o: ActionOutcome, stderr_tail: String) -> ActionOutcome {
     o
 }
 
+/// Whether a plugin's stdout holds a reply medic takes: [`parse_reply`] for the fuzz driver
+/// (`fuzz/main.rs`), which feeds it untrusted plugin output.
+#[doc(hidden)]
+pub fn reply_is_valid(stdout: &str) -> bool {
+    parse_reply(stdout).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
