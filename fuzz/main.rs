@@ -29,6 +29,8 @@ const SLOW: Duration = Duration::from_secs(2);
 const HANG: Duration = Duration::from_secs(20);
 /// Inputs are kept below this size (mutations that grow them are clipped).
 const MAX_LEN: usize = 64 * 1024;
+/// The input size limit of a target with a `slow:` line in `fuzz/known.txt`.
+const SLOW_KNOWN_MAX_LEN: usize = 8 * 1024;
 /// Seeds kept in memory per target.
 const MAX_POOL: usize = 2_000;
 
@@ -364,7 +366,13 @@ impl Rng {
 const INTERESTING: &[u8] = b"\0\t\n\r \"#$'(),-.0123456789:;=[\\]_`{|}~\x7f\xc3\xa9";
 
 /// One mutation of `input` (bytes; the target gets them as UTF-8, lossily).
-fn mutate(rng: &mut Rng, input: &[u8], pool: &[Vec<u8>], tokens: &[&[&str]]) -> Vec<u8> {
+fn mutate(
+    rng: &mut Rng,
+    input: &[u8],
+    pool: &[Vec<u8>],
+    tokens: &[&[&str]],
+    max_len: usize,
+) -> Vec<u8> {
     let mut v = input.to_vec();
     let rounds = 1 + rng.below(4);
     for _ in 0..rounds {
@@ -424,7 +432,7 @@ fn mutate(rng: &mut Rng, input: &[u8], pool: &[Vec<u8>], tokens: &[&[&str]]) -> 
             }
         }
     }
-    v.truncate(MAX_LEN);
+    v.truncate(max_len);
     v
 }
 
@@ -492,7 +500,8 @@ struct Current {
     input: Mutex<(String, Vec<u8>)>,
 }
 
-/// Known findings: `fuzz/known.txt`, one panic message substring a line, ` # ` and a note.
+/// Known findings: `fuzz/known.txt`, one a line, ` # ` and a note: a panic message
+/// substring, or `slow:TARGET` for the slow inputs of a target.
 fn known_findings(root: &Path) -> Vec<String> {
     std::fs::read_to_string(root.join("fuzz/known.txt"))
         .unwrap_or_default()
@@ -511,6 +520,16 @@ fn fuzz(
     t0: Instant,
 ) -> Report {
     let known = known_findings(root);
+    // a target known to be slow on large inputs gets small ones, so that a run still
+    // explores it (and the known blowup cannot turn into a hang)
+    let slow_known = known
+        .iter()
+        .any(|k| k.strip_prefix("slow:") == Some(t.name));
+    let max_len = if slow_known {
+        SLOW_KNOWN_MAX_LEN
+    } else {
+        MAX_LEN
+    };
     let corpus = read_corpus(&root.join("fuzz/corpus").join(t.name));
     let out = root.join("target/fuzz").join(t.name);
     let mut pool: Vec<Vec<u8>> = if corpus.is_empty() {
@@ -530,7 +549,7 @@ fn fuzz(
             pool[i].clone()
         } else {
             let base = &pool[rng.below(pool.len())];
-            mutate(&mut rng, base, &pool, t.tokens)
+            mutate(&mut rng, base, &pool, t.tokens, max_len)
         };
         i += 1;
         let text = String::from_utf8_lossy(&input).into_owned();
@@ -564,7 +583,13 @@ fn fuzz(
                 );
             }
             Ok(outcome) => {
-                if took > SLOW {
+                if took > SLOW && slow_known {
+                    if rep.known == 0 {
+                        let p = save(&out, "known-slow", &input);
+                        eprintln!("{}: known slow input ({took:?}) on {}", t.name, p.display());
+                    }
+                    rep.known += 1;
+                } else if took > SLOW {
                     rep.slow += 1;
                     let p = save(&out, "slow", &input);
                     eprintln!(
