@@ -226,11 +226,21 @@ async fn hanging_plugin_is_killed_with_its_whole_group() {
 
 #[tokio::test]
 async fn missing_executable_fails_cleanly() {
-    let act = ExecActuator::build(
+    // found when the config is loaded, not when an incident needs the plugin
+    let err = ExecActuator::build(
         "nope",
         &exec_cfg(vec!["/nonexistent/medic-plugin".into()], None),
     )
-    .unwrap();
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("/nonexistent/medic-plugin"), "{err}");
+    // removed after the start: the action fails cleanly
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = write_script(dir.path(), "gone.sh", "#!/bin/sh\n");
+    let act =
+        ExecActuator::build("gone", &exec_cfg(vec![plugin.display().to_string()], None)).unwrap();
+    std::fs::remove_file(&plugin).unwrap();
     let out = act.act(&request(serde_json::json!({}), PATIENCE)).await;
     assert_eq!(out.status, ActionStatus::Failed);
     assert!(out.message.contains("cannot start"), "{}", out.message);

@@ -1,7 +1,10 @@
 //! The `redis` and `memcached` actuators against real redis-server and memcached on
 //! loopback: what each action changes (read back from the server), dry runs that change
 //! nothing, bounds, pattern clears that stay inside the pattern, reverts; and, end to end
-//! through a real `medic run`, a cache cleared on memory pressure and grown on evictions.
+//! through a real `medic run`, a cache cleared on memory pressure and grown on evictions
+//! (Redis and memcached), the growth set back after the alert resolved (`revert_on_resolve`),
+//! with the journal's structured outcome checked. Figures are printed:
+//! `cargo test --test act_cache e2e -- --nocapture`.
 
 #[path = "support/collectors.rs"]
 mod collectors;
@@ -368,43 +371,7 @@ async fn memcached_clear_and_capacity() {
 
 // ---- end to end: a real medic daemon collecting from a real Redis ----
 
-fn journal_actions(dir: &std::path::Path) -> Vec<medic::journal::ActionRecord> {
-    let j = medic::journal::Journal::open(&dir.join("state/journal.db")).unwrap();
-    j.actions_recent(100).unwrap()
-}
-
-async fn wait_alert(medic: &daemon::Medic, name: &str, firing: bool) -> serde_json::Value {
-    daemon::wait_for(
-        &format!("{name} {}", if firing { "firing" } else { "resolved" }),
-        || async {
-            let (_, body) = medic.get("/api/v1/alerts").await;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            let a = v["data"]["alerts"]
-                .as_array()?
-                .iter()
-                .find(|a| a["labels"]["alertname"] == name && a["state"] == "firing")
-                .cloned();
-            match (firing, a) {
-                (true, Some(a)) => Some(a),
-                (false, None) => Some(json!(null)),
-                _ => None,
-            }
-        },
-    )
-    .await
-}
-
-async fn wait_action(medic: &daemon::Medic, rule: &str, action: &str) {
-    daemon::wait_for(&format!("{action} by {rule}"), || async {
-        let v = medic
-            .metric(&format!(
-                r#"medic_actions_total{{rule="{rule}",action="{action}",outcome="ok"}}"#
-            ))
-            .await?;
-        (v >= 1.0).then_some(())
-    })
-    .await
-}
+use sim::{journal_actions, wait_action, wait_alert, wait_journaled};
 
 fn base(dir: &std::path::Path) -> String {
     format!(
@@ -493,6 +460,31 @@ async fn e2e_redis_memory_pressure_clears_the_cache_by_pattern() {
         (rows.iter().filter(|r| r.finished_ms.is_some()).count() >= 2).then_some(rows)
     })
     .await;
+    // the structured outcome: what each clear found, removed and left
+    let junk_row = rows
+        .iter()
+        .find(|r| sim::result(r)["data"]["pattern"] == "sim:junk:*")
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    let out = sim::result(junk_row);
+    assert_eq!(out["status"], "ok", "{out}");
+    assert!(out["data"]["keys_removed"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(out["data"]["complete"], true, "{out}");
+    assert!(
+        out["before"]["used_memory"].as_u64().unwrap()
+            > out["after"]["used_memory"].as_u64().unwrap(),
+        "{out}"
+    );
+    assert_eq!(
+        out["before"]["keys"].as_u64().unwrap() - out["after"]["keys"].as_u64().unwrap(),
+        out["data"]["keys_removed"].as_u64().unwrap(),
+        "{out}"
+    );
+    let lit = rows
+        .iter()
+        .map(sim::result)
+        .find(|o| o["data"]["pattern"] == r"\*$(touch /tmp/medic-pwned)*")
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!(lit["data"]["keys_removed"], 2, "{lit}");
     let msgs: Vec<String> = rows.iter().filter_map(|r| r.message.clone()).collect();
     let junk = msgs
         .iter()
@@ -542,6 +534,7 @@ async fn e2e_redis_evictions_grow_the_capacity() {
       target: cache
       params: {factor: 4}
       revert_on_resolve: true
+      revert_after: 2s
       cooldown: 1h
 "#,
     )
@@ -576,17 +569,41 @@ async fn e2e_redis_evictions_grow_the_capacity() {
     let hits = sim_metric(&sim, "inference_cache_hits_total").await;
     let misses = sim_metric(&sim, "inference_cache_misses_total").await;
 
-    let rows = journal_actions(dir.path());
-    let msg = rows
-        .iter()
-        .find_map(|r| r.message.clone().filter(|m| m.contains("maxmemory")))
-        .unwrap_or_else(|| panic!("{rows:?}"));
+    // the burst is over and its keys are gone (as if they expired): shrinking back to
+    // 4 MB evicts nothing then, so the revert does not bring the alert back
+    sim.send("PUT", "/fault/redis_load", json!({"ops_per_sec": 0}))
+        .await;
+    let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
+
+    let (row, done) = wait_journaled(dir.path(), "set_capacity").await;
+    assert_eq!(done["before"], json!({"maxmemory": 4 * mib}), "{done}");
+    assert_eq!(done["after"], json!({"maxmemory": 16 * mib}), "{done}");
+    let msg = row.message.clone().unwrap_or_default();
     assert!(
         msg.contains(&format!("maxmemory {} → {}", 4 * mib, 16 * mib)),
         "{msg}"
     );
+    let (rrow, reverted) = wait_journaled(dir.path(), "revert:set_capacity").await;
+    let restored = t0.elapsed();
+    assert_eq!(rrow.status, medic::journal::ActionStatus::Ok, "{rrow:?}");
+    assert_eq!(
+        reverted["before"],
+        json!({"maxmemory": 16 * mib}),
+        "{reverted}"
+    );
+    assert_eq!(
+        reverted["after"],
+        json!({"maxmemory": 4 * mib}),
+        "{reverted}"
+    );
+    assert_eq!(
+        maxmemory(&mut c),
+        4 * mib,
+        "the revert did not restore maxmemory"
+    );
     eprintln!(
-        "FIGURE redis evictions: load→firing {fired:?}, →set_capacity ok {acted:?}, →resolved {resolved:?}; {msg}; evicted_keys {evicted_at_action} at the action, {evicted_after} at resolve; sim cache hits {hits} misses {misses}"
+        "FIGURE redis evictions: load→firing {fired:?}, →set_capacity ok {acted:?}, →resolved {resolved:?}, →reverted {restored:?}; {msg}; revert: {}; evicted_keys {evicted_at_action} at the action, {evicted_after} at resolve; sim cache hits {hits} misses {misses}",
+        rrow.message.unwrap_or_default()
     );
 }
 
@@ -647,8 +664,14 @@ fn readme_actuator_examples_build() {
     let start = readme.find("<!-- remedy: caches and knobs -->").unwrap();
     let end = readme.find("<!-- /remedy: caches and knobs -->").unwrap();
     let mut n = 0;
+    let mut all = BTreeMap::new();
+    let mut rule_blocks = Vec::new();
     for block in readme[start..end].split("```yaml\n").skip(1) {
         let yaml = &block[..block.find("```").unwrap()];
+        if yaml.starts_with("# in a rule file") {
+            rule_blocks.push(yaml);
+            continue;
+        }
         if !yaml.starts_with("actuators:") {
             continue;
         }
@@ -666,9 +689,30 @@ fn readme_actuator_examples_build() {
                 );
             }
         }
+        all.extend(cfg.actuators.clone());
         n += 1;
     }
     assert_eq!(n, 3);
+    // the rule examples' ladders name those actuators with valid params; the knob's is
+    // reverted after resolve
+    assert_eq!(rule_blocks.len(), 2);
+    let mut reverted = 0;
+    for yaml in rule_blocks {
+        let rules: Vec<serde_json::Value> = serde_saphyr::from_str(yaml)
+            .unwrap_or_else(|e| panic!("README rule example does not parse: {e}\n{yaml}"));
+        for r in rules {
+            let steps: Vec<medic::rules::RemediateStep> =
+                serde_json::from_value(r["remediate"].clone())
+                    .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+            medic::remedy::validate_ladder(&all, &steps)
+                .unwrap_or_else(|e| panic!("README rule example: {e}\n{yaml}"));
+            reverted += steps
+                .iter()
+                .filter(|s| s.revert_on_resolve && s.revert_after.is_some())
+                .count();
+        }
+    }
+    assert_eq!(reverted, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,7 +729,7 @@ async fn e2e_memcached_evictions_grow_the_memory_limit() {
   - alert: MemcachedEvictingItems
     expr: rate(memcached_items_evicted_total[5s]) > 1
     remediate:
-    - {action: set_capacity, target: memcache, params: {factor: 4}, cooldown: 1h}
+    - {action: set_capacity, target: memcache, params: {factor: 4}, cooldown: 1h, revert_on_resolve: true, revert_after: 1s}
 "#,
     )
     .unwrap();
@@ -721,12 +765,24 @@ async fn e2e_memcached_evictions_grow_the_memory_limit() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     let evictions = m.stats()["evictions"].clone();
-    let msg = journal_actions(dir.path())
-        .into_iter()
-        .find_map(|r| r.message.filter(|m| m.contains("cache_memlimit")))
-        .expect("journaled");
+    let (row, done) = wait_journaled(dir.path(), "set_capacity").await;
+    assert_eq!(done["before"], json!({"limit_mb": 8}), "{done}");
+    assert_eq!(done["after"], json!({"limit_mb": 32}), "{done}");
+    let msg = row.message.clone().unwrap_or_default();
     assert!(msg.contains("cache_memlimit 8 → 32 MB"), "{msg}");
+    // the writer stopped: memcached shrinks lazily (it evicts on later writes), so the
+    // revert brings no eviction and no alert back
+    let (rrow, reverted) = wait_journaled(dir.path(), "revert:set_capacity").await;
+    let restored = t0.elapsed();
+    assert_eq!(rrow.status, medic::journal::ActionStatus::Ok, "{rrow:?}");
+    assert_eq!(reverted["after"], json!({"limit_mb": 8}), "{reverted}");
+    assert_eq!(
+        m.stats()["limit_maxbytes"],
+        (8u64 * 1024 * 1024).to_string(),
+        "the revert did not restore cache_memlimit"
+    );
     eprintln!(
-        "FIGURE memcached evictions: load→firing {fired:?}, →set_capacity ok {acted:?}, →resolved {resolved:?}; {msg}; evictions {evictions} in all"
+        "FIGURE memcached evictions: load→firing {fired:?}, →set_capacity ok {acted:?}, →resolved {resolved:?}, →reverted {restored:?}; {msg}; revert: {}; evictions {evictions} in all",
+        rrow.message.unwrap_or_default()
     );
 }

@@ -1,7 +1,10 @@
 //! The `knob` actuator against the simulated inference service (`medic-sim`, a real process
 //! on loopback): read, compute within bounds, write, read back; dry runs; bounds held at
 //! the minimum; reverts; and, end to end through a real `medic run`, a batch size cut on
-//! high p95 latency and a pool scaled on errors.
+//! high p95 latency and a pool scaled on errors, each set back after the alert resolved
+//! (`revert_on_resolve`, `revert_after: 1s`), a revert that leaves a value a person changed,
+//! and an escalation that carries what the action changed. Figures (fault → firing →
+//! action → resolved → reverted) are printed: `cargo test --test act_knob e2e -- --nocapture`.
 
 #[path = "support/daemon.rs"]
 mod daemon;
@@ -263,41 +266,13 @@ async fn knob_fails_when_the_value_does_not_stick_and_times_out_on_a_silent_api(
 // ---- end to end: a real medic daemon scraping medic-sim ----
 
 fn journal_messages(dir: &std::path::Path) -> Vec<String> {
-    let j = medic::journal::Journal::open(&dir.join("state/journal.db")).unwrap();
-    j.actions_recent(100)
-        .unwrap()
+    sim::journal_actions(dir)
         .into_iter()
         .filter_map(|r| r.message)
         .collect()
 }
 
-async fn wait_alert(medic: &daemon::Medic, name: &str, firing: bool) {
-    daemon::wait_for(
-        &format!("{name} {}", if firing { "firing" } else { "resolved" }),
-        || async {
-            let (_, body) = medic.get("/api/v1/alerts").await;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            let is = v["data"]["alerts"]
-                .as_array()?
-                .iter()
-                .any(|a| a["labels"]["alertname"] == name && a["state"] == "firing");
-            (is == firing).then_some(())
-        },
-    )
-    .await
-}
-
-async fn wait_action(medic: &daemon::Medic, rule: &str, action: &str) {
-    daemon::wait_for(&format!("{action} by {rule}"), || async {
-        let v = medic
-            .metric(&format!(
-                r#"medic_actions_total{{rule="{rule}",action="{action}",outcome="ok"}}"#
-            ))
-            .await?;
-        (v >= 1.0).then_some(())
-    })
-    .await
-}
+use sim::{wait_action, wait_alert, wait_journaled};
 
 fn config(dir: &std::path::Path, sim: &sim::Sim) -> String {
     format!(
@@ -333,13 +308,7 @@ rule_files: [rules.yaml]
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_p95_latency_cuts_the_batch_size() {
-    let sim = sim::Sim::start(&["--batch-size", "32", "--workers", "4"]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("rules.yaml"),
-        r#"groups:
+const LATENCY_RULE: &str = r#"groups:
 - name: inference
   interval: 500ms
   rules:
@@ -351,19 +320,25 @@ async fn e2e_p95_latency_cuts_the_batch_size() {
       target: inference-batch
       params: {factor: 0.25, min: 2}
       revert_on_resolve: true
+      revert_after: 1s
       cooldown: 1h
-"#,
-    )
-    .unwrap();
+"#;
+
+/// The load under which each batch item costs 50 ms (batch 32 → 1.61 s per request).
+fn slow_batches() -> serde_json::Value {
+    json!({"load_rps": 50, "latency_per_item_s": 0.05, "per_worker_rps": 50})
+}
+
+/// High p95 → batch size 32 → 8 → resolved → the load ends → after `revert_after` the
+/// revert restores 32 (read back from the service) and the journal holds both outcomes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_p95_latency_cuts_the_batch_size_and_restores_it_after_resolve() {
+    let sim = sim::Sim::start(&["--batch-size", "32", "--workers", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), LATENCY_RULE).unwrap();
     let medic = daemon::Medic::start(dir.path(), &config(dir.path(), &sim));
-    // the fault: load under which each batch item costs 50 ms (32 → 1.61 s per request)
     let t0 = Instant::now();
-    sim.send(
-        "PUT",
-        "/fault",
-        json!({"load_rps": 50, "latency_per_item_s": 0.05, "per_worker_rps": 50}),
-    )
-    .await;
+    sim.send("PUT", "/fault", slow_batches()).await;
     wait_alert(&medic, "InferenceLatencyHigh", true).await;
     let fired = t0.elapsed();
     wait_action(&medic, "InferenceLatencyHigh", "set_batch_size").await;
@@ -371,18 +346,87 @@ async fn e2e_p95_latency_cuts_the_batch_size() {
     assert_eq!(sim.knobs().await["batch_size"], 8);
     wait_alert(&medic, "InferenceLatencyHigh", false).await;
     let resolved = t0.elapsed();
-    let msgs = journal_messages(dir.path());
-    let m = msgs
-        .iter()
-        .find(|m| m.contains("batch_size 32 → 8"))
-        .unwrap_or_else(|| panic!("{msgs:?}"));
+    // the burst is over: no load, so the restored batch size does not bring the alert back
+    sim.send("PUT", "/fault", json!({"load_rps": 0})).await;
+
+    let (row, done) = wait_journaled(dir.path(), "set_batch_size").await;
+    assert_eq!(row.status, medic::journal::ActionStatus::Ok);
+    assert_eq!(done["status"], "ok", "{done}");
+    assert_eq!(done["before"], json!({"batch_size": 32}), "{done}");
+    assert_eq!(done["after"], json!({"batch_size": 8}), "{done}");
+    assert!(
+        row.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("batch_size 32 → 8"),
+        "{row:?}"
+    );
+    // the log line carries what changed
+    let logged = sim::log_lines(&medic, "batch_size 32 → 8");
+    assert!(!logged.is_empty(), "{}", medic.logs());
+    assert_eq!(logged[0]["fields"]["action"], "set_batch_size");
+
+    let (rrow, reverted) = wait_journaled(dir.path(), "revert:set_batch_size").await;
+    let restored = t0.elapsed();
+    assert_eq!(rrow.status, medic::journal::ActionStatus::Ok, "{rrow:?}");
+    assert_eq!(reverted["before"], json!({"batch_size": 8}), "{reverted}");
+    assert_eq!(reverted["after"], json!({"batch_size": 32}), "{reverted}");
+    assert_eq!(rrow.incident_id, row.incident_id);
+    assert_eq!(
+        sim.knobs().await["batch_size"],
+        32,
+        "the revert did not restore it"
+    );
     eprintln!(
-        "FIGURE p95 latency: fault→firing {fired:?}, →set_batch_size ok {acted:?}, →resolved {resolved:?}; {m}"
+        "FIGURE p95 latency: fault→firing {fired:?}, →set_batch_size ok {acted:?}, →resolved {resolved:?}, →reverted {restored:?}; {}; revert: {}",
+        row.message.unwrap_or_default(),
+        rrow.message.unwrap_or_default()
     );
 }
 
+/// Someone sets the batch size by hand after medic did: the revert after resolve leaves
+/// their value and the journal says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_errors_scale_the_pool() {
+async fn e2e_revert_leaves_a_value_someone_else_changed() {
+    let sim = sim::Sim::start(&["--batch-size", "32", "--workers", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), LATENCY_RULE).unwrap();
+    let medic = daemon::Medic::start(dir.path(), &config(dir.path(), &sim));
+    let t0 = Instant::now();
+    sim.send("PUT", "/fault", slow_batches()).await;
+    wait_action(&medic, "InferenceLatencyHigh", "set_batch_size").await;
+    let acted = t0.elapsed();
+    assert_eq!(sim.knobs().await["batch_size"], 8);
+    // an operator picks 12 (0.65 s per request: fast enough to resolve)
+    sim.send("PUT", "/admin/config", json!({"batch_size": 12}))
+        .await;
+    wait_alert(&medic, "InferenceLatencyHigh", false).await;
+    let resolved = t0.elapsed();
+    sim.send("PUT", "/fault", json!({"load_rps": 0})).await;
+    let (rrow, refused) = wait_journaled(dir.path(), "revert:set_batch_size").await;
+    let refused_at = t0.elapsed();
+    assert_eq!(rrow.status, medic::journal::ActionStatus::Noop, "{rrow:?}");
+    assert_eq!(refused["status"], "noop", "{refused}");
+    assert_eq!(refused["before"], json!({"batch_size": 12}), "{refused}");
+    assert_eq!(refused["after"], json!({"batch_size": 12}), "{refused}");
+    let why = rrow.message.clone().unwrap_or_default();
+    assert!(
+        why.contains("batch_size is now 12, not the 8 medic set"),
+        "{why}"
+    );
+    assert_eq!(
+        sim.knobs().await["batch_size"],
+        12,
+        "the revert overwrote a person's value"
+    );
+    eprintln!(
+        "FIGURE revert refused: fault→set_batch_size ok {acted:?}, →resolved {resolved:?}, →revert refused {refused_at:?}; {why}"
+    );
+}
+
+/// Errors → workers 2 → 5 → resolved → the load ends → the revert sets 2 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_errors_scale_the_pool_and_restore_it_after_resolve() {
     let sim = sim::Sim::start(&["--batch-size", "8", "--workers", "2"]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -401,6 +445,7 @@ async fn e2e_errors_scale_the_pool() {
       target: inference-pool
       params: {step: 3}
       revert_on_resolve: true
+      revert_after: 1s
       cooldown: 1h
 "#,
     )
@@ -421,14 +466,82 @@ async fn e2e_errors_scale_the_pool() {
     assert_eq!(sim.knobs().await["workers"], 5);
     wait_alert(&medic, "InferenceErrorRateHigh", false).await;
     let resolved = t0.elapsed();
-    let msgs = journal_messages(dir.path());
-    let m = msgs
-        .iter()
-        .find(|m| m.contains("workers 2 → 5"))
-        .unwrap_or_else(|| panic!("{msgs:?}"));
-    eprintln!(
-        "FIGURE error rate: fault→firing {fired:?}, →scale_pool ok {acted:?}, →resolved {resolved:?}; {m}"
+    sim.send("PUT", "/fault", json!({"load_rps": 0})).await;
+    let (row, done) = wait_journaled(dir.path(), "scale_pool").await;
+    assert_eq!(done["before"], json!({"workers": 2}), "{done}");
+    assert_eq!(done["after"], json!({"workers": 5}), "{done}");
+    let (rrow, reverted) = wait_journaled(dir.path(), "revert:scale_pool").await;
+    let restored = t0.elapsed();
+    assert_eq!(rrow.status, medic::journal::ActionStatus::Ok, "{rrow:?}");
+    assert_eq!(reverted["before"], json!({"workers": 5}), "{reverted}");
+    assert_eq!(reverted["after"], json!({"workers": 2}), "{reverted}");
+    assert_eq!(
+        sim.knobs().await["workers"],
+        2,
+        "the revert did not restore it"
     );
+    eprintln!(
+        "FIGURE error rate: fault→firing {fired:?}, →scale_pool ok {acted:?}, →resolved {resolved:?}, →reverted {restored:?}; {}; revert: {}",
+        row.message.unwrap_or_default(),
+        rrow.message.unwrap_or_default()
+    );
+}
+
+/// An action that does not fix the alert: the escalation that reaches the webhook carries
+/// what it changed, structured (`medicEscalation.history[].data`) and in words
+/// (`medic_history`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_escalation_carries_what_the_action_changed() {
+    let sim = sim::Sim::start(&["--batch-size", "32", "--workers", "4"]);
+    let hook = daemon::WebhookSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        r#"groups:
+- name: inference
+  interval: 500ms
+  rules:
+  - alert: InferenceLatencyHigh
+    expr: histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket[5s]))) > 1
+    remediate:
+    - {action: set_batch_size, target: inference-batch, params: {step: -2}, verify_within: 2s, cooldown: 1h}
+"#,
+    )
+    .unwrap();
+    let config = config(dir.path(), &sim).replace(
+        "actuators:\n",
+        &format!(
+            "notifiers:\n  hook: {{type: webhook, url: \"{}\", repeat_interval: 0s, max_attempts: 2}}\nactuators:\n",
+            hook.url()
+        ),
+    );
+    let medic = daemon::Medic::start(dir.path(), &config);
+    sim.send("PUT", "/fault", slow_batches()).await;
+    let esc = daemon::wait_for("the escalation", || async {
+        hook.all()
+            .into_iter()
+            .find(|p| p["alerts"][0]["labels"]["medic_escalation"] == "true")
+    })
+    .await;
+    let history = esc["medicEscalation"]["history"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ended = history
+        .iter()
+        .find(|h| h["kind"] == "action_ended")
+        .unwrap_or_else(|| panic!("{history:?}"));
+    assert_eq!(
+        ended["data"]["before"],
+        json!({"batch_size": 32}),
+        "{ended}"
+    );
+    assert_eq!(ended["data"]["after"], json!({"batch_size": 30}), "{ended}");
+    let text = esc["alerts"][0]["annotations"]["medic_history"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("batch_size 32 → 30"), "{text}");
+    drop(medic);
 }
 
 // ---- the rule pack ----

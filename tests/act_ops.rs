@@ -199,6 +199,19 @@ async fn killed_service_is_restarted_and_the_alert_resolves() {
         "{msg}"
     );
     assert_eq!(a.target.as_deref(), Some("web-service"));
+    let out: serde_json::Value =
+        serde_json::from_str(a.result.as_deref().unwrap_or("null")).unwrap();
+    assert_eq!(out["status"], "ok", "{out}");
+    assert_eq!(
+        out["before"],
+        json!({"unit": "web.service", "state": "failed", "main_pid": 0}),
+        "{out}"
+    );
+    assert_eq!(
+        out["after"],
+        json!({"unit": "web.service", "state": "active", "main_pid": new_pid}),
+        "{out}"
+    );
     // the stand-in was asked with argv only, the unit after `--`
     assert!(units.calls().iter().any(|c| c
         == &[
@@ -280,6 +293,11 @@ async fn failed_unit_is_restarted_by_its_label_through_allowed_units() {
         .find(|a| a.action == "restart")
         .expect("the restart in the journal");
     assert!(a.params.contains("worker-a.service"), "{}", a.params);
+    let out: serde_json::Value =
+        serde_json::from_str(a.result.as_deref().unwrap_or("null")).unwrap();
+    assert_eq!(out["before"]["unit"], "worker-a.service", "{out}");
+    assert_eq!(out["before"]["state"], "failed", "{out}");
+    assert_eq!(out["after"]["state"], "active", "{out}");
     let msg = a.message.unwrap_or_default();
     assert!(
         msg.contains("restarted worker-a.service: failed → active"),
@@ -386,6 +404,17 @@ async fn bad_deploy_is_rolled_back_and_the_alert_resolves() {
         .iter()
         .find(|a| a.action == "rollback")
         .expect("the rollback in the journal");
+    let out: serde_json::Value =
+        serde_json::from_str(a.result.as_deref().unwrap_or("null")).unwrap();
+    assert_eq!(out["status"], "ok", "{out}");
+    assert_eq!(out["before"], json!({"release": "v2"}), "{out}");
+    assert_eq!(out["after"], json!({"release": "v1"}), "{out}");
+    assert_eq!(
+        (&out["data"]["from"], &out["data"]["to"]),
+        (&json!("v2"), &json!("v1")),
+        "{out}"
+    );
+    assert_eq!(out["data"]["restart"]["status"], "ok", "{out}");
     let msg = a.message.clone().unwrap_or_default();
     assert!(
         msg.contains("rolled back from v2 to v1; restarted app.service"),
@@ -890,45 +919,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// The rule text without medic's `remediate:` entries, as Prometheus reads it.
-fn without_remediate(text: &str) -> String {
-    let mut out = String::new();
-    let mut skip_deeper_than: Option<usize> = None;
-    for line in text.lines() {
-        let indent = line.len() - line.trim_start().len();
-        if let Some(d) = skip_deeper_than {
-            if line.trim().is_empty() || indent > d {
-                continue;
-            }
-            skip_deeper_than = None;
-        }
-        if line.trim_start().starts_with("remediate:") {
-            skip_deeper_than = Some(indent);
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
-/// Runs a command to its end, at most 120 s (a stuck child fails the test, never hangs it).
-fn run(cmd: &mut std::process::Command) -> std::process::Output {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("{cmd:?} did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
+#[path = "support/packs.rs"]
+mod packs;
+use packs::{run, without_remediate};
 
 /// The services and deploy packs: their unit tests pass under `medic test` (with the
 /// `remediate:` ladders) and under promtool (without), and `medic check -c` accepts the
@@ -961,16 +954,7 @@ fn ops_rule_packs_pass_medic_test_promtool_and_check() {
             "promtool test rules {pack}: {prom:?}"
         );
     }
-    let cfg = repo().join("config/examples/ops.yaml");
-    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(["check", "-c"])
-        .arg(&cfg));
-    assert!(
-        o.status.success(),
-        "medic check -c {}: {o:?}",
-        cfg.display()
-    );
-    let said = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    let said = packs::example_config_checks("ops.yaml", &[]);
     assert!(!said.contains("error"), "{said}");
 }
 

@@ -321,3 +321,333 @@ async fn resolved_notification_is_not_sent_again_after_a_reload() {
     assert_eq!(hook.count("resolved", "Down"), 1, "{:#?}", hook.all());
     assert_eq!(hook.count("firing", "Down"), 1, "{:#?}", hook.all());
 }
+
+// ---- point 1: alert state survives restarts ----
+
+fn alert_json(body: &str, name: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["data"]["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["labels"]["alertname"] == name)
+        .cloned()
+}
+
+fn starts_at(p: &serde_json::Value) -> String {
+    p["alerts"][0]["startsAt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A clean restart and a kill -9 while an alert fires: after the restart the alert is still
+/// firing with its activeAt, the webhook gets no second "firing" with a new startsAt, and an
+/// alert that resolved while medic was down gets its "resolved" with the original startsAt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_state_survives_clean_restarts_and_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = Target::start().await;
+    let hook = WebhookSink::start().await;
+    let config = probe_config(d, &target, &hook, "");
+    target.set_failing(true);
+    let mut medic = Medic::start(d, &config);
+    let first = wait_for("firing", || async { hook.find("firing", "Down") }).await;
+    let (_, body) = medic.get("/api/v1/alerts").await;
+    let active_at = alert_json(&body, "Down").unwrap()["activeAt"].clone();
+
+    // two clean restarts while it fires
+    for _ in 0..2 {
+        medic.signal(libc::SIGTERM);
+        assert_eq!(medic.wait_exit(DEADLINE).code(), Some(0));
+        medic = Medic::start(d, &config);
+        let a = wait_for("the alert after the restart", || async {
+            let (_, body) = medic.get("/api/v1/alerts").await;
+            alert_json(&body, "Down").filter(|a| a["state"] == "firing")
+        })
+        .await;
+        assert_eq!(a["activeAt"], active_at, "{a}");
+        // the engine re-announces every 300 ms: a second "firing" would show by now
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(hook.count("firing", "Down"), 1, "{:#?}", hook.all());
+
+    // resolved while medic is down (kill -9): announced after the restart
+    medic.signal(libc::SIGKILL);
+    medic.wait_exit(DEADLINE);
+    target.set_failing(false);
+    let medic = Medic::start(d, &config);
+    let resolved = wait_for("the resolved notification", || async {
+        hook.find("resolved", "Down")
+    })
+    .await;
+    assert_eq!(starts_at(&resolved), starts_at(&first));
+    let (_, body) = medic.get("/api/v1/alerts").await;
+    assert!(alert_json(&body, "Down").is_none(), "{body}");
+    assert_eq!(hook.count("firing", "Down"), 1, "{:#?}", hook.all());
+}
+
+// ---- point 2: an empty config, or one that drops everything, is refused ----
+
+fn good_config(dir: &Path, extra: &str) -> String {
+    std::fs::create_dir_all(dir.join("rules.d")).unwrap();
+    std::fs::write(
+        dir.join("main.yaml"),
+        "groups:\n- name: main\n  rules:\n  - alert: A\n    expr: vector(1) == 0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rules.d/extra.yaml"),
+        "groups:\n- name: extra\n  rules:\n  - record: r\n    expr: vector(1)\n",
+    )
+    .unwrap();
+    base_config(
+        dir,
+        &format!(
+            "collectors:\n  host: {{type: host}}\nrule_files: [main.yaml, 'rules.d/*.yaml']\n{extra}"
+        ),
+    )
+}
+
+/// Reloads that ended so far (accepted, rejected or refused).
+fn reloads_done(medic: &Medic) -> usize {
+    let logs = medic.logs();
+    logs.matches("configuration reloaded").count()
+        + logs.matches("the old one keeps running").count()
+}
+
+/// Writes the config, waits for the reload it causes (the file watcher) and checks its
+/// outcome in `medic_config_last_reload_successful`.
+async fn write_and_reload(medic: &Medic, text: &str, want: f64) {
+    // the file watcher starts after the API does
+    wait_for("medic to run", || async {
+        medic.logs().contains("medic running").then_some(())
+    })
+    .await;
+    let before = reloads_done(medic);
+    std::fs::write(&medic.config_path, text).unwrap();
+    let started = std::time::Instant::now();
+    while reloads_done(medic) <= before {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "no reload of\n{text}\n{}",
+            medic.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // one save can be seen as two changes: wait for the last one to settle
+    wait_for("the reload's outcome", || async {
+        (medic.metric("medic_config_last_reload_successful").await == Some(want)).then_some(())
+    })
+    .await;
+}
+
+async fn group_count(medic: &Medic) -> usize {
+    let (_, body) = medic.get("/api/v1/rules").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"]["groups"].as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_or_comment_only_config_is_an_error_at_start_and_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for text in ["", "# all commented out\n#collectors:\n\n", "\n  \n"] {
+        std::fs::write(d.join("medic.yaml"), text).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+            .args(["run", "-c"])
+            .arg(d.join("medic.yaml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if started.elapsed() > DEADLINE {
+                child.kill().unwrap();
+                panic!("{text:?} was accepted: medic kept running");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "{text:?} was accepted");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(err.contains("the file is empty"), "{text:?}: {err}");
+    }
+    let good = good_config(d, "");
+    let medic = Medic::start(d, &good);
+    assert_eq!(group_count(&medic).await, 2);
+    // the file watcher reloads the comment-only file: refused, the old config keeps running
+    write_and_reload(&medic, "# emptied by mistake\n", 0.0).await;
+    assert!(
+        medic.logs().contains("the file is empty"),
+        "{}",
+        medic.logs()
+    );
+    assert_eq!(group_count(&medic).await, 2);
+    write_and_reload(&medic, &good, 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_removing_every_collector_or_rule_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = good_config(d, "");
+    let medic = Medic::start(d, &good);
+    // no collectors left
+    let no_collectors = base_config(d, "rule_files: [main.yaml, 'rules.d/*.yaml']\n");
+    write_and_reload(&medic, &no_collectors, 0.0).await;
+    assert!(
+        medic.logs().contains("would remove every collector"),
+        "{}",
+        medic.logs()
+    );
+    write_and_reload(&medic, &good, 1.0).await;
+    // no rules left
+    let no_rules = base_config(d, "collectors:\n  host: {type: host}\n");
+    write_and_reload(&medic, &no_rules, 0.0).await;
+    assert!(
+        medic.logs().contains("would remove every rule"),
+        "{}",
+        medic.logs()
+    );
+    assert_eq!(group_count(&medic).await, 2);
+    // asked for explicitly: accepted
+    let allowed = base_config(d, "allow_empty: true\ncollectors:\n  host: {type: host}\n");
+    write_and_reload(&medic, &allowed, 1.0).await;
+    assert_eq!(group_count(&medic).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_glob_that_matched_and_now_matches_nothing_is_a_warning_and_a_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let medic = Medic::start(d, &good_config(d, ""));
+    let matched = r#"medic_config_rule_files_matched{pattern="rules.d/*.yaml"}"#;
+    assert_eq!(medic.metric(matched).await, Some(1.0));
+    wait_for("medic to run", || async {
+        medic.logs().contains("medic running").then_some(())
+    })
+    .await;
+    std::fs::remove_file(d.join("rules.d/extra.yaml")).unwrap();
+    wait_for("the reload", || async {
+        (medic.metric(matched).await == Some(0.0)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        medic
+            .metric("medic_config_rule_patterns_emptied_total")
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        medic
+            .logs()
+            .contains("matched files before and matches none now"),
+        "{}",
+        medic.logs()
+    );
+    assert_eq!(group_count(&medic).await, 1);
+}
+
+// ---- `medic check` catches what `medic run` rejects, every error at once ----
+
+fn run_medic(args: &[&str], config: &Path) -> (i32, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > DEADLINE {
+            child.kill().unwrap();
+            panic!("medic {args:?} kept running: it accepted the config");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn check_reports_every_problem_run_would_reject_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a-file"), "not a folder").unwrap();
+    std::fs::write(d.join("noexec.sh"), "#!/bin/sh\n").unwrap();
+    let config = d.join("medic.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"global:
+  listen_address: 127.0.0.1:0
+  state_dir: {afile}
+  api_token: {{value: ''}}
+  external_labels: {{alertname: x}}
+collectors:
+  s: {{type: scrape, url: 'http://127.0.0.1:1/metrics', body_size_limit: 0B}}
+actuators:
+  missing: {{type: exec, command: [{dir}/nope.sh]}}
+  noexec: {{type: exec, command: [{dir}/noexec.sh]}}
+  quick: {{type: exec, command: [/bin/true], timeout: 0s}}
+notifiers:
+  hook: {{type: webhook, url: 'http://127.0.0.1:1/', initial_backoff: 10s, max_backoff: 1s}}
+"#,
+            afile = d.join("a-file").display(),
+            dir = d.display()
+        ),
+    )
+    .unwrap();
+    let want = [
+        "global.api_token",
+        "global.state_dir",
+        "global.external_labels.alertname",
+        "collectors.s",
+        "body_size_limit",
+        "nope.sh",
+        "noexec.sh",
+        "actuators.quick",
+        "notifiers.hook",
+        "max_backoff",
+    ];
+    let (code, out) = run_medic(&["check", "-c"], &config);
+    assert_eq!(code, 1, "{out}");
+    for w in want {
+        assert!(out.contains(w), "check did not report {w}:\n{out}");
+    }
+    let (code, out) = run_medic(&["run", "-c"], &config);
+    assert_ne!(code, 0, "{out}");
+    for w in want {
+        assert!(out.contains(w), "run did not report {w}:\n{out}");
+    }
+}
+
+#[test]
+fn check_reports_schema_errors_of_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("medic.yaml");
+    std::fs::write(
+        &config,
+        "global:\n  colect_interval: 1s\ncollectors:\n  h: {type: host}\n  p:\n    type: http_probe\n    url: 'http://x/'\n    tiemout: 1s\nnotifiers:\n  n: {type: webhook, url: 'http://x/', nope: 2}\n",
+    )
+    .unwrap();
+    let (code, out) = run_medic(&["check", "-c"], &config);
+    assert_eq!(code, 1, "{out}");
+    for w in [
+        "medic.yaml:2:3",
+        "colect_interval",
+        "medic.yaml:8:5",
+        "tiemout",
+        "nope",
+    ] {
+        assert!(out.contains(w), "check did not report {w}:\n{out}");
+    }
+}

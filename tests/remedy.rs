@@ -653,7 +653,10 @@ fn readme_operator_examples_load() {
         .map(|b| &b[..b.find("```").unwrap()])
         .collect();
     assert_eq!(blocks.len(), 2);
-    let config = medic::config::Config::parse_str(Path::new("README.md"), blocks[0]).unwrap();
+    // the example names the installed plugin path; the repository ships the same plugin
+    let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/");
+    let block = blocks[0].replace("/usr/lib/medic/plugins/", plugins);
+    let config = medic::config::Config::parse_str(Path::new("README.md"), &block).unwrap();
     medic::remedy::build(&config.actuators).unwrap();
     let r = &config.remedy;
     assert_eq!(
@@ -689,4 +692,170 @@ fn readme_operator_examples_load() {
     medic::remedy::validate_ladder(&config.actuators, &ladder).unwrap();
     assert_eq!(ladder[0].mode, Some(medic::rules::StepMode::Approve));
     assert!(ladder[0].verify.is_some());
+}
+
+/// A clean shutdown while a rung waits for a free slot: it is not lost (nor counted toward
+/// its cooldown); after the restart, once its alert fires again, it runs once.
+#[tokio::test]
+async fn a_rung_queued_at_shutdown_runs_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    let (hang, _, _) = plugin(dir.path(), "hang");
+    // the hang plugin waits for the release file before it answers
+    let script = dir.path().join("hang.sh");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let (head, tail) = text.split_at(text.find("r=$(cat").unwrap());
+    let body = format!(
+        "{head}while [ ! -e {} ]; do sleep 0.05; done\n{tail}",
+        release.display()
+    );
+    std::fs::write(&script, body).unwrap();
+    let (queued, log, _) = plugin(dir.path(), "queued");
+    let jpath = dir.path().join("journal.db");
+    let config: RemedyConfig = serde_saphyr::from_str("max_concurrent_actions: 1").unwrap();
+    let acts = || build(vec![("hang", hang.clone()), ("queued", queued.clone())]);
+    let rig = start(acts(), config.clone(), &jpath, None);
+    let hang_l = ladder("[{action: exec, target: hang}]");
+    let queued_l = ladder("[{action: exec, target: queued, cooldown: 1h}]");
+    rig.send(TransitionKind::Firing, "Hang", now_ms(), &hang_l)
+        .await;
+    wait_until("the hanging action to start", || {
+        std::fs::read_to_string(dir.path().join("hang.log")).is_ok_and(|s| !s.is_empty())
+    })
+    .await;
+    let fired = now_ms();
+    rig.send(TransitionKind::Firing, "Queued", fired, &queued_l)
+        .await;
+    wait_until("the queued action to be journaled", || {
+        incidents(&jpath)
+            .iter()
+            .any(|i| i.alertname == "Queued" && i.state.contains("running"))
+    })
+    .await;
+    // shut down: the queued one is dropped, the running one finishes once released
+    let Rig { tx, handle, .. } = rig;
+    drop(tx);
+    std::fs::write(&release, "").unwrap();
+    handle.join().await;
+    assert!(received(&log).is_empty());
+
+    let mut rig = start(acts(), config, &jpath, None);
+    rig.send(TransitionKind::Firing, "Queued", now_ms(), &queued_l)
+        .await;
+    let r = rig.record().await;
+    assert_eq!((r.rule.as_str(), r.outcome), ("Queued", "ok"), "{r:?}");
+    rig.stop().await;
+    assert_eq!(received(&log).len(), 1);
+}
+
+/// A step's `verify:` expression must hold too: the alert resolving is not enough while the
+/// expression returns nothing (unverified, escalated); once it holds, the action is verified.
+#[tokio::test]
+async fn verify_expression_must_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fix, _, _) = plugin(dir.path(), "fix");
+    let jpath = dir.path().join("journal.db");
+    let store = Arc::new(medic::store::Store::default());
+    let healthy = Labels::new([("__name__", "requests_ok_ratio")]);
+    let metrics = Arc::new(SelfMetrics::default());
+    let config: RemedyConfig = serde_saphyr::from_str("flapping: {episodes: 0}").unwrap();
+    let (tx, handle) = Planner::start_with(
+        build(vec![("fix", fix)]),
+        config,
+        metrics,
+        PlannerDeps {
+            journal: Some(Journal::open(&jpath).unwrap()),
+            store: Some(store.clone()),
+            silences: None,
+        },
+    );
+    let mut records = handle.subscribe();
+    let mut escalations = handle.escalations();
+    let l = ladder(
+        "[{action: restart, target: fix, verify_within: 2s, verify: 'requests_ok_ratio > 0.9'}]",
+    );
+    let send = |kind, rule: &str| {
+        let t = transition(kind, rule, now_ms(), &l);
+        let tx = tx.clone();
+        async move { tx.send(t).await.unwrap() }
+    };
+
+    // the ratio stays low: resolved, but not verified
+    store.append(&healthy, now_ms(), 0.5);
+    send(TransitionKind::Firing, "V1").await;
+    assert_eq!(records.recv().await.unwrap().outcome, "ok");
+    send(TransitionKind::Resolved, "V1").await;
+    let e = tokio::time::timeout(PATIENCE, escalations.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.rule.as_str(), e.reason.as_str()), ("V1", "unverified"));
+    assert!(e.history.iter().any(|h| h.kind == "unverified"));
+
+    // the ratio recovers: verified
+    store.append(&healthy, now_ms(), 0.99);
+    send(TransitionKind::Firing, "V2").await;
+    assert_eq!(records.recv().await.unwrap().outcome, "ok");
+    send(TransitionKind::Resolved, "V2").await;
+    wait_until("the verified incident", || {
+        incidents(&jpath)
+            .iter()
+            .any(|i| i.alertname == "V2" && i.outcome.as_deref() == Some("verified"))
+    })
+    .await;
+    drop(tx);
+    handle.join().await;
+}
+
+/// One action per target at a time unless the target allows more: a second incident's step
+/// on a busy target waits for the first to end (it is not skipped), while another target's
+/// step runs meanwhile.
+#[tokio::test]
+async fn a_target_runs_one_action_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    let (one, one_log, _) = plugin(dir.path(), "one");
+    let script = dir.path().join("one.sh");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let (head, tail) = text.split_at(text.find("r=$(cat").unwrap());
+    std::fs::write(
+        &script,
+        format!(
+            "{head}while [ ! -e {} ]; do sleep 0.05; done\n{tail}",
+            release.display()
+        ),
+    )
+    .unwrap();
+    let (other, _, _) = plugin(dir.path(), "other");
+    let jpath = dir.path().join("journal.db");
+    let mut rig = start(
+        build(vec![("one", one), ("other", other)]),
+        RemedyConfig::default(),
+        &jpath,
+        None,
+    );
+    let on_one = ladder("[{action: exec, target: one}]");
+    let on_other = ladder("[{action: exec, target: other}]");
+    rig.send(TransitionKind::Firing, "A", now_ms(), &on_one)
+        .await;
+    wait_until("A's action to start", || received(&one_log).len() == 1).await;
+    rig.send(TransitionKind::Firing, "B", now_ms(), &on_one)
+        .await;
+    // the planner handles transitions in order: once C's action ended, B was looked at
+    rig.send(TransitionKind::Firing, "C", now_ms(), &on_other)
+        .await;
+    assert_eq!(rig.record().await.rule, "C");
+    assert_eq!(
+        received(&one_log).len(),
+        1,
+        "B ran beside A on the same target"
+    );
+    std::fs::write(&release, "").unwrap();
+    let mut done: Vec<(String, &str)> = Vec::new();
+    for _ in 0..2 {
+        let r = rig.record().await;
+        done.push((r.rule, r.outcome));
+    }
+    assert_eq!(done, [("A".to_string(), "ok"), ("B".to_string(), "ok")]);
+    rig.stop().await;
 }

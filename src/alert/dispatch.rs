@@ -231,10 +231,17 @@ async fn dispatch(
                 TransitionKind::Firing => true,
                 TransitionKind::StillFiring if unheld => true,
                 TransitionKind::StillFiring => match w.notifier.repeat_interval() {
-                    Some(every) => w_sent
-                        .last_sent
-                        .get(&n.fingerprint)
-                        .is_none_or(|last| now.saturating_sub(*last) >= every.as_millis() as i64),
+                    // with no memory of a send (medic restarted, the alert state was
+                    // restored) it counts as sent when it started firing: a restart does
+                    // not repeat it early
+                    Some(every) => {
+                        let last = w_sent
+                            .last_sent
+                            .get(&n.fingerprint)
+                            .copied()
+                            .unwrap_or(n.starts_at_ms);
+                        now.saturating_sub(last) >= every.as_millis() as i64
+                    }
                     None => false,
                 },
                 TransitionKind::Resolved => {

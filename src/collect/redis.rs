@@ -58,12 +58,9 @@ pub struct RedisConfig {
 // by hand, not derived: the URL may carry a password
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisConfig")
-            .field("url", &redact_url(&self.url))
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("tls", &self.tls)
-            .field("instance", &self.instance)
+        let mut d = f.debug_struct("RedisConfig");
+        self.target().debug_fields(&mut d);
+        d.field("instance", &self.instance)
             .field("labels", &self.labels)
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
@@ -71,9 +68,17 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
-use crate::common::redact_url;
-
 impl RedisConfig {
+    /// The connection settings, shared with the `redis` actuator.
+    pub fn target(&self) -> RedisTarget<'_> {
+        RedisTarget {
+            url: &self.url,
+            username: self.username.as_deref(),
+            password: self.password.as_ref(),
+            tls: &self.tls,
+        }
+    }
+
     /// Makes the collector. Reads the password; connects to nothing.
     pub fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Collector>, BuildError> {
         Ok(Arc::new(RedisCollector::new(self, ctx)?))
@@ -104,21 +109,10 @@ enum RoundError {
 impl RedisCollector {
     pub fn new(cfg: &RedisConfig, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
         let schedule = ctx.schedule(cfg.interval, cfg.timeout)?;
-        let built = RedisTarget {
-            url: &cfg.url,
-            username: cfg.username.as_deref(),
-            password: cfg.password.as_ref(),
-            tls: &cfg.tls,
-        }
-        .client()
-        .map_err(|e| ctx.invalid(e.to_string()))?;
-        if built.password_in_url {
-            tracing::warn!(
-                collector = ctx.name,
-                "url {} carries a password: prefer `password: {{file: ...}}` or `{{env: ...}}`",
-                redact_url(&cfg.url)
-            );
-        }
+        let built = cfg
+            .target()
+            .client("collector", ctx.name)
+            .map_err(|e| ctx.invalid(e.to_string()))?;
         let instance = cfg.instance.clone().unwrap_or_else(|| built.addr.clone());
         Ok(RedisCollector {
             name: ctx.name.to_string(),

@@ -43,6 +43,12 @@ pub struct SelfMetrics {
     pub config_last_reload_successful: Gauge,
     /// `medic_config_last_reload_success_timestamp_seconds`.
     pub config_last_reload_success_timestamp: Gauge,
+    /// `medic_config_rule_files_matched{pattern}`: files each `rule_files` glob matched at
+    /// the last good (re)load.
+    pub config_rule_files_matched: Family<LabelPairs, Gauge>,
+    /// `medic_config_rule_patterns_emptied_total`: reloads at which a `rule_files` glob
+    /// that matched files before matched none.
+    pub config_rule_patterns_emptied: Counter,
     /// `medic_rule_evaluations_total{rule_group}`: evaluations of the group, failed or not.
     pub rule_evaluations: Family<LabelPairs, Counter>,
     /// `medic_rule_group_last_evaluation_timestamp_seconds{rule_group}`.
@@ -140,6 +146,18 @@ impl Default for SelfMetrics {
             "config_last_reload_success_timestamp_seconds",
             "Time of the last successful configuration reload",
             config_last_reload_success_timestamp.clone(),
+        );
+        let config_rule_files_matched: Family<LabelPairs, Gauge> = Family::default();
+        registry.register(
+            "config_rule_files_matched",
+            "Files each rule_files glob matched at the last good (re)load",
+            config_rule_files_matched.clone(),
+        );
+        let config_rule_patterns_emptied = Counter::default();
+        registry.register(
+            "config_rule_patterns_emptied",
+            "Times a rule_files glob that matched files before matched none at a reload",
+            config_rule_patterns_emptied.clone(),
         );
         let rule_evaluations = Family::default();
         registry.register(
@@ -255,6 +273,8 @@ impl Default for SelfMetrics {
             notifications_total,
             config_last_reload_successful,
             config_last_reload_success_timestamp,
+            config_rule_files_matched,
+            config_rule_patterns_emptied,
             rule_evaluations,
             rule_group_last_evaluation,
             store_series,

@@ -11,7 +11,8 @@ use super::Secret;
 use super::tls::TlsConfig;
 
 /// The connection settings of one Redis server, as both config structs spell them
-/// (`url`, `username`, `password`, `tls`).
+/// (`url`, `username`, `password`, `tls`). The fields stay in each config struct (not a
+/// flattened one) so that a bad key keeps its line and column in the error.
 #[derive(Clone, Copy)]
 pub struct RedisTarget<'a> {
     pub url: &'a str,
@@ -25,8 +26,6 @@ pub struct RedisClient {
     pub client: redis::Client,
     /// `HOST:PORT` from the URL (the default `instance` label).
     pub addr: String,
-    /// The URL carried a password (callers warn: prefer `password:`).
-    pub password_in_url: bool,
 }
 
 /// A bad connection setting; the message names the field and never holds a secret
@@ -36,8 +35,31 @@ pub struct RedisClient {
 pub struct RedisTargetError(pub String);
 
 impl RedisTarget<'_> {
-    /// Reads the password and builds the client.
-    pub fn client(&self) -> Result<RedisClient, RedisTargetError> {
+    /// The settings in a `Debug` print of a config struct, the URL's password redacted.
+    pub fn debug_fields(&self, d: &mut std::fmt::DebugStruct<'_, '_>) {
+        d.field("url", &super::redact_url(self.url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("tls", &self.tls);
+    }
+
+    /// Reads the password and builds the client for the `kind` (`collector`, `actuator`)
+    /// named `name`, warning when the URL itself carries a password.
+    pub fn client(&self, kind: &str, name: &str) -> Result<RedisClient, RedisTargetError> {
+        let client = self.build()?;
+        if client.1 {
+            tracing::warn!(
+                kind,
+                name,
+                "url {} carries a password: prefer `password: {{file: ...}}` or `{{env: ...}}`",
+                super::redact_url(self.url)
+            );
+        }
+        Ok(client.0)
+    }
+
+    /// The client, and whether the URL carried a password.
+    fn build(&self) -> Result<(RedisClient, bool), RedisTargetError> {
         let bad = |s: String| RedisTargetError(s);
         if self.url.starts_with("rediss://") {
             super::tls::init_tls();
@@ -84,11 +106,7 @@ impl RedisTarget<'_> {
             }
             None => redis::Client::open(info).map_err(|e| bad(format!("url: {e}")))?,
         };
-        Ok(RedisClient {
-            client,
-            addr,
-            password_in_url,
-        })
+        Ok((RedisClient { client, addr }, password_in_url))
     }
 }
 
@@ -123,7 +141,7 @@ mod tests {
             password: None,
             tls: &tls,
         };
-        let e = t.client().err().expect("rejected");
+        let e = t.client("collector", "c").err().expect("rejected");
         assert!(e.to_string().contains("rediss://"), "{e}");
     }
 }

@@ -95,8 +95,12 @@ pub fn parse_yaml_lenient_with<T: DeserializeOwned + Default>(
     parse_yaml_lenient_all(path, text, ignore_unknown_fields).map_err(|mut es| es.remove(0))
 }
 
+/// The most unknown fields [`parse_yaml_lenient_all`] reports of one file.
+pub const MAX_UNKNOWN_FIELDS_REPORTED: usize = 20;
+
 /// [`parse_yaml_lenient_with`], reporting every unknown field at once (as Go's decoders
-/// do) rather than the first: each is blanked out in turn and the document read again.
+/// do; the first [`MAX_UNKNOWN_FIELDS_REPORTED`]) rather than the first: each is blanked
+/// out in turn and the document read again.
 /// The errors come in the file's order; the last may be another kind of error.
 pub fn parse_yaml_lenient_all<T: DeserializeOwned + Default>(
     path: &Path,
@@ -114,6 +118,11 @@ pub fn parse_yaml_lenient_all<T: DeserializeOwned + Default>(
                     if !ignore_unknown_fields {
                         // the snippet from the file as written
                         unknown.push(YamlError::at(path, original, l, c, e.message));
+                        // each is a re-read of the whole file: enough to fix a typo, and
+                        // bounded work on a file of nothing but unknown keys
+                        if unknown.len() >= MAX_UNKNOWN_FIELDS_REPORTED {
+                            return Err(unknown);
+                        }
                     }
                 }
                 _ => {
@@ -632,6 +641,27 @@ mod tests {
             parse_yaml::<Lists>(Path::new("f.yaml"), "items: []\n---\nitems: []\n").unwrap_err();
         assert_eq!((e.line, e.column), (Some(3), Some(1)));
         assert!(e.message.contains("second YAML document"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_reported_are_bounded() {
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            #[allow(dead_code)]
+            #[serde(default)]
+            groups: Vec<String>,
+        }
+        let text: String = std::iter::once("groups: []\n".to_string())
+            .chain((0..2000).map(|i| format!("x{i}: 1\n")))
+            .collect();
+        let errs = parse_yaml_lenient_all::<Doc>(Path::new("r.yaml"), &text, false).unwrap_err();
+        assert_eq!(errs.len(), MAX_UNKNOWN_FIELDS_REPORTED);
+        assert!(
+            errs[0].message.contains("unknown field `x0`"),
+            "{:?}",
+            errs[0]
+        );
     }
 
     #[test]

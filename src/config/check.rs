@@ -14,7 +14,7 @@ use crate::store::Labels;
 /// `FAILED` and every error and warning. Returns whether there was no error (warnings pass).
 pub fn check_config(path: &Path, out: &mut dyn Write) -> io::Result<bool> {
     writeln!(out, "Checking {}", path.display())?;
-    let config = match Config::parse_file(path) {
+    let config = match Config::read(path) {
         Ok(c) => c,
         Err(e) => {
             writeln!(out, "  FAILED:")?;

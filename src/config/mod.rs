@@ -45,9 +45,93 @@ pub struct Config {
     /// SLOs by name (the `slo` label).
     #[serde(default)]
     pub slos: BTreeMap<String, crate::detect::SloConfig>,
+    /// Allow a reload that leaves no collector or no rule (by default such a reload is
+    /// refused and the running config kept: an emptied file or a glob that lost its
+    /// files would otherwise stop all monitoring).
+    #[serde(default)]
+    pub allow_empty: bool,
     /// The file this config was read from (empty when built in code).
     #[serde(skip)]
     pub path: PathBuf,
+    /// The file held nothing but comments and blank lines (an error: see `validate`).
+    #[serde(skip)]
+    pub empty_file: bool,
+}
+
+/// Every schema error of `text`, as far as the YAML library allows: it stops at the first,
+/// so each top-level section, and in a failing section each of its entries (collectors,
+/// actuators, ... by name), is parsed on its own with the other lines blanked, so lines and
+/// columns stay those of the file. Empty when no part fails alone.
+pub fn schema_errors(path: &Path, text: &str) -> Vec<YamlError> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let content = |l: &str| {
+        let t = l.trim_start();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    // [start, end) ranges of lines whose first line sits at `col`, within [from, to)
+    let ranges = |from: usize, to: usize, col: usize| -> Vec<(usize, usize)> {
+        let starts: Vec<usize> = (from..to)
+            .filter(|&i| content(lines[i]) && indent(lines[i]) == col)
+            .filter(|&i| !matches!(lines[i].trim(), "---" | "..."))
+            .collect();
+        starts
+            .iter()
+            .enumerate()
+            .map(|(k, &s)| (s, starts.get(k + 1).copied().unwrap_or(to)))
+            .collect()
+    };
+    let only = |keep: &[(usize, usize)]| -> String {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if keep.iter().any(|(s, e)| (*s..*e).contains(&i)) {
+                    *l
+                } else {
+                    ""
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let parse = |keep: &[(usize, usize)]| Config::parse_str(path, &only(keep)).err();
+    let mut out: Vec<YamlError> = Vec::new();
+    let sections = ranges(0, lines.len(), 0);
+    if sections.len() < 2 && sections.iter().all(|(s, e)| e - s < 2) {
+        return out;
+    }
+    for &(s, e) in &sections {
+        let Some(err) = parse(&[(s, e)]) else {
+            continue;
+        };
+        let col = (s + 1..e)
+            .filter(|&i| content(lines[i]))
+            .map(|i| indent(lines[i]))
+            .min();
+        let entries = col.map(|c| ranges(s + 1, e, c)).unwrap_or_default();
+        let mut found = Vec::new();
+        if entries.len() >= 2 {
+            for &(cs, ce) in &entries {
+                found.extend(parse(&[(s, s + 1), (cs, ce)]));
+            }
+        }
+        if found.is_empty() {
+            found.push(err);
+        }
+        out.extend(found);
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|e| seen.insert(e.to_string()));
+    out
+}
+
+/// Whether YAML text holds no content: only blank lines, comments, document markers or a
+/// lone null.
+fn is_blank_yaml(text: &str) -> bool {
+    text.lines()
+        .map(|l| l.split_once('#').map_or(l, |(before, _)| before).trim())
+        .all(|l| matches!(l, "" | "---" | "..." | "~" | "null"))
 }
 
 /// Settings that apply to every component.
@@ -185,6 +269,9 @@ impl Default for GlobalConfig {
 pub enum ConfigError {
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Every schema error found (see [`schema_errors`]).
+    #[error("{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Schema { errors: Vec<YamlError> },
     #[error("{}: invalid configuration:\n{}", path.display(), issues.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n"))]
     Invalid { path: PathBuf, issues: Vec<Issue> },
 }
@@ -244,8 +331,7 @@ impl Config {
     /// Reads, parses and validates a config file (the config itself, not the rule files it
     /// names: see [`validate::check`] for those). Warnings are returned, errors fail.
     pub fn load(path: &Path) -> Result<(Config, Vec<Issue>), ConfigError> {
-        let mut config = Config::parse_file(path)?;
-        config.path = path.to_path_buf();
+        let config = Config::read(path)?;
         let issues = config.validate();
         if issues.iter().any(|i| i.severity == Severity::Error) {
             return Err(ConfigError::Invalid {
@@ -256,17 +342,36 @@ impl Config {
         Ok((config, issues))
     }
 
+    /// Reads and parses a config file without validating it; a file that does not match
+    /// the schema is reported with every schema error found, not only the first.
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse_str(path, &text).map_err(|first| {
+            let mut errors = schema_errors(path, &text);
+            if errors.is_empty() {
+                errors.push(first);
+            }
+            ConfigError::Schema { errors }
+        })
+    }
+
     /// Reads and parses a config file without validating it.
     pub fn parse_file(path: &Path) -> Result<Config, LoadError> {
-        let mut config: Config = load::read_yaml(path)?;
-        config.path = path.to_path_buf();
-        Ok(config)
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Config::parse_str(path, &text)?)
     }
 
     /// Parses config text as if read from `path` (used by tests and `medic check`).
     pub fn parse_str(path: &Path, text: &str) -> Result<Config, YamlError> {
         let mut config: Config = load::parse_yaml(path, text)?;
         config.path = path.to_path_buf();
+        config.empty_file = is_blank_yaml(text);
         Ok(config)
     }
 
@@ -276,6 +381,22 @@ impl Config {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         }
+    }
+
+    /// How many files each glob of `rule_files` matches now (plain paths left out).
+    pub fn rule_glob_matches(&self) -> Vec<(String, usize)> {
+        let dir = self.dir();
+        self.rule_files
+            .iter()
+            .filter(|p| p.contains(['*', '?', '[']))
+            .map(|p| {
+                let full = dir.join(p).to_string_lossy().into_owned();
+                let n = glob::glob(&full)
+                    .map(|it| it.filter_map(Result::ok).filter(|f| f.is_file()).count())
+                    .unwrap_or(0);
+                (p.clone(), n)
+            })
+            .collect()
     }
 
     /// The rule files `rule_files` names, sorted within each pattern, without duplicates.

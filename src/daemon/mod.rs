@@ -62,7 +62,9 @@ pub enum DaemonError {
 /// `state_dir` takes effect at the next restart). A config that does not load is reported
 /// by `prepare` with all its problems, so this only looks at `state_dir`.
 fn open_journal(config_path: &Path) -> Result<Option<Journal>, DaemonError> {
-    let Ok(config) = Config::parse_file(config_path) else {
+    // an invalid config (a file where `state_dir` should be included) is reported whole by
+    // `prepare`, which then stops the start
+    let Ok((config, _)) = Config::load(config_path) else {
         return Ok(None);
     };
     let path = config.global.state_dir.join("journal.db");
@@ -114,22 +116,6 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         prepared.api.clone(),
         control_tx,
     ));
-    let listen = prepared.config.global.listen_address.clone();
-    let listener = crate::api::server::bind(&listen).await?;
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(listen.clone());
-    let (api_stop, mut api_stop_rx) = tokio_watch::channel(false);
-    let api_task = tokio::spawn(crate::api::server::serve_with(
-        listener,
-        api.clone(),
-        prepared.config.global.http.clone(),
-        async move {
-            let _ = api_stop_rx.wait_for(|v| *v).await;
-        },
-    ));
-    tracing::info!(address = %local, "API listening");
 
     // The consumers of alert transitions: the planner lives across reloads (it keeps
     // cooldowns and in-flight actions) and gets new settings; the notifier dispatcher is
@@ -154,13 +140,38 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         },
     );
     api.set_remedy(planner.control(), silences.clone());
+    // listening once the planner has resumed what the journal holds
+    let listen = prepared.config.global.listen_address.clone();
+    let listener = crate::api::server::bind(&listen).await?;
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen.clone());
+    let (api_stop, mut api_stop_rx) = tokio_watch::channel(false);
+    let api_task = tokio::spawn(crate::api::server::serve_with(
+        listener,
+        api.clone(),
+        prepared.config.global.http.clone(),
+        async move {
+            let _ = api_stop_rx.wait_for(|v| *v).await;
+        },
+    ));
+    tracing::info!(address = %local, "API listening");
     let sent = SentMemory::default();
     let (notify_tx, dispatcher) =
         start_dispatcher(&mut prepared, &metrics, &planner, &silences, &sent);
+    let alert_journal = match journal.as_ref().map(Journal::reopen).transpose() {
+        Ok(j) => j.map(|j| Arc::new(std::sync::Mutex::new(j))),
+        Err(e) => {
+            tracing::error!(error = %e, "journal: alert state will not survive a restart");
+            None
+        }
+    };
     let shared = Shared {
         store,
         metrics: metrics.clone(),
         api,
+        alert_journal,
     };
     let mut sinks = Sinks {
         planner_tx,
@@ -287,6 +298,37 @@ fn watch_files(watcher: &mut watch::FileWatcher, prepared: &Prepared) {
     }
 }
 
+/// A reload that would leave no collector or no rule where there were some stops all
+/// monitoring: most likely a mistake (an emptied file, a glob that lost its files), so it
+/// needs `allow_empty: true`.
+fn refuse_emptying(current: &Generation, new: &Prepared) -> Result<(), String> {
+    if new.config.allow_empty {
+        return Ok(());
+    }
+    let new_rules: usize = new.groups.iter().map(|g| g.rule_count()).sum();
+    let mut why = Vec::new();
+    if !current.config.collectors.is_empty() && new.collectors.is_empty() {
+        why.push(format!(
+            "would remove every collector ({} running)",
+            current.config.collectors.len()
+        ));
+    }
+    if current.rule_count > 0 && new_rules == 0 {
+        why.push(format!(
+            "would remove every rule ({} loaded)",
+            current.rule_count
+        ));
+    }
+    if why.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: the new configuration {}; set `allow_empty: true` to allow that",
+        new.config.path.display(),
+        why.join(" and ")
+    ))
+}
+
 /// One reload: prepare the new config; on success stop the running generation and start
 /// the new one (unchanged rule groups carry over), else keep running `current`.
 #[allow(clippy::too_many_arguments)] // the daemon's parts, passed explicitly
@@ -313,6 +355,29 @@ async fn reload(
             return (current, Err(e));
         }
     };
+    if let Err(e) = refuse_emptying(&current, &prepared) {
+        tracing::error!(error = %e, "new configuration refused; the old one keeps running");
+        record_reload(&shared.metrics, false);
+        systemd::ready(&format!(
+            "reload refused, running the previous configuration: {e}"
+        ));
+        return (current, Err(e));
+    }
+    for (pattern, n) in &prepared.rule_globs {
+        let before = current
+            .rule_globs
+            .iter()
+            .find(|(p, _)| p == pattern)
+            .map_or(0, |(_, n)| *n);
+        if before > 0 && *n == 0 {
+            tracing::warn!(
+                %pattern,
+                before,
+                "rule_files glob matched files before and matches none now: its rules are gone"
+            );
+            shared.metrics.config_rule_patterns_emptied.inc();
+        }
+    }
     if prepared.config.global.listen_address != current.config.global.listen_address {
         tracing::warn!(
             old = %current.config.global.listen_address,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::groups::{self, GroupContext, SharedGroup};
+use super::groups::{self, AlertJournal, GroupContext, Settle, SharedGroup};
 use super::watch::WatchSet;
 use crate::api::prom::RuleGroupView;
 use crate::api::{ApiSettings, ApiState};
@@ -21,12 +21,15 @@ use crate::config::{Config, Severity};
 use crate::detect::Detectors;
 use crate::journal::Journal;
 use crate::rules::GroupOptions;
-use crate::rules::group::{Rule, RuleGroup};
+use crate::rules::group::{RestoreOptions, Rule, RuleGroup};
 use crate::rules::{AlertTransition, file as rule_file};
 use crate::store::{Labels, Store};
 
 /// How long stopping a generation waits for its tasks.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// The longest a restored group waits for the collectors' first samples.
+const SETTLE_MAX: Duration = Duration::from_secs(60);
 
 /// How often samples past retention are dropped.
 const GC_INTERVAL: Duration = Duration::from_secs(30);
@@ -36,6 +39,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub metrics: Arc<SelfMetrics>,
     pub api: Arc<ApiState>,
+    /// Where rule groups save their alert state (None: no journal).
+    pub alert_journal: Option<AlertJournal>,
 }
 
 /// Everything built from one config, checked, not yet running.
@@ -49,6 +54,8 @@ pub struct Prepared {
     pub notifiers: crate::alert::Notifiers,
     pub detectors: Detectors,
     pub retention_ms: i64,
+    /// Files each `rule_files` glob matched.
+    pub rule_globs: Vec<(String, usize)>,
 }
 
 /// What a stopped generation hands to the next one.
@@ -60,6 +67,8 @@ pub struct Carry {
     pub detectors: Option<Detectors>,
     /// Series each collector returned last, so a removed collector's series go stale.
     pub last_series: LastSeries,
+    /// Whether a generation ran before (a reload), rather than medic starting.
+    pub reloaded: bool,
 }
 
 /// Reads the config file and the rule files and builds everything they describe; every
@@ -122,12 +131,12 @@ pub fn prepare(path: &Path, journal: Option<&Journal>) -> Result<Prepared, Strin
                 g.name(),
                 a.name()
             );
-            if let Err(e) = crate::remedy::validate_ladder(&config.actuators, &a.remediate) {
-                errors.push(format!("{at}: {e}"));
-            }
+            // the same checks as `medic check`: what it rejects, run rejects
             for issue in config.check_remediation(a.name(), &a.remediate) {
                 if issue.severity == Severity::Warning {
                     tracing::warn!("{}: {issue}", g.file().display());
+                } else {
+                    errors.push(format!("{at}: {issue}"));
                 }
             }
         }
@@ -152,6 +161,7 @@ pub fn prepare(path: &Path, journal: Option<&Journal>) -> Result<Prepared, Strin
         notifiers,
         detectors,
         retention_ms,
+        rule_globs: config.rule_glob_matches(),
         config: Arc::new(config),
     })
 }
@@ -233,6 +243,10 @@ pub fn groups_portable(old: &Config, new: &Config) -> bool {
 /// The running per-config tasks.
 pub struct Generation {
     pub config: Arc<Config>,
+    /// Files each `rule_files` glob matched.
+    pub rule_globs: Vec<(String, usize)>,
+    /// Rules of every group (SLO burn-rate rules included).
+    pub rule_count: usize,
     stop: watch::Sender<bool>,
     scheduler: Scheduler,
     detectors: JoinHandle<Detectors>,
@@ -259,7 +273,26 @@ impl Generation {
             .store_series_limit
             .set(p.config.global.max_series as i64);
         shared.api.set_settings(p.api.clone());
+        let matched = &shared.metrics.config_rule_files_matched;
+        matched.clear();
+        for (pattern, n) in &p.rule_globs {
+            matched
+                .get_or_create(&crate::common::metrics::labels(&[("pattern", pattern)]))
+                .set(*n as i64);
+        }
+        let rule_count = p.groups.iter().map(RuleGroup::rule_count).sum();
 
+        // before the collectors are handed to the scheduler
+        let settle = (!carry.reloaded && !p.collectors.is_empty()).then(|| Settle {
+            rounds: p.collectors.len() as u64,
+            until: tokio::time::Instant::now()
+                + p.collectors
+                    .iter()
+                    .map(|c| c.interval() + c.timeout())
+                    .max()
+                    .unwrap_or_default()
+                    .min(SETTLE_MAX),
+        });
         let scheduler = Scheduler::start_after(
             p.collectors,
             shared.store.clone(),
@@ -275,10 +308,23 @@ impl Generation {
 
         let mut previous: Vec<Option<SharedGroup>> = carry.groups.into_iter().map(Some).collect();
         let mut kept = 0;
+        let global = &p.config.global;
+        // At a reload a changed group takes over its predecessor's alerts (Prometheus'
+        // CopyState), without a grace period; at the start the saved ones, with it.
+        let restore_opts = RestoreOptions {
+            outage_tolerance_ms: global.alert_for_outage_tolerance.as_millis_i64(),
+            grace_ms: if carry.reloaded {
+                0
+            } else {
+                global.alert_for_grace_period.as_millis_i64()
+            },
+        };
+        let mut owed: Vec<crate::rules::AlertTransition> = Vec::new();
+        let mut settles: Vec<Option<Settle>> = Vec::new();
         let groups: Vec<SharedGroup> = p
             .groups
             .into_iter()
-            .map(|g| {
+            .map(|mut g| {
                 let reuse = previous.iter_mut().find_map(|slot| {
                     let same = slot
                         .as_ref()
@@ -288,12 +334,30 @@ impl Generation {
                 match reuse {
                     Some(old) => {
                         kept += 1;
+                        settles.push(None);
                         old
                     }
-                    None => SharedGroup::new(g),
+                    None => {
+                        let mut had = false;
+                        if let Some(j) = &shared.alert_journal {
+                            let (o, h) = groups::restore(&mut g, j, restore_opts);
+                            owed.extend(o);
+                            had = h;
+                        }
+                        settles.push(settle.filter(|_| had));
+                        SharedGroup::new(g)
+                    }
                 }
             })
             .collect();
+        if let Some(j) = &shared.alert_journal {
+            let keys: Vec<String> = groups.iter().map(|g| g.lock().key()).collect();
+            owed.extend(groups::forget_others(j, &keys));
+        }
+        for t in owed {
+            let group = t.alert.group.clone();
+            groups::dispatch(&group, &sinks, t);
+        }
         if kept > 0 {
             tracing::info!(kept, "unchanged rule groups keep their alert state");
         }
@@ -302,15 +366,18 @@ impl Generation {
             store: shared.store.clone(),
             metrics: shared.metrics.clone(),
             sinks,
+            alert_journal: shared.alert_journal.clone(),
         };
         let mut tasks: Vec<JoinHandle<()>> = groups
             .iter()
-            .map(|g| {
+            .zip(settles)
+            .map(|(g, settle)| {
                 tokio::spawn(groups::run(
                     g.clone(),
                     ctx.clone(),
                     Some(landed_rx.clone()),
                     stop.subscribe(),
+                    settle,
                 ))
             })
             .collect();
@@ -327,6 +394,8 @@ impl Generation {
         );
         Generation {
             config: p.config,
+            rule_globs: p.rule_globs,
+            rule_count,
             stop,
             scheduler,
             detectors,
@@ -353,6 +422,7 @@ impl Generation {
                 groups: self.groups,
                 detectors,
                 last_series,
+                reloaded: true,
             },
             Err(_) => {
                 tracing::warn!(
@@ -360,6 +430,7 @@ impl Generation {
                 );
                 Carry {
                     groups: self.groups,
+                    reloaded: true,
                     ..Carry::default()
                 }
             }

@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub mod alerts;
 pub mod incidents;
 pub mod kv;
 pub mod notifications;
 pub mod silences;
 pub mod slo;
 
+pub use alerts::AlertStateRow;
 pub use incidents::{
     ActionFinish, ActionRecord, ActionStatus, Incident, IncidentFilter, IncidentSave, NewAction,
     NewIncident,
@@ -102,6 +104,26 @@ const MIGRATIONS: &[&str] = &[
         id      TEXT PRIMARY KEY,
         body    TEXT NOT NULL,
         ends_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    // 3: alert state across restarts (alerts.rs).
+    r#"
+    CREATE TABLE alert_state (
+        group_key    TEXT    NOT NULL,
+        rule         TEXT    NOT NULL,
+        labels       TEXT    NOT NULL,
+        state        TEXT    NOT NULL,
+        active_at_ms INTEGER NOT NULL,
+        fired_at_ms  INTEGER,
+        last_sent_ms INTEGER,
+        value        REAL,
+        annotations  TEXT    NOT NULL,
+        PRIMARY KEY (group_key, rule, labels)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE alert_groups (
+        group_key    TEXT    PRIMARY KEY,
+        last_eval_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
 ];

@@ -137,6 +137,45 @@ fn is_number(t: &str) -> bool {
     }
 }
 
+/// The longest duration Prometheus represents: `i64::MAX` nanoseconds.
+const MAX_DURATION_SECONDS: f64 = i64::MAX as f64 / 1e9;
+
+/// The seconds a duration (`1h30m`) or a number of seconds (`300`, `1e3`) stands for; `None`
+/// when it is neither or not a finite, non-negative amount.
+fn duration_seconds(t: &str) -> Option<f64> {
+    if is_number(t) {
+        let v = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(hex) => u64::from_str_radix(hex, 16).map_or(f64::INFINITY, |v| v as f64),
+            None => t.parse::<f64>().ok()?,
+        };
+        return (v.is_finite() && v >= 0.0).then_some(v);
+    }
+    let mut total = 0.0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+                .len();
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, secs) = [
+            ("ms", 0.001),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+            ("d", 86400.0),
+            ("w", 604800.0),
+            ("y", 31536000.0),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u))?;
+        rest = &rest[unit.len()..];
+        total += n * secs;
+    }
+    total.is_finite().then_some(total)
+}
+
 /// `5m`, `1h30m`, `250ms` (number, unit; repeated).
 fn is_duration(t: &str) -> bool {
     let mut rest = t;
@@ -597,6 +636,15 @@ impl<'a> Parser<'a> {
     fn duration(&mut self, context: &str) -> Result<(), SyntaxError> {
         let t = self.peek();
         if matches!(t.kind, Kind::Duration | Kind::Number) {
+            // Prometheus' durations are int64 nanoseconds (about 292 years); the parser
+            // panics on a float it cannot convert (`up[1e308]`)
+            if !duration_seconds(t.text).is_some_and(|s| s <= MAX_DURATION_SECONDS) {
+                return Err(SyntaxError {
+                    pos: t.pos,
+                    message: format!("duration out of range: {}", t.text),
+                    limit: true,
+                });
+            }
             self.next();
             Ok(())
         } else {
@@ -759,6 +807,26 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_beyond_prometheus_range_are_refused() {
+        for e in [
+            "up[1e308]",
+            "up[5m:1e308]",
+            "up offset 1e308",
+            "up[300000000y]",
+        ] {
+            let err = check(e).unwrap_err();
+            assert!(
+                err.limit && err.message.starts_with("duration out of range"),
+                "{e}: {err:?}"
+            );
+            assert!(crate::promql::parse(e).is_err(), "{e}");
+        }
+        for e in ["up[300]", "up[5m:1e3]", "up offset 1h30m", "up[1.5]"] {
+            assert!(check(e).is_ok(), "{e}");
+        }
+    }
 
     fn msg(input: &str) -> String {
         check(input).map_err(|e| e.render(input)).unwrap_err()

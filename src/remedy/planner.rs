@@ -66,6 +66,8 @@ const BACKSTOP_GRACE: StdDuration = StdDuration::from_secs(5);
 /// How often the planner looks again at what waits on something it is not told about
 /// (a silence ending, a `verify:` expression coming true).
 const POLL: i64 = 1000;
+/// Cooldown records kept before old ones are pruned.
+const COOLDOWN_MEMORY: usize = 4096;
 /// A timeline keeps its first and its newest events up to this many in all.
 const MAX_TIMELINE: usize = 400;
 
@@ -87,9 +89,24 @@ pub struct ActionRecord {
     pub outcome: &'static str,
     pub message: String,
     pub stderr_tail: String,
+    /// What the action found and what it left (the outcome's `before`/`after`).
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
     pub data: serde_json::Value,
     /// How long the actuator ran (zero when it was not called).
     pub duration: StdDuration,
+}
+
+impl ActionRecord {
+    /// Takes what the actuator reported.
+    fn take_outcome(&mut self, out: &ActionOutcome) {
+        self.outcome = out.status.as_str();
+        self.message = out.message.clone();
+        self.stderr_tail = out.stderr_tail.clone();
+        self.before = out.before.clone();
+        self.after = out.after.clone();
+        self.data = out.data.clone();
+    }
 }
 
 // ------------------------------------------------------------------ incident state
@@ -584,6 +601,10 @@ struct State {
     stopping: Arc<AtomicBool>,
     /// Per running action: set when its alert resolved (it is dropped if not started yet).
     cancel: HashMap<i64, Arc<AtomicBool>>,
+    /// Per running rung (incident, step): when it had last started before this attempt.
+    previous_run: HashMap<(i64, usize), Option<i64>>,
+    /// Journal keys to delete at the next flush (pruned cooldowns).
+    forget_kv: Vec<String>,
 }
 
 async fn run(
@@ -645,6 +666,8 @@ impl State {
             tasks: JoinSet::new(),
             stopping: Arc::new(AtomicBool::new(false)),
             cancel: HashMap::new(),
+            previous_run: HashMap::new(),
+            forget_kv: Vec::new(),
         }
     }
 
@@ -1014,6 +1037,8 @@ impl State {
                     outcome: "cancelled",
                     message: "alert resolved before the action started".into(),
                     stderr_tail: String::new(),
+                    before: serde_json::Value::Null,
+                    after: serde_json::Value::Null,
                     data: serde_json::Value::Null,
                     duration: StdDuration::ZERO,
                 };
@@ -1061,6 +1086,7 @@ impl State {
     /// Moves every incident on as far as it can now; returns when to look again.
     fn advance(&mut self, now: i64) -> Option<i64> {
         let config = self.config();
+        self.prune_cooldowns(now);
         let mut next: Option<i64> = None;
         let mut wake = |at: i64| next = Some(next.map_or(at, |n: i64| n.min(at)));
         for b in self.breakers.values_mut() {
@@ -1093,6 +1119,34 @@ impl State {
             self.maybe_close(id, now);
         }
         next
+    }
+
+    /// Forgets cooldown records that can no longer matter (bounded memory and journal): past
+    /// [`COOLDOWN_MEMORY`] entries, those older than the longest cooldown of any open
+    /// incident's ladder, and at least a day old.
+    fn prune_cooldowns(&mut self, now: i64) {
+        if self.last_run.len() < COOLDOWN_MEMORY {
+            return;
+        }
+        let longest = self
+            .incidents
+            .values()
+            .flat_map(|i| i.ladder.iter().filter_map(|s| s.cooldown))
+            .map(|d| d.as_millis_i64())
+            .max()
+            .unwrap_or(0)
+            .max(86_400_000);
+        let old: Vec<String> = self
+            .last_run
+            .iter()
+            .filter(|(_, at)| now.saturating_sub(**at) >= longest)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in old {
+            self.last_run.remove(&k);
+            self.dirty_kv.remove(&k);
+            self.forget_kv.push(k);
+        }
     }
 
     /// Judges the rungs waiting for verification; returns when to look again.
@@ -1166,8 +1220,19 @@ impl State {
                     Some(i),
                     format!("the alert did not resolve within {within} of the action"),
                 );
+                let resolved = !inc.firing;
                 if !dry {
                     self.breaker_failure(&config, &target, now);
+                }
+                // the alert cleared but the step's condition never held: nothing will
+                // retry (no alert), so a person must look
+                if resolved {
+                    self.escalate(
+                        id,
+                        now,
+                        "unverified",
+                        &format!("the alert resolved but `verify` did not hold within {within}"),
+                    );
                 }
             }
             self.mark(id);
@@ -1387,6 +1452,8 @@ impl State {
             outcome: reason,
             message: detail.to_string(),
             stderr_tail: String::new(),
+            before: serde_json::Value::Null,
+            after: serde_json::Value::Null,
             data: serde_json::Value::Null,
             duration: StdDuration::ZERO,
         };
@@ -1460,6 +1527,8 @@ impl State {
             outcome: "",
             message: String::new(),
             stderr_tail: String::new(),
+            before: serde_json::Value::Null,
+            after: serde_json::Value::Null,
             data: serde_json::Value::Null,
             duration: StdDuration::ZERO,
         };
@@ -1473,7 +1542,8 @@ impl State {
             }
         }
         let ckey = cooldown_key(inc, i);
-        self.last_run.insert(ckey.clone(), now);
+        let before = self.last_run.insert(ckey.clone(), now);
+        self.previous_run.insert((id, i), before);
         self.dirty_kv.insert(ckey, now.to_string());
         inc.hurry_ms = None;
 
@@ -1656,10 +1726,7 @@ impl State {
                 }
             };
             if let Some(out) = &outcome {
-                record.outcome = out.status.as_str();
-                record.message = out.message.clone();
-                record.stderr_tail = out.stderr_tail.clone();
-                record.data = out.data.clone();
+                record.take_outcome(out);
             }
             let _ = started;
             let _ = ended
@@ -1687,6 +1754,12 @@ impl State {
         if let Some(a) = e.action_id {
             self.cancel.remove(&a);
         }
+        // when the rung had last started before this attempt (a revert has no entry)
+        let prev_run = if e.revert {
+            None
+        } else {
+            self.previous_run.remove(&(e.incident, e.step))
+        };
         let status = match e.record.outcome {
             "ok" => JournalStatus::Ok,
             "noop" | "dry_run" | "cancelled" => JournalStatus::Noop,
@@ -1734,6 +1807,21 @@ impl State {
                             since_ms: now,
                             deadline_ms: now + within.as_millis_i64(),
                         };
+                    }
+                    "cancelled" if self.stopping.load(Ordering::SeqCst) && inc.firing => {
+                        // never started because medic is stopping: the rung runs after the
+                        // restart, and this attempt does not count toward its cooldown
+                        inc.steps[i].state = StepState::Waiting;
+                        let ckey = cooldown_key(inc, i);
+                        let prev = prev_run.flatten();
+                        match prev {
+                            Some(p) => self.last_run.insert(ckey.clone(), p),
+                            None => self.last_run.remove(&ckey),
+                        };
+                        self.dirty_kv.insert(ckey, prev.unwrap_or(0).to_string());
+                        if let Some(b) = self.breakers.get_mut(&target) {
+                            b.trial_abandoned();
+                        }
                     }
                     "cancelled" | "busy" => {
                         inc.steps[i].state = StepState::Done {
@@ -1882,6 +1970,8 @@ impl State {
                 outcome: "",
                 message: String::new(),
                 stderr_tail: String::new(),
+                before: serde_json::Value::Null,
+                after: serde_json::Value::Null,
                 data: serde_json::Value::Null,
                 duration: StdDuration::ZERO,
             };
@@ -1901,9 +1991,7 @@ impl State {
                     }
                 };
                 record.duration = t0.elapsed();
-                record.outcome = out.status.as_str();
-                record.message = out.message.clone();
-                record.stderr_tail = out.stderr_tail.clone();
+                record.take_outcome(&out);
                 let _ = ended
                     .send(Ended {
                         incident: id,
@@ -2115,7 +2203,11 @@ impl State {
     /// Journals every changed incident (with the actions that ended for it) and the
     /// changed keys, then hands out the escalations decided meanwhile.
     async fn flush(&mut self) {
-        if self.dirty.is_empty() && self.dirty_kv.is_empty() && self.pending_finish.is_empty() {
+        if self.dirty.is_empty()
+            && self.dirty_kv.is_empty()
+            && self.pending_finish.is_empty()
+            && self.forget_kv.is_empty()
+        {
             self.send_escalations();
             return;
         }
@@ -2133,6 +2225,7 @@ impl State {
         }
         let finishes = std::mem::take(&mut self.pending_finish);
         let kv: Vec<(String, String)> = std::mem::take(&mut self.dirty_kv).into_iter().collect();
+        let forget = std::mem::take(&mut self.forget_kv);
         let journal = self.shared.journal.clone();
         let now = now_ms();
         let res = tokio::task::spawn_blocking(move || {
@@ -2173,6 +2266,9 @@ impl State {
             }
             if let Some(kv) = kv {
                 j.kv_put_many(&kv)?;
+            }
+            for k in &forget {
+                j.kv_delete(k)?;
             }
             Ok::<(), JournalError>(())
         })
@@ -2434,6 +2530,8 @@ fn finish(shared: &Shared, record: ActionRecord) {
             incident = record.incident,
             outcome = record.outcome,
             duration_s = record.duration.as_secs_f64(),
+            before = %record.before,
+            after = %record.after,
             "{}",
             record.message
         ),
@@ -2445,6 +2543,8 @@ fn finish(shared: &Shared, record: ActionRecord) {
             incident = record.incident,
             outcome = record.outcome,
             duration_s = record.duration.as_secs_f64(),
+            before = %record.before,
+            after = %record.after,
             stderr_tail = %record.stderr_tail,
             "{}",
             record.message

@@ -12,6 +12,13 @@
 //!
 //! It writes `ALERTS{alertname,alertstate}` and `ALERTS_FOR_STATE` samples for the store and
 //! returns [`AlertTransition`]s. It never acts on them.
+//!
+//! Across restarts, pending and firing alerts are saved ([`AlertingRule::saved`]) and
+//! restored ([`AlertingRule::restore`]) as Prometheus restores them from
+//! `ALERTS_FOR_STATE`: a pending alert keeps the time it already spent pending (its
+//! `activeAt` moves forward by the outage, and it fires no sooner than the grace period
+//! after the start); a firing alert goes on firing with its `activeAt` and start, so it is
+//! not announced as new; one whose series is gone at the first evaluation resolves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -48,6 +55,45 @@ struct Alert {
     announced_firing: bool,
 }
 
+/// A pending or firing alert as saved across a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedAlert {
+    /// The alerting rule's name.
+    pub rule: String,
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+    pub value: f64,
+    /// Pending or firing.
+    pub state: AlertState,
+    pub active_at_ms: i64,
+    pub fired_at_ms: Option<i64>,
+    pub last_sent_ms: Option<i64>,
+}
+
+impl SavedAlert {
+    /// The resolution of a saved firing alert that cannot be restored (its rule is gone, or
+    /// medic was down longer than the outage tolerance): its receivers were told it fires.
+    pub fn resolved(&self, group: &str, at_ms: i64) -> Option<AlertTransition> {
+        self.fired_at_ms?;
+        Some(AlertTransition {
+            kind: TransitionKind::Resolved,
+            at_ms,
+            alert: AlertInstance {
+                rule: self.rule.clone(),
+                group: group.to_string(),
+                labels: self.labels.clone(),
+                annotations: self.annotations.clone(),
+                value: self.value,
+                state: AlertState::Inactive,
+                active_at_ms: self.active_at_ms,
+                fired_at_ms: self.fired_at_ms,
+                resolved_at_ms: Some(at_ms),
+            },
+            remediate: Arc::from(Vec::new()),
+        })
+    }
+}
+
 /// An alerting rule and its active alerts.
 #[derive(Debug, Clone)]
 pub struct AlertingRule {
@@ -66,6 +112,9 @@ pub struct AlertingRule {
     external_url: String,
     pub(crate) resend_delay_ms: i64,
     active: HashMap<Labels, Alert>,
+    /// Bumped whenever what [`AlertingRule::saved`] returns changes in more than value and
+    /// annotations, so the state is saved only then.
+    changes: u64,
 }
 
 /// What one evaluation of an alerting rule produced.
@@ -106,6 +155,7 @@ impl AlertingRule {
             external_url: opts.external_url.clone(),
             resend_delay_ms: opts.resend_delay.as_millis_i64(),
             active: HashMap::new(),
+            changes: 0,
         }
     }
 
@@ -188,6 +238,7 @@ impl AlertingRule {
                 _ => {
                     self.active.insert(key.clone(), cand.clone());
                     new_pending.push(key.clone());
+                    self.changes += 1;
                 }
             }
         }
@@ -223,6 +274,7 @@ impl AlertingRule {
                         &gone,
                     ));
                     self.active.remove(key);
+                    self.changes += 1;
                     continue;
                 }
                 if a.resolved_at_ms
@@ -234,6 +286,7 @@ impl AlertingRule {
                 if a.state != AlertState::Inactive && !keep_firing {
                     a.state = AlertState::Inactive;
                     a.resolved_at_ms = Some(ts);
+                    self.changes += 1;
                 }
                 if !keep_firing {
                     continue;
@@ -245,6 +298,7 @@ impl AlertingRule {
             if a.state == AlertState::Pending && ts - a.active_at_ms >= hold_ms {
                 a.state = AlertState::Firing;
                 a.fired_at_ms = Some(ts);
+                self.changes += 1;
             }
             let state = if a.state == AlertState::Firing {
                 "firing"
@@ -266,6 +320,7 @@ impl AlertingRule {
         }
         if limit > 0 && num_active > limit {
             self.active.clear();
+            self.changes += 1;
             return Err(format!(
                 "exceeded limit of {limit} with {num_active} alerts"
             ));
@@ -353,6 +408,76 @@ impl AlertingRule {
             .collect();
         v.sort_by(|a, b| a.labels.cmp(&b.labels));
         v
+    }
+
+    /// How often the saved state changed (compare two values to see whether to save).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The pending and firing alerts, to save across a restart, sorted by labels.
+    pub fn saved(&self) -> Vec<SavedAlert> {
+        let mut v: Vec<SavedAlert> = self
+            .active
+            .values()
+            .filter(|a| a.state != AlertState::Inactive)
+            .map(|a| SavedAlert {
+                rule: self.name.clone(),
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                value: a.value,
+                state: a.state,
+                active_at_ms: a.active_at_ms,
+                fired_at_ms: a.fired_at_ms,
+                last_sent_ms: a.last_sent_ms,
+            })
+            .collect();
+        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        v
+    }
+
+    /// Takes back alerts saved before medic went down at `down_at_ms` (its last
+    /// evaluation), now being `now_ms`, as Prometheus' `RestoreForState` does: a pending
+    /// alert's `activeAt` moves forward by the outage, so the time it spent pending before
+    /// counts and the outage does not; it fires no sooner than `grace_ms` after the start
+    /// (and a rule whose `for` is shorter than the grace waits its `for` afresh); an alert
+    /// that had fired keeps firing with its start (not announced as new).
+    pub fn restore(&mut self, saved: Vec<SavedAlert>, down_at_ms: i64, now_ms: i64, grace_ms: i64) {
+        let hold_ms = self.hold.as_millis_i64();
+        let outage_ms = (now_ms - down_at_ms).max(0);
+        for s in saved {
+            let firing = s.state == AlertState::Firing;
+            let mut active_at_ms = s.active_at_ms;
+            if !firing {
+                if hold_ms < grace_ms {
+                    continue;
+                }
+                let remaining = hold_ms - (down_at_ms - s.active_at_ms);
+                if remaining <= 0 {
+                    // due to fire: it does at the first evaluation
+                } else if remaining < grace_ms {
+                    active_at_ms = now_ms + grace_ms - hold_ms;
+                } else {
+                    active_at_ms += outage_ms;
+                }
+            }
+            self.active.insert(
+                s.labels.clone(),
+                Alert {
+                    labels: s.labels,
+                    annotations: s.annotations,
+                    value: s.value,
+                    state: s.state,
+                    active_at_ms,
+                    fired_at_ms: s.fired_at_ms.filter(|_| firing),
+                    resolved_at_ms: None,
+                    keep_firing_since_ms: None,
+                    last_sent_ms: s.last_sent_ms,
+                    announced_firing: firing,
+                },
+            );
+            self.changes += 1;
+        }
     }
 
     /// The rule's overall state: firing if any alert fires, else pending if any is pending.

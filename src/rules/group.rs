@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::alerting::AlertingRule;
+use super::alerting::{AlertingRule, SavedAlert};
 use super::recording::RecordingRule;
 use super::template::RenderContext;
 use super::{AlertInstance, AlertState, AlertTransition, GroupOptions};
@@ -73,6 +73,16 @@ pub struct RuleGroup {
     last_duration_s: f64,
     last_failures: usize,
     subquery_step_ms: i64,
+}
+
+/// How saved alert state is taken back (Prometheus' `--rules.alert.for-outage-tolerance`
+/// and `--rules.alert.for-grace-period`).
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreOptions {
+    /// After a longer outage nothing is restored (firing alerts are resolved).
+    pub outage_tolerance_ms: i64,
+    /// A restored pending alert fires no sooner than this after the start.
+    pub grace_ms: i64,
 }
 
 /// One rule as `/api/v1/rules` shows it.
@@ -275,6 +285,62 @@ impl RuleGroup {
         self.last_eval_ms = Some(at_ms);
         self.last_duration_s = started.elapsed().as_secs_f64();
         transitions
+    }
+
+    /// The group's key in saved state: file and name (Prometheus' `GroupKey`; names need
+    /// not be unique across files).
+    pub fn key(&self) -> String {
+        format!("{};{}", self.file.display(), self.name)
+    }
+
+    fn alerting(&self) -> impl Iterator<Item = &AlertingRule> {
+        self.entries.iter().filter_map(|e| match &e.rule {
+            Rule::Alerting(a) => Some(a),
+            Rule::Recording(_) => None,
+        })
+    }
+
+    /// Changes to the saved state so far: when it differs from the value at the last
+    /// save, save again.
+    pub fn state_changes(&self) -> u64 {
+        self.alerting().map(AlertingRule::changes).sum()
+    }
+
+    /// The pending and firing alerts of every alerting rule, to save.
+    pub fn saved_alerts(&self) -> Vec<SavedAlert> {
+        self.alerting().flat_map(AlertingRule::saved).collect()
+    }
+
+    /// Takes back `saved` (the group's state when it last evaluated, at `down_at_ms`;
+    /// None: never) at `now_ms`. Returns the resolutions owed for firing alerts that
+    /// cannot be restored: medic was down longer than the outage tolerance, or their rule
+    /// is gone. The rest resolve at the first evaluation if their series are gone.
+    pub fn restore(
+        &mut self,
+        saved: Vec<SavedAlert>,
+        down_at_ms: Option<i64>,
+        now_ms: i64,
+        opts: RestoreOptions,
+    ) -> Vec<AlertTransition> {
+        let within = down_at_ms.filter(|d| now_ms - d <= opts.outage_tolerance_ms);
+        let mut by_rule: BTreeMap<String, Vec<SavedAlert>> = BTreeMap::new();
+        for s in saved {
+            by_rule.entry(s.rule.clone()).or_default().push(s);
+        }
+        if let Some(down_at) = within {
+            for e in &mut self.entries {
+                if let Rule::Alerting(a) = &mut e.rule
+                    && let Some(mine) = by_rule.remove(a.name())
+                {
+                    a.restore(mine, down_at, now_ms, opts.grace_ms);
+                }
+            }
+        }
+        by_rule
+            .into_values()
+            .flatten()
+            .filter_map(|s| s.resolved(&self.name, now_ms))
+            .collect()
     }
 
     /// `(rule name, error)` of the rules that failed at the last evaluation.
@@ -534,6 +600,88 @@ groups:
         assert_eq!(step(&mut g, &store, 90, Some(2.0)), [Pending]);
         assert_eq!(g.active_alerts()[0].active_at_ms, 90_000);
         assert_eq!(step(&mut g, &store, 120, Some(2.0)), [Firing]);
+    }
+
+    fn restored(
+        g: &RuleGroup,
+        down_at: i64,
+        now: i64,
+        tol_s: i64,
+        grace_s: i64,
+    ) -> (RuleGroup, Vec<AlertTransition>) {
+        let mut fresh = group();
+        let opts = RestoreOptions {
+            outage_tolerance_ms: tol_s * 1000,
+            grace_ms: grace_s * 1000,
+        };
+        let tr = fresh.restore(g.saved_alerts(), Some(down_at * 1000), now * 1000, opts);
+        (fresh, tr)
+    }
+
+    #[test]
+    fn restored_firing_alert_keeps_firing_with_its_start_and_resolves_when_gone() {
+        let store = Store::default();
+        let mut g = group();
+        step(&mut g, &store, 0, Some(2.0));
+        assert_eq!(step(&mut g, &store, 30, Some(2.0)), [Firing]);
+        // down at 40 s, back at 100 s
+        let (mut g2, tr) = restored(&g, 40, 100, 3600, 600);
+        assert!(tr.is_empty());
+        let kinds = step(&mut g2, &store, 100, Some(2.0));
+        assert!(
+            !kinds.contains(&Firing) && !kinds.contains(&Pending),
+            "{kinds:?}"
+        );
+        let a = &g2.active_alerts()[0];
+        assert_eq!(
+            (a.state, a.active_at_ms, a.fired_at_ms),
+            (AlertState::Firing, 0, Some(30_000))
+        );
+        // its series is gone: resolved (after keep_firing_for) with the original start
+        assert_eq!(step(&mut g2, &store, 110, None), []);
+        let tr = g2.eval_with(&store, 130_000, |_, _| Ok(Value::Vector(vec![])));
+        assert_eq!(tr.len(), 1, "{tr:?}");
+        assert_eq!(
+            (tr[0].kind, tr[0].alert.fired_at_ms),
+            (Resolved, Some(30_000))
+        );
+    }
+
+    #[test]
+    fn restored_pending_alert_keeps_the_time_it_spent_pending() {
+        let store = Store::default();
+        let mut g = group();
+        assert_eq!(step(&mut g, &store, 0, Some(2.0)), [Pending]);
+        // pending 10 s of its 30 s `for` when medic went down; back 90 s later: the
+        // outage does not count, so it fires 20 s after the start (at 120 s), not at once
+        let (mut g2, _) = restored(&g, 10, 100, 3600, 0);
+        assert_eq!(g2.active_alerts()[0].active_at_ms, 90_000);
+        assert_eq!(step(&mut g2, &store, 100, Some(2.0)), []);
+        assert_eq!(step(&mut g2, &store, 110, Some(2.0)), []);
+        assert_eq!(step(&mut g2, &store, 120, Some(2.0)), [Firing]);
+        // with a 25 s grace period: 20 s left is less, so it fires 25 s after the start
+        let (g3, _) = restored(&g, 10, 100, 3600, 25);
+        assert_eq!(g3.active_alerts()[0].active_at_ms, 95_000);
+        // a `for` shorter than the grace period is waited afresh: nothing restored
+        let (g4, _) = restored(&g, 10, 100, 3600, 40);
+        assert!(g4.active_alerts().is_empty());
+    }
+
+    #[test]
+    fn nothing_restored_after_the_outage_tolerance_and_firing_alerts_are_resolved() {
+        let store = Store::default();
+        let mut g = group();
+        step(&mut g, &store, 0, Some(2.0));
+        step(&mut g, &store, 30, Some(2.0));
+        let (mut g2, tr) = restored(&g, 40, 40 + 3601, 3600, 600);
+        assert_eq!(tr.len(), 1, "{tr:?}");
+        assert_eq!(
+            (tr[0].kind, tr[0].alert.fired_at_ms),
+            (Resolved, Some(30_000))
+        );
+        assert!(g2.active_alerts().is_empty());
+        // and it starts afresh
+        assert_eq!(step(&mut g2, &store, 3700, Some(2.0)), [Pending]);
     }
 
     #[test]

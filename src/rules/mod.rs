@@ -11,8 +11,9 @@ pub mod recording;
 pub mod template;
 pub mod unittest;
 
+pub use alerting::SavedAlert;
 pub use file::{RuleFileError, RuleFileErrors, check_files, load_files, retention_needed_ms};
-pub use group::{GroupSnapshot, Rule, RuleGroup, RuleHealth, RuleSnapshot};
+pub use group::{GroupSnapshot, RestoreOptions, Rule, RuleGroup, RuleHealth, RuleSnapshot};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

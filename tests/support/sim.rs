@@ -86,3 +86,101 @@ impl Drop for Sim {
         let _ = self.child.wait();
     }
 }
+
+// ---- end to end through `medic run` (the test crate also holds `mod daemon`) ----
+
+/// Every action the daemon in `dir` journaled (`dir/state/journal.db`), newest first.
+pub fn journal_actions(dir: &std::path::Path) -> Vec<medic::journal::ActionRecord> {
+    let j = medic::journal::Journal::open(&dir.join("state/journal.db")).unwrap();
+    j.actions_recent(100).unwrap()
+}
+
+/// A journaled action's structured outcome (the `result` column: status, message,
+/// `before`, `after`, `data`), null when it has none.
+pub fn result(r: &medic::journal::ActionRecord) -> serde_json::Value {
+    r.result
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The newest finished journal row of `action` (e.g. `set_batch_size`,
+/// `revert:set_batch_size`) and its structured outcome, waiting for it.
+pub async fn wait_journaled(
+    dir: &std::path::Path,
+    action: &str,
+) -> (medic::journal::ActionRecord, serde_json::Value) {
+    super::daemon::wait_for(&format!("{action} journaled"), || async {
+        journal_actions(dir)
+            .into_iter()
+            .find(|r| r.action == action && r.finished_ms.is_some())
+            .map(|r| {
+                let v = result(&r);
+                (r, v)
+            })
+    })
+    .await
+}
+
+/// Waits for alert `name` to be firing (its JSON) or resolved (null) in `/api/v1/alerts`.
+pub async fn wait_alert(
+    medic: &super::daemon::Medic,
+    name: &str,
+    firing: bool,
+) -> serde_json::Value {
+    super::daemon::wait_for(
+        &format!("{name} {}", if firing { "firing" } else { "resolved" }),
+        || async {
+            let (_, body) = medic.get("/api/v1/alerts").await;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let a = v["data"]["alerts"]
+                .as_array()?
+                .iter()
+                .find(|a| a["labels"]["alertname"] == name && a["state"] == "firing")
+                .cloned();
+            match (firing, a) {
+                (true, Some(a)) => Some(a),
+                (false, None) => Some(serde_json::Value::Null),
+                _ => None,
+            }
+        },
+    )
+    .await
+}
+
+/// Waits for `medic_actions_total{rule,action,outcome}` to count at least one.
+pub async fn wait_action_outcome(
+    medic: &super::daemon::Medic,
+    rule: &str,
+    action: &str,
+    outcome: &str,
+) {
+    super::daemon::wait_for(&format!("{action} {outcome} by {rule}"), || async {
+        let v = medic
+            .metric(&format!(
+                r#"medic_actions_total{{rule="{rule}",action="{action}",outcome="{outcome}"}}"#
+            ))
+            .await?;
+        (v >= 1.0).then_some(())
+    })
+    .await
+}
+
+/// Waits for an `ok` `action` of `rule`.
+pub async fn wait_action(medic: &super::daemon::Medic, rule: &str, action: &str) {
+    wait_action_outcome(medic, rule, action, "ok").await
+}
+
+/// The daemon's JSON log lines whose message contains `text`.
+pub fn log_lines(medic: &super::daemon::Medic, text: &str) -> Vec<serde_json::Value> {
+    medic
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(text))
+        })
+        .collect()
+}

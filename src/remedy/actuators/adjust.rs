@@ -5,6 +5,9 @@
 
 use serde::Deserialize;
 
+use super::bounded::Failure;
+use crate::remedy::actuator::{ActionOutcome, ActionStatus};
+
 /// The bounds an actuator may move its value within (`min` ≤ `max`, both finite).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,6 +200,156 @@ pub fn show(v: f64) -> String {
     }
 }
 
+/// One numeric setting as the cache and knob actuators report it: `key` names it in
+/// `before`/`after` (`{"limit_mb": 32}`), `name` in messages (`cache_memlimit`), `unit`
+/// follows its values there (` MB`). The wording of every outcome is built here, once.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting<'a> {
+    pub key: &'a str,
+    pub name: &'a str,
+    pub unit: &'a str,
+    /// Whole numbers (`before`/`after` hold integers).
+    pub integer: bool,
+}
+
+/// What an action or a revert does next: report `outcome` as it is, or write `to` first
+/// and report `outcome` once the write succeeded.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub to: Option<f64>,
+    pub outcome: ActionOutcome,
+    /// Names the write in a failure (`setting maxmemory 1 → 2`).
+    what: String,
+}
+
+impl Plan {
+    fn report(outcome: ActionOutcome) -> Plan {
+        Plan {
+            to: None,
+            outcome,
+            what: String::new(),
+        }
+    }
+
+    /// The outcome once the write of `to` ended with `written`: a failed write keeps the
+    /// value found in `before`, and `after` unknown (it may or may not have changed).
+    pub fn finish(self, written: Result<(), Failure>) -> ActionOutcome {
+        match written {
+            Ok(()) => self.outcome,
+            Err(e) => {
+                let before = self.outcome.before.clone();
+                e.context(&self.what)
+                    .outcome()
+                    .changed(before, serde_json::Value::Null)
+            }
+        }
+    }
+}
+
+impl Setting<'_> {
+    /// `v` as a JSON number (an integer when `integer`).
+    pub fn number(&self, v: f64) -> serde_json::Value {
+        if self.integer {
+            serde_json::Value::from(v as i64)
+        } else {
+            serde_json::Number::from_f64(v)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null)
+        }
+    }
+
+    /// `{key: v}`.
+    pub fn state(&self, v: f64) -> serde_json::Value {
+        serde_json::json!({ self.key: self.number(v) })
+    }
+
+    fn change(&self, from: f64, to: f64) -> String {
+        format!("{} {} → {}{}", self.name, show(from), show(to), self.unit)
+    }
+
+    fn write(&self, from: f64, to: f64, what: String, doing: &str, dry_run: bool) -> Plan {
+        let (before, after) = (self.state(from), self.state(to));
+        if dry_run {
+            return Plan::report(
+                ActionOutcome::new(ActionStatus::Ok, format!("dry run: would set {what}"))
+                    .changed(before, after),
+            );
+        }
+        Plan {
+            to: Some(to),
+            what: format!("{doing} {what}"),
+            outcome: ActionOutcome::new(ActionStatus::Ok, what).changed(before, after),
+        }
+    }
+
+    /// An action from the `current` value: a `noop` at the bound, the dry run's report, or
+    /// the write of the new value.
+    pub fn plan(&self, current: f64, adjust: &Adjust, bounds: Bounds, dry_run: bool) -> Plan {
+        match adjust.compute(current, bounds, self.integer) {
+            Computed::AtBound(v) => Plan::report(
+                ActionOutcome::new(
+                    ActionStatus::Noop,
+                    format!(
+                        "{} is {}{}, as far as the bounds {}..{} allow",
+                        self.name,
+                        show(v),
+                        self.unit,
+                        show(bounds.min),
+                        show(bounds.max)
+                    ),
+                )
+                .changed(self.state(v), self.state(v)),
+            ),
+            Computed::Set(new) => {
+                self.write(current, new, self.change(current, new), "setting", dry_run)
+            }
+        }
+    }
+
+    /// What the revert of `done` must restore and may replace: (`before`, the value medic
+    /// set), or why there is nothing to revert (the revert is then a `noop`).
+    pub fn revert_of(&self, done: &ActionOutcome) -> Result<(f64, f64), String> {
+        let (Some(before), Some(set)) = (
+            done.before.get(self.key).and_then(|v| v.as_f64()),
+            done.after.get(self.key).and_then(|v| v.as_f64()),
+        ) else {
+            return Err(format!(
+                "nothing to revert: the action recorded no {} it set",
+                self.name
+            ));
+        };
+        if done.status != ActionStatus::Ok || before == set {
+            return Err(format!(
+                "nothing to revert: the action did not change {}",
+                self.name
+            ));
+        }
+        Ok((before, set))
+    }
+
+    /// The revert from the `current` value: `before` written back only while `current` is
+    /// still the value medic `set`; otherwise a `noop` that says why.
+    pub fn plan_revert(&self, current: f64, (before, set): (f64, f64), dry_run: bool) -> Plan {
+        if current != set {
+            return Plan::report(
+                ActionOutcome::new(
+                    ActionStatus::Noop,
+                    format!(
+                        "{} is now {}{u}, not the {}{u} medic set: someone else changed it, left as it is",
+                        self.name,
+                        show(current),
+                        show(set),
+                        u = self.unit
+                    ),
+                )
+                .changed(self.state(current), self.state(current)),
+            );
+        }
+        let what = format!("{} (restored)", self.change(current, before));
+        self.write(current, before, what, "restoring", dry_run)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +462,58 @@ mod tests {
             .validate()
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_setting_words_every_outcome_once() {
+        let mb = Setting {
+            key: "limit_mb",
+            name: "cache_memlimit",
+            unit: " MB",
+            integer: true,
+        };
+        let b = Bounds {
+            min: 8.0,
+            max: 64.0,
+        };
+        let grow = Adjust::from_params(&json!({"factor": 4}), &[]).unwrap();
+        let p = mb.plan(8.0, &grow, b, false);
+        assert_eq!(p.to, Some(32.0));
+        assert_eq!(p.outcome.message, "cache_memlimit 8 → 32 MB");
+        assert_eq!(p.outcome.before, json!({"limit_mb": 8}));
+        assert_eq!(p.outcome.after, json!({"limit_mb": 32}));
+        let failed = p.finish(Err(Failure::from("connection reset")));
+        assert_eq!(failed.status, ActionStatus::Failed);
+        assert_eq!(
+            failed.message,
+            "setting cache_memlimit 8 → 32 MB: connection reset"
+        );
+        assert_eq!(failed.after, serde_json::Value::Null);
+        let dry = mb.plan(8.0, &grow, b, true);
+        assert_eq!(
+            (dry.to, dry.outcome.message.as_str()),
+            (None, "dry run: would set cache_memlimit 8 → 32 MB")
+        );
+        let at = mb.plan(64.0, &grow, b, false);
+        assert_eq!(at.to, None);
+        assert_eq!(at.outcome.status, ActionStatus::Noop);
+
+        let done = ActionOutcome::new(ActionStatus::Ok, "")
+            .changed(json!({"limit_mb": 8}), json!({"limit_mb": 32}));
+        let v = mb.revert_of(&done).unwrap();
+        assert_eq!(v, (8.0, 32.0));
+        let r = mb.plan_revert(32.0, v, false);
+        assert_eq!(
+            (r.to, r.outcome.message.as_str()),
+            (Some(8.0), "cache_memlimit 32 → 8 MB (restored)")
+        );
+        let r = mb.plan_revert(48.0, v, false);
+        assert_eq!(r.to, None);
+        assert_eq!(
+            r.outcome.message,
+            "cache_memlimit is now 48 MB, not the 32 MB medic set: someone else changed it, left as it is"
+        );
+        let nothing = ActionOutcome::new(ActionStatus::Noop, "");
+        assert!(mb.revert_of(&nothing).is_err());
     }
 }

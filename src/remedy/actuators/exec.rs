@@ -102,15 +102,52 @@ pub struct ExecActuator {
 
 impl ExecActuator {
     pub fn build(name: &str, cfg: &ExecConfig) -> Result<Self, RemedyError> {
-        if cfg.command.first().is_none_or(|p| p.is_empty()) {
+        let Some(program) = cfg.command.first().filter(|p| !p.is_empty()) else {
             return Err(RemedyError::EmptyCommand {
                 name: name.to_string(),
+            });
+        };
+        // found now rather than when an incident needs it
+        check_program(program).map_err(|reason| RemedyError::Config {
+            name: name.to_string(),
+            reason,
+        })?;
+        if cfg.timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err(RemedyError::Config {
+                name: name.to_string(),
+                reason: "`timeout` must be greater than 0".into(),
             });
         }
         Ok(ExecActuator {
             name: name.to_string(),
             cfg: cfg.clone(),
         })
+    }
+}
+
+/// The program must be an executable file: a path (with a `/`) as given, else a name found
+/// in `PATH`, as `execvp` would look it up.
+fn check_program(program: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = std::path::Path::new(program);
+        return match std::fs::metadata(p) {
+            Err(e) => Err(format!("command {program:?}: {e}")),
+            Ok(m) if !m.is_file() => Err(format!("command {program:?} is not a file")),
+            Ok(_) if !executable(p) => Err(format!(
+                "command {program:?} is not executable (chmod +x it)"
+            )),
+            Ok(_) => Ok(()),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| executable(&d.join(program))) {
+        Ok(())
+    } else {
+        Err(format!("command {program:?} is not an executable in PATH"))
     }
 }
 

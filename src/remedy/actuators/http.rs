@@ -144,18 +144,7 @@ pub struct HttpActuator {
 
 impl HttpActuator {
     pub fn build(name: &str, cfg: &HttpConfig) -> Result<Self, RemedyError> {
-        let url = reqwest::Url::parse(&cfg.url).map_err(|e| RemedyError::InvalidUrl {
-            name: name.into(),
-            url: crate::common::redact_url(&cfg.url),
-            reason: e.to_string(),
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(RemedyError::InvalidUrl {
-                name: name.into(),
-                url: crate::common::redact_url(&cfg.url),
-                reason: "expected an http:// or https:// URL".into(),
-            });
-        }
+        let url = http_url(name, &cfg.url)?;
         let method = reqwest::Method::from_bytes(cfg.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| RemedyError::InvalidMethod {
                 name: name.into(),
@@ -174,14 +163,7 @@ impl HttpActuator {
             &cfg.secret_headers,
             cfg.bearer_token.as_ref(),
         )?;
-        crate::common::tls::init_tls();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|source| RemedyError::HttpClient {
-                name: name.into(),
-                source,
-            })?;
+        let client = http_client(name, &crate::common::tls::TlsConfig::default())?;
         Ok(HttpActuator {
             url,
             method,
@@ -192,6 +174,49 @@ impl HttpActuator {
             client,
         })
     }
+}
+
+/// `url` parsed, `http://` or `https://` only; the error shows it with any password
+/// redacted. Shared with the knob actuator.
+pub(crate) fn http_url(name: &str, url: &str) -> Result<reqwest::Url, RemedyError> {
+    let bad = |reason: String| RemedyError::InvalidUrl {
+        name: name.into(),
+        url: crate::common::redact_url(url),
+        reason,
+    };
+    let u = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(bad("expected an http:// or https:// URL".into()));
+    }
+    Ok(u)
+}
+
+/// The client of an actuator that sends requests: no redirects followed (a redirect could
+/// carry the credentials elsewhere), the CAs of `tls.ca_file` trusted besides the system's.
+/// Shared with the knob actuator.
+pub(crate) fn http_client(
+    name: &str,
+    tls: &crate::common::tls::TlsConfig,
+) -> Result<reqwest::Client, RemedyError> {
+    crate::common::tls::init_tls();
+    let invalid = |reason: String| RemedyError::Config {
+        name: name.into(),
+        reason,
+    };
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_danger_accept_invalid_certs(tls.insecure_skip_verify);
+    if let Some(ca) = &tls.ca_file {
+        let pem =
+            std::fs::read(ca).map_err(|e| invalid(format!("tls.ca_file {}: {e}", ca.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| invalid(format!("tls.ca_file {}: {e}", ca.display())))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|source| RemedyError::HttpClient {
+        name: name.into(),
+        source,
+    })
 }
 
 /// Header map from the config; secret values are marked sensitive so they are never

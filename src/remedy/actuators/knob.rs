@@ -13,9 +13,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::adjust::{Adjust, Bounds, Computed, show};
+use super::adjust::{Adjust, Bounds, Plan, Setting, show};
 use super::bounded::{Failure, bounded};
-use super::http::{build_headers, read_body_bounded};
+use super::http::{build_headers, http_client, http_url, read_body_bounded};
 use crate::common::{Duration, Secret};
 use crate::remedy::actuator::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
 
@@ -150,19 +150,6 @@ fn http_failure(what: &str, e: reqwest::Error) -> Failure {
     }
 }
 
-fn http_url(name: &str, url: &str) -> Result<reqwest::Url, RemedyError> {
-    let bad = |reason: String| RemedyError::InvalidUrl {
-        name: name.into(),
-        url: url.into(),
-        reason,
-    };
-    let u = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(bad("expected an http:// or https:// URL".into()));
-    }
-    Ok(u)
-}
-
 /// Replaces every string exactly `"$value"` in `body` by `value` (a JSON number).
 fn fill(body: &serde_json::Value, value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -228,21 +215,7 @@ impl KnobActuator {
             &cfg.secret_headers,
             cfg.bearer_token.as_ref(),
         )?;
-        crate::common::tls::init_tls();
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_danger_accept_invalid_certs(cfg.tls.insecure_skip_verify);
-        if let Some(ca) = &cfg.tls.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| invalid(format!("tls.ca_file {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| invalid(format!("tls.ca_file {}: {e}", ca.display())))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(|source| RemedyError::HttpClient {
-            name: name.into(),
-            source,
-        })?;
+        let client = http_client(name, &cfg.tls)?;
         Ok(KnobActuator {
             read_url,
             pointer: cfg.read.pointer.clone(),
@@ -265,17 +238,7 @@ impl KnobActuator {
     }
 
     fn json_number(&self, v: f64) -> serde_json::Value {
-        if self.integer {
-            serde_json::Value::from(v as i64)
-        } else {
-            serde_json::Number::from_f64(v)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null)
-        }
-    }
-
-    fn state(&self, v: f64) -> serde_json::Value {
-        serde_json::json!({ &self.key: self.json_number(v) })
+        self.setting().number(v)
     }
 
     /// GETs the value.
@@ -367,6 +330,15 @@ impl KnobActuator {
         Ok(())
     }
 
+    fn setting(&self) -> Setting<'_> {
+        Setting {
+            key: &self.key,
+            name: &self.key,
+            unit: "",
+            integer: self.integer,
+        }
+    }
+
     async fn act_inner(&self, req: &ActionRequest, deadline: Instant) -> ActionOutcome {
         let fail = |m: String| ActionOutcome::new(ActionStatus::Failed, m);
         let adjust = match Adjust::from_params(&req.params, &[]) {
@@ -381,36 +353,8 @@ impl KnobActuator {
             Ok(v) => v,
             Err(e) => return e.outcome(),
         };
-        let key = &self.key;
-        let new = match adjust.compute(current, bounds, self.integer) {
-            Computed::AtBound(v) => {
-                return ActionOutcome::new(
-                    ActionStatus::Noop,
-                    format!(
-                        "{key} is {}, as far as the bounds {}..{} allow",
-                        show(v),
-                        show(bounds.min),
-                        show(bounds.max)
-                    ),
-                )
-                .changed(self.state(v), self.state(v));
-            }
-            Computed::Set(v) => v,
-        };
-        let what = format!("{key} {} → {}", show(current), show(new));
-        if req.dry_run {
-            return ActionOutcome::new(ActionStatus::Ok, format!("dry run: would set {what}"))
-                .changed(self.state(current), self.state(new));
-        }
-        match self.set(new, deadline).await {
-            Ok(()) => ActionOutcome::new(ActionStatus::Ok, what)
-                .changed(self.state(current), self.state(new)),
-            // the value may or may not have changed: `after` unknown
-            Err(e) => e
-                .context(&format!("setting {what}"))
-                .outcome()
-                .changed(self.state(current), serde_json::Value::Null),
-        }
+        let plan = self.setting().plan(current, &adjust, bounds, req.dry_run);
+        self.carry_out(plan, deadline).await
     }
 
     async fn revert_inner(
@@ -419,45 +363,26 @@ impl KnobActuator {
         deadline: Instant,
         dry_run: bool,
     ) -> ActionOutcome {
-        let noop = |m: String| ActionOutcome::new(ActionStatus::Noop, m);
-        let key = &self.key;
-        let (Some(before), Some(set)) = (
-            done.before.get(key).and_then(|v| v.as_f64()),
-            done.after.get(key).and_then(|v| v.as_f64()),
-        ) else {
-            return noop(format!(
-                "nothing to revert: the action recorded no {key} it set"
-            ));
+        let values = match self.setting().revert_of(done) {
+            Ok(v) => v,
+            Err(why) => return ActionOutcome::new(ActionStatus::Noop, why),
         };
-        if done.status != ActionStatus::Ok || before == set {
-            return noop(format!(
-                "nothing to revert: the action did not change {key}"
-            ));
-        }
         let current = match self.read(deadline).await {
             Ok(v) => v,
             Err(e) => return e.outcome(),
         };
-        if current != set {
-            return noop(format!(
-                "{key} is now {}, not the {} medic set: someone else changed it, left as it is",
-                show(current),
-                show(set)
-            ))
-            .changed(self.state(current), self.state(current));
-        }
-        let what = format!("{key} {} → {} (restored)", show(current), show(before));
-        if dry_run {
-            return ActionOutcome::new(ActionStatus::Ok, format!("dry run: would set {what}"))
-                .changed(self.state(current), self.state(before));
-        }
-        match self.set(before, deadline).await {
-            Ok(()) => ActionOutcome::new(ActionStatus::Ok, what)
-                .changed(self.state(current), self.state(before)),
-            Err(e) => e
-                .context(&format!("restoring {what}"))
-                .outcome()
-                .changed(self.state(current), serde_json::Value::Null),
+        let plan = self.setting().plan_revert(current, values, dry_run);
+        self.carry_out(plan, deadline).await
+    }
+
+    /// Writes what `plan` says (if anything) and reports.
+    async fn carry_out(&self, plan: Plan, deadline: Instant) -> ActionOutcome {
+        match plan.to {
+            Some(to) => {
+                let written = self.set(to, deadline).await;
+                plan.finish(written)
+            }
+            None => plan.outcome,
         }
     }
 }

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::adjust::{Adjust, Bounds, Computed, show};
-use super::bounded::bounded;
+use super::adjust::{Adjust, Bounds, Plan, Setting};
+use super::bounded::{Failure, bounded};
 use crate::common::Duration;
 use crate::remedy::actuator::{ActionOutcome, ActionRequest, ActionStatus, Actuator, RemedyError};
 
@@ -24,6 +24,13 @@ const MAX_REPLY: usize = 256 * 1024;
 /// The longest `flush_all` delay accepted (a day).
 const MAX_DELAY_S: u64 = 86_400;
 const MIB: u64 = 1024 * 1024;
+/// `cache_memlimit`, in megabytes, as `set_capacity` reports it.
+const LIMIT: Setting<'static> = Setting {
+    key: "limit_mb",
+    name: "cache_memlimit",
+    unit: " MB",
+    integer: true,
+};
 
 /// `type: memcached` under `actuators:`.
 #[derive(Debug, Clone, Deserialize)]
@@ -269,32 +276,19 @@ impl MemcachedActuator {
         let adjust = Adjust::from_params(&req.params, &[])?;
         let bounds = adjust.bounds(outer)?;
         let current = c.limit_mb().await?;
-        let state = |v: u64| serde_json::json!({"limit_mb": v});
-        let new = match adjust.compute(current as f64, bounds, true) {
-            Computed::AtBound(_) => {
-                return Ok(ActionOutcome::new(
-                    ActionStatus::Noop,
-                    format!(
-                        "cache_memlimit is {current} MB, as far as the bounds {}..{} allow",
-                        show(bounds.min),
-                        show(bounds.max)
-                    ),
-                )
-                .changed(state(current), state(current)));
+        let plan = LIMIT.plan(current as f64, &adjust, bounds, req.dry_run);
+        Ok(Self::carry_out(c, plan).await)
+    }
+
+    /// Sets `cache_memlimit` as `plan` says (if at all) and reports.
+    async fn carry_out(c: &mut Conn, plan: Plan) -> ActionOutcome {
+        match plan.to {
+            Some(to) => {
+                let written = c.set_limit_mb(to as u64).await.map_err(Failure::from);
+                plan.finish(written)
             }
-            Computed::Set(v) => v as u64,
-        };
-        let what = format!("cache_memlimit {current} → {new} MB");
-        if req.dry_run {
-            return Ok(
-                ActionOutcome::new(ActionStatus::Ok, format!("dry run: would set {what}"))
-                    .changed(state(current), state(new)),
-            );
+            None => plan.outcome,
         }
-        c.set_limit_mb(new)
-            .await
-            .map_err(|e| format!("setting {what}: {e}"))?;
-        Ok(ActionOutcome::new(ActionStatus::Ok, what).changed(state(current), state(new)))
     }
 
     async fn act_inner(&self, req: &ActionRequest) -> ActionOutcome {
@@ -313,43 +307,21 @@ impl MemcachedActuator {
     }
 
     async fn revert_inner(&self, req: &ActionRequest, done: &ActionOutcome) -> ActionOutcome {
-        let noop = |m: String| ActionOutcome::new(ActionStatus::Noop, m);
         if req.action != "set_capacity" {
-            return noop(format!("`{}` cannot be reverted", req.action));
+            return ActionOutcome::new(
+                ActionStatus::Noop,
+                format!("`{}` cannot be reverted", req.action),
+            );
         }
-        let (Some(before), Some(set)) = (
-            done.before["limit_mb"].as_u64(),
-            done.after["limit_mb"].as_u64(),
-        ) else {
-            return noop("nothing to revert: the action recorded no limit it set".into());
+        let values = match LIMIT.revert_of(done) {
+            Ok(v) => v,
+            Err(why) => return ActionOutcome::new(ActionStatus::Noop, why),
         };
-        if done.status != ActionStatus::Ok || before == set {
-            return noop("nothing to revert: the action did not change the limit".into());
-        }
-        let state = |v: u64| serde_json::json!({"limit_mb": v});
         let r = async {
             let mut c = Conn::open(&self.address).await?;
             let current = c.limit_mb().await?;
-            if current != set {
-                return Ok(noop(format!(
-                    "cache_memlimit is now {current} MB, not the {set} MB medic set: someone else changed it, left as it is"
-                ))
-                .changed(state(current), state(current)));
-            }
-            let what = format!("cache_memlimit {current} → {before} MB (restored)");
-            if req.dry_run {
-                return Ok(ActionOutcome::new(
-                    ActionStatus::Ok,
-                    format!("dry run: would set {what}"),
-                )
-                .changed(state(current), state(before)));
-            }
-            c.set_limit_mb(before)
-                .await
-                .map_err(|e| format!("restoring {what}: {e}"))?;
-            Ok::<_, String>(
-                ActionOutcome::new(ActionStatus::Ok, what).changed(state(current), state(before)),
-            )
+            let plan = LIMIT.plan_revert(current as f64, values, req.dry_run);
+            Ok::<_, String>(Self::carry_out(&mut c, plan).await)
         }
         .await;
         r.unwrap_or_else(|e| ActionOutcome::new(ActionStatus::Failed, e))

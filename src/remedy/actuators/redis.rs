@@ -11,9 +11,8 @@ use redis::aio::MultiplexedConnection;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::adjust::{Adjust, Bounds, Computed, show};
+use super::adjust::{Adjust, Bounds, Plan, Setting};
 use super::bounded::{Failure, bounded};
-use crate::common::redact_url;
 use crate::common::redis::{RedisClient, RedisTarget};
 use crate::common::tls::TlsConfig;
 use crate::common::{Duration, Secret};
@@ -30,6 +29,14 @@ fn default_max_keys() -> u64 {
 fn default_batch() -> u64 {
     1000
 }
+
+/// `maxmemory`, in bytes, as `set_capacity` reports it.
+const MAXMEMORY: Setting<'static> = Setting {
+    key: "maxmemory",
+    name: "maxmemory",
+    unit: "",
+    integer: true,
+};
 
 /// Most keys one `clear_cache` may be configured to remove.
 const MAX_KEYS_LIMIT: u64 = 100_000_000;
@@ -75,11 +82,9 @@ pub struct RedisActuatorConfig {
 // by hand, not derived: the URL may carry a password
 impl std::fmt::Debug for RedisActuatorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisActuatorConfig")
-            .field("url", &redact_url(&self.url))
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("allow_flush", &self.allow_flush)
+        let mut d = f.debug_struct("RedisActuatorConfig");
+        self.target().debug_fields(&mut d);
+        d.field("allow_flush", &self.allow_flush)
             .field("max_keys", &self.max_keys)
             .field("capacity", &self.capacity)
             .finish_non_exhaustive()
@@ -190,7 +195,8 @@ pub fn glob_escape(s: &str) -> String {
 }
 
 impl RedisActuatorConfig {
-    fn target(&self) -> RedisTarget<'_> {
+    /// The connection settings, as the `redis` collector's.
+    pub fn target(&self) -> RedisTarget<'_> {
         RedisTarget {
             url: &self.url,
             username: self.username.as_deref(),
@@ -265,14 +271,10 @@ impl RedisActuator {
                 ));
             }
         }
-        let client = cfg.target().client().map_err(|e| invalid(e.to_string()))?;
-        if client.password_in_url {
-            tracing::warn!(
-                actuator = name,
-                "url {} carries a password: prefer `password: {{file: ...}}` or `{{env: ...}}`",
-                redact_url(&cfg.url)
-            );
-        }
+        let client = cfg
+            .target()
+            .client("actuator", name)
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(RedisActuator {
             client,
             allow_flush: cfg.allow_flush,
@@ -456,32 +458,19 @@ impl RedisActuator {
                 "maxmemory is 0 (no limit): a factor or step has nothing to scale; give `value`",
             ));
         }
-        let state = |v: u64| serde_json::json!({"maxmemory": v});
-        let new = match adjust.compute(current as f64, bounds, true) {
-            Computed::AtBound(_) => {
-                return Ok(ActionOutcome::new(
-                    ActionStatus::Noop,
-                    format!(
-                        "maxmemory is {current}, as far as the bounds {}..{} allow",
-                        show(bounds.min),
-                        show(bounds.max)
-                    ),
-                )
-                .changed(state(current), state(current)));
+        let plan = MAXMEMORY.plan(current as f64, &adjust, bounds, req.dry_run);
+        Ok(Self::carry_out(conn, plan).await)
+    }
+
+    /// Sets maxmemory as `plan` says (if at all) and reports.
+    async fn carry_out(conn: &mut MultiplexedConnection, plan: Plan) -> ActionOutcome {
+        match plan.to {
+            Some(to) => {
+                let written = Self::set_maxmemory(conn, to as u64).await;
+                plan.finish(written)
             }
-            Computed::Set(v) => v as u64,
-        };
-        let what = format!("maxmemory {current} → {new}");
-        if req.dry_run {
-            return Ok(
-                ActionOutcome::new(ActionStatus::Ok, format!("dry run: would set {what}"))
-                    .changed(state(current), state(new)),
-            );
+            None => plan.outcome,
         }
-        Self::set_maxmemory(conn, new)
-            .await
-            .map_err(|e| e.context(&format!("setting {what}")))?;
-        Ok(ActionOutcome::new(ActionStatus::Ok, what).changed(state(current), state(new)))
     }
 
     async fn act_inner(&self, req: &ActionRequest, started: Instant) -> ActionOutcome {
@@ -502,47 +491,28 @@ impl RedisActuator {
     }
 
     async fn revert_inner(&self, req: &ActionRequest, done: &ActionOutcome) -> ActionOutcome {
-        let noop = |m: String| ActionOutcome::new(ActionStatus::Noop, m);
         if req.action != "set_capacity" {
-            return noop(format!("`{}` cannot be reverted", req.action));
+            return ActionOutcome::new(
+                ActionStatus::Noop,
+                format!("`{}` cannot be reverted", req.action),
+            );
         }
-        let (Some(before), Some(set)) = (
-            done.before["maxmemory"].as_u64(),
-            done.after["maxmemory"].as_u64(),
-        ) else {
-            return noop("nothing to revert: the action recorded no maxmemory it set".into());
+        let values = match MAXMEMORY.revert_of(done) {
+            Ok(v) => v,
+            Err(why) => return ActionOutcome::new(ActionStatus::Noop, why),
         };
-        if done.status != ActionStatus::Ok || before == set {
-            return noop("nothing to revert: the action did not change maxmemory".into());
-        }
         let mut conn = match self.client.connect(req.timeout).await {
             Ok(c) => c,
             Err(e) => {
                 return rerr(&format!("cannot connect to {}", self.client.addr))(e).outcome();
             }
         };
-        let state = |v: u64| serde_json::json!({"maxmemory": v});
         let current = match Self::maxmemory(&mut conn).await {
             Ok(v) => v,
             Err(e) => return e.outcome(),
         };
-        if current != set {
-            return noop(format!(
-                "maxmemory is now {current}, not the {set} medic set: someone else changed it, left as it is"
-            ))
-            .changed(state(current), state(current));
-        }
-        let what = format!("maxmemory {current} → {before} (restored)");
-        if req.dry_run {
-            return ActionOutcome::new(ActionStatus::Ok, format!("dry run: would set {what}"))
-                .changed(state(current), state(before));
-        }
-        match Self::set_maxmemory(&mut conn, before).await {
-            Ok(()) => {
-                ActionOutcome::new(ActionStatus::Ok, what).changed(state(current), state(before))
-            }
-            Err(e) => e.context(&format!("restoring {what}")).outcome(),
-        }
+        let plan = MAXMEMORY.plan_revert(current as f64, values, req.dry_run);
+        Self::carry_out(&mut conn, plan).await
     }
 }
 
