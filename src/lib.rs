@@ -12,7 +12,7 @@
 //!
 //! | layer | may use | what it is |
 //! |---|---|---|
-//! | `common` | (nothing) | value types: durations, secrets, YAML loading with located errors, time, names, TLS, the self-metrics registry |
+//! | `common` | (nothing) | value types: durations, secrets, URL redaction, YAML loading with located errors, time, names, TLS, Redis connection settings, log throttling, the self-metrics registry |
 //! | `store` | common | labels, samples, the in-memory series store |
 //! | `journal` | common | the SQLite ledger |
 //! | `promql` | common, store | the PromQL evaluator over the store |
