@@ -5,6 +5,8 @@
 
 pub mod duration;
 pub mod metrics;
+#[cfg(test)]
+pub mod mutate;
 pub mod names;
 pub mod redact;
 pub mod redis;

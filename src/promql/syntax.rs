@@ -977,41 +977,6 @@ mod tests {
         assert!(check(&over).unwrap_err().limit);
     }
 
-    /// `seed` with a few random edits (xorshift, deterministic).
-    fn mutations(seeds: &[&str], n: usize) -> Vec<String> {
-        const PIECES: &[&str] = &[
-            "(", ")", "{", "}", "[", "]", "\"", "'", "`", ",", ":", "-", " ", "\n", "{{", "}}",
-            "|", "$", ".", "\\", "ü", "5m", "by", "offset", "@", "=~", "1e", "0x", "#",
-        ];
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rnd = |m: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % m.max(1) as u64) as usize
-        };
-        (0..n)
-            .map(|i| {
-                let mut s: Vec<char> = seeds[i % seeds.len()].chars().collect();
-                for _ in 0..1 + rnd(4) {
-                    let at = rnd(s.len() + 1);
-                    match rnd(3) {
-                        0 if at < s.len() => {
-                            s.remove(at);
-                        }
-                        1 if at < s.len() => s.insert(at, s[at]),
-                        _ => {
-                            for (k, c) in PIECES[rnd(PIECES.len())].chars().enumerate() {
-                                s.insert((at + k).min(s.len()), c);
-                            }
-                        }
-                    }
-                }
-                s.into_iter().collect()
-            })
-            .collect()
-    }
-
     #[test]
     fn mutated_expressions_never_panic() {
         // 5,000 mutations: every one is accepted or refused with a placed message.
@@ -1021,7 +986,7 @@ mod tests {
             "label_replace(up, \"a\", \"$1\", 'b', `(.*)`) > bool 0x1f and {\"my.metric\"}",
             "-1e-3 ^ +Inf % count_values(\"v\", x) without (a) unless topk(3, y)",
         ];
-        for m in mutations(&seeds, 5_000) {
+        for m in crate::common::mutate::mutations(&seeds, 5_000) {
             if let Err(e) = crate::promql::parse(&m) {
                 let text = e.to_string();
                 assert!(text.contains("parse error: "), "{m:?}: {text}");

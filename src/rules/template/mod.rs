@@ -495,41 +495,6 @@ mod tests {
         assert_eq!(r(&flat, 0.0).len(), 199_999);
     }
 
-    /// `seed` with a few random edits (xorshift, deterministic).
-    fn mutations(seeds: &[&str], n: usize) -> Vec<String> {
-        const PIECES: &[&str] = &[
-            "(", ")", "{", "}", "[", "]", "\"", "'", "`", ",", ":", "-", " ", "\n", "{{", "}}",
-            "|", "$", ".", "\\", "ü", "5m", "by", "offset", "@", "=~", "1e", "0x", "#",
-        ];
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rnd = |m: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % m.max(1) as u64) as usize
-        };
-        (0..n)
-            .map(|i| {
-                let mut s: Vec<char> = seeds[i % seeds.len()].chars().collect();
-                for _ in 0..1 + rnd(4) {
-                    let at = rnd(s.len() + 1);
-                    match rnd(3) {
-                        0 if at < s.len() => {
-                            s.remove(at);
-                        }
-                        1 if at < s.len() => s.insert(at, s[at]),
-                        _ => {
-                            for (k, c) in PIECES[rnd(PIECES.len())].chars().enumerate() {
-                                s.insert((at + k).min(s.len()), c);
-                            }
-                        }
-                    }
-                }
-                s.into_iter().collect()
-            })
-            .collect()
-    }
-
     #[test]
     fn mutated_templates_never_panic() {
         let seeds = [
@@ -538,7 +503,7 @@ mod tests {
             "{{ define \"x\" }}{{ printf \"%.2f\" . }}{{ end }}{{ template \"x\" $value }} {{- $labels.job -}}",
             "{{ with $x := (index $labels \"a\") }}{{ $x | toUpper }}{{ end }}{{/* c */}}",
         ];
-        for m in mutations(&seeds, 5_000) {
+        for m in crate::common::mutate::mutations(&seeds, 5_000) {
             if let Ok(t) = Template::parse(&m) {
                 let _ = r(&m, 1.5);
                 let _ = t.render(&TemplateData {
