@@ -1607,43 +1607,20 @@ impl State {
         // journal before acting: a crash from here on leaves `running`, read back as
         // `interrupted`, never as "not started". Written inline (not on the blocking pool):
         // the write must precede the action, and a WAL commit takes about a millisecond.
-        let state = serde_json::to_string(&*inc).unwrap_or_default();
-        let params_json = req.params.to_string();
         let kv: Vec<(String, String)> = std::mem::take(&mut self.dirty_kv).into_iter().collect();
-        let action_id = {
-            let j = self
-                .shared
-                .journal
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let r = j.incident_save(
-                &IncidentSave {
-                    id,
-                    phase: inc.phase.as_str(),
-                    outcome: None,
-                    resolved_ms: inc.resolved_ms,
-                    state: &state,
-                    updated_ms: now,
-                },
-                Some(&NewAction {
-                    incident_id: Some(id),
-                    action: &req.action,
-                    target: Some(&target),
-                    idempotency_key: &key,
-                    params: &params_json,
-                    dry_run,
-                    started_ms: now,
-                }),
-                None,
-                &kv,
-            );
-            match r {
-                Ok(id) => id,
-                Err(e) => {
-                    // no record, no action: acting unjournaled could repeat after a crash
-                    tracing::error!(error = %e, "journal: cannot record the action's start; not running it");
-                    None
-                }
+        let action_id = match journal_start(
+            &self.shared,
+            inc,
+            id,
+            now,
+            (&req.action, &target, &key, &req.params, dry_run),
+            &kv,
+        ) {
+            Ok(id) => id,
+            Err(e) => {
+                // no record, no action: acting unjournaled could repeat after a crash
+                tracing::error!(error = %e, "journal: cannot record the action's start; not running it");
+                None
             }
         };
         let Some(action_id) = action_id else {
@@ -1918,37 +1895,21 @@ impl State {
                 format!("reverting {}", describe(&step)),
                 serde_json::json!({"restore": done.before, "from": done.after}),
             );
-            let state = serde_json::to_string(&*inc).unwrap_or_default();
-            let params_json = req.params.to_string();
             let action_name = format!("revert:{}", req.action);
-            let action_id = {
-                let j = self
-                    .shared
-                    .journal
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                j.incident_save(
-                    &IncidentSave {
-                        id,
-                        phase: inc.phase.as_str(),
-                        outcome: None,
-                        resolved_ms: inc.resolved_ms,
-                        state: &state,
-                        updated_ms: now,
-                    },
-                    Some(&NewAction {
-                        incident_id: Some(id),
-                        action: &action_name,
-                        target: Some(&target),
-                        idempotency_key: &req.idempotency_key,
-                        params: &params_json,
-                        dry_run: false,
-                        started_ms: now,
-                    }),
-                    None,
-                    &[],
-                )
-            };
+            let action_id = journal_start(
+                &self.shared,
+                inc,
+                id,
+                now,
+                (
+                    &action_name,
+                    &target,
+                    &req.idempotency_key,
+                    &req.params,
+                    false,
+                ),
+                &[],
+            );
             let action_id = match action_id {
                 Ok(Some(a)) => a,
                 _ => {
@@ -2511,6 +2472,43 @@ fn render_json(
 }
 
 /// Logs, counts and publishes one finished (or skipped) action.
+/// Journals an action's start (`action, target, idempotency key, params, dry_run`) together
+/// with the incident's state, in one transaction, before the actuator is called; returns the
+/// action's row id. `kv` rides along (cooldowns, budgets, breakers changed by this step).
+fn journal_start(
+    shared: &Shared,
+    inc: &Incident,
+    id: i64,
+    now: i64,
+    (action, target, key, params, dry_run): (&str, &str, &str, &serde_json::Value, bool),
+    kv: &[(String, String)],
+) -> Result<Option<i64>, JournalError> {
+    let state = serde_json::to_string(inc).unwrap_or_default();
+    let params = params.to_string();
+    let j = shared.journal.lock().unwrap_or_else(|e| e.into_inner());
+    j.incident_save(
+        &IncidentSave {
+            id,
+            phase: inc.phase.as_str(),
+            outcome: None,
+            resolved_ms: inc.resolved_ms,
+            state: &state,
+            updated_ms: now,
+        },
+        Some(&NewAction {
+            incident_id: Some(id),
+            action,
+            target: Some(target),
+            idempotency_key: key,
+            params: &params,
+            dry_run,
+            started_ms: now,
+        }),
+        None,
+        kv,
+    )
+}
+
 fn finish(shared: &Shared, record: ActionRecord) {
     shared
         .metrics
