@@ -157,38 +157,38 @@ fn labels(v: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// One table row per element of the JSON array `v` (none when it is not an array).
+fn rows(v: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    v.as_array()
+        .map(|a| a.iter().map(row).collect())
+        .unwrap_or_default()
+}
+
 /// `medic incidents`.
 pub fn incidents_table(data: &Value) -> String {
-    let rows: Vec<Vec<String>> = data["incidents"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|i| {
-                    let steps = i["steps"].as_array().map(|st| {
-                        st.iter()
-                            .map(|x| {
-                                let st = s(&x["state"]);
-                                match x.get("result").or(x.get("reason")) {
-                                    Some(r) => format!("{}:{}", s(&x["action"]), s(r)),
-                                    None => format!("{}:{st}", s(&x["action"])),
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    });
-                    vec![
-                        s(&i["id"]),
-                        s(&i["alertname"]),
-                        labels(&i["labels"]),
-                        s(&i["phase"]),
-                        s(&i["outcome"]),
-                        s(&i["startsAt"]),
-                        steps.unwrap_or_default(),
-                    ]
+    let rows = rows(&data["incidents"], |i| {
+        let steps = i["steps"].as_array().map(|st| {
+            st.iter()
+                .map(|x| {
+                    let st = s(&x["state"]);
+                    match x.get("result").or(x.get("reason")) {
+                        Some(r) => format!("{}:{}", s(&x["action"]), s(r)),
+                        None => format!("{}:{st}", s(&x["action"])),
+                    }
                 })
-                .collect()
-        })
-        .unwrap_or_default();
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        vec![
+            s(&i["id"]),
+            s(&i["alertname"]),
+            labels(&i["labels"]),
+            s(&i["phase"]),
+            s(&i["outcome"]),
+            s(&i["startsAt"]),
+            steps.unwrap_or_default(),
+        ]
+    });
     table(
         &[
             "ID", "ALERT", "LABELS", "PHASE", "OUTCOME", "STARTED", "STEPS",
@@ -212,24 +212,17 @@ pub fn incident_text(i: &Value) -> String {
         s(&i["resolvedAt"]),
     );
     out.push('\n');
-    let rows: Vec<Vec<String>> = i["timeline"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    vec![
-                        s(&e["at"]),
-                        s(&e["kind"]),
-                        e["step"]
-                            .as_u64()
-                            .map(|n| n.to_string())
-                            .unwrap_or_default(),
-                        s(&e["detail"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows = rows(&i["timeline"], |e| {
+        vec![
+            s(&e["at"]),
+            s(&e["kind"]),
+            e["step"]
+                .as_u64()
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            s(&e["detail"]),
+        ]
+    });
     out.push_str(&table(&["AT", "EVENT", "STEP", "DETAIL"], &rows));
     out
 }
@@ -237,21 +230,14 @@ pub fn incident_text(i: &Value) -> String {
 /// `medic status`.
 pub fn status_text(d: &Value) -> String {
     let mut out = String::new();
-    let alerts: Vec<Vec<String>> = d["alerts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|x| {
-                    vec![
-                        s(&x["labels"]["alertname"]),
-                        labels(&x["labels"]),
-                        s(&x["state"]),
-                        s(&x["activeAt"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let alerts = rows(&d["alerts"], |x| {
+        vec![
+            s(&x["labels"]["alertname"]),
+            labels(&x["labels"]),
+            s(&x["state"]),
+            s(&x["activeAt"]),
+        ]
+    });
     let _ = writeln!(out, "ALERTS ({})", alerts.len());
     out.push_str(&table(
         &["ALERT", "LABELS", "STATE", "ACTIVE SINCE"],
@@ -260,62 +246,41 @@ pub fn status_text(d: &Value) -> String {
     let n = d["incidents"].as_array().map_or(0, Vec::len);
     let _ = writeln!(out, "\nOPEN INCIDENTS ({n})");
     out.push_str(&incidents_table(d));
-    let breakers: Vec<Vec<String>> = d["breakers"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|b| {
-                    vec![
-                        s(&b["target"]),
-                        s(&b["state"]),
-                        s(&b["failures"]),
-                        s(&b["half_open_at"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let breakers = rows(&d["breakers"], |b| {
+        vec![
+            s(&b["target"]),
+            s(&b["state"]),
+            s(&b["failures"]),
+            s(&b["half_open_at"]),
+        ]
+    });
     out.push_str("\nBREAKERS\n");
     out.push_str(&table(
         &["TARGET", "STATE", "FAILURES", "HALF-OPEN AT"],
         &breakers,
     ));
-    let budgets: Vec<Vec<String>> = d["budgets"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|b| {
-                    vec![
-                        s(&b["scope"]),
-                        s(&b["name"]),
-                        s(&b["budget"]),
-                        b["remaining"]
-                            .as_f64()
-                            .map(|r| format!("{r:.2}"))
-                            .unwrap_or_default(),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let budgets = rows(&d["budgets"], |b| {
+        vec![
+            s(&b["scope"]),
+            s(&b["name"]),
+            s(&b["budget"]),
+            b["remaining"]
+                .as_f64()
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_default(),
+        ]
+    });
     out.push_str("\nBUDGETS\n");
     out.push_str(&table(&["SCOPE", "NAME", "BUDGET", "REMAINING"], &budgets));
-    let approvals: Vec<Vec<String>> = d["awaitingApproval"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|x| {
-                    vec![
-                        s(&x["incident"]),
-                        s(&x["rule"]),
-                        s(&x["action"]),
-                        s(&x["target"]),
-                        s(&x["expires_at"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let approvals = rows(&d["awaitingApproval"], |x| {
+        vec![
+            s(&x["incident"]),
+            s(&x["rule"]),
+            s(&x["action"]),
+            s(&x["target"]),
+            s(&x["expires_at"]),
+        ]
+    });
     if !approvals.is_empty() {
         out.push_str("\nAWAITING APPROVAL\n");
         out.push_str(&table(
@@ -329,37 +294,29 @@ pub fn status_text(d: &Value) -> String {
 
 /// `medic silence list`.
 pub fn silences_table(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|x| {
-                    let matchers = x["matchers"]
-                        .as_array()
-                        .map(|m| {
-                            m.iter()
-                                .filter_map(|m| {
-                                    serde_json::from_value::<crate::silence::Matcher>(m.clone())
-                                        .ok()
-                                })
-                                .map(|m| m.to_string())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
-                    vec![
-                        s(&x["id"]),
-                        s(&x["status"]["state"]),
-                        matchers,
-                        s(&x["startsAt"]),
-                        s(&x["endsAt"]),
-                        s(&x["createdBy"]),
-                        s(&x["comment"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows = rows(v, |x| {
+        let matchers = x["matchers"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|m| {
+                        serde_json::from_value::<crate::silence::Matcher>(m.clone()).ok()
+                    })
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        vec![
+            s(&x["id"]),
+            s(&x["status"]["state"]),
+            matchers,
+            s(&x["startsAt"]),
+            s(&x["endsAt"]),
+            s(&x["createdBy"]),
+            s(&x["comment"]),
+        ]
+    });
     table(
         &[
             "ID",
